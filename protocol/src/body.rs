@@ -1,0 +1,304 @@
+//! What a record says: claims, rebuttals, endorsements, retractions.
+//!
+//! # Extensibility rule
+//! A body is encoded as a *kind number* followed by a length-prefixed *payload*. The kinds known
+//! today are 1 = claim, 2 = rebuttal, 3 = endorsement, 4 = retraction. A node that meets a kind
+//! it does not know keeps it as [`Body::Unknown`]: the envelope (author, chain position,
+//! signature, size) is still fully verified, the record is stored and forwarded, and it is shown
+//! as "unknown kind N", but it is never interpreted and cannot be the target of a response. This
+//! keeps every author's hash chain whole across software versions. A change to an existing
+//! body's fields is a new kind number, never an edit of an old one, so old signatures stay valid.
+
+use bincode::{Decode, Encode};
+use serde::{Deserialize, Serialize};
+
+use crate::encoding;
+use crate::id::{RecordId, Sha256Digest, StateCode};
+
+/// The kind number of a claim.
+pub const KIND_CLAIM: u16 = 1;
+/// The kind number of a rebuttal.
+pub const KIND_REBUTTAL: u16 = 2;
+/// The kind number of an endorsement.
+pub const KIND_ENDORSEMENT: u16 = 3;
+/// The kind number of a retraction.
+pub const KIND_RETRACTION: u16 = 4;
+
+/// An attribution claim: "incident X, observed then, is attributed to Y, with this confidence
+/// and this evidence".
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Claim {
+    /// What happened.
+    pub incident: Incident,
+    /// To whom it is attributed.
+    pub attributed_to: Attribution,
+    /// Confidence, 0–100, on the STIX 2.1 confidence scale.
+    pub confidence: u8,
+    /// Evidence, by hash.
+    #[serde(default)]
+    pub evidence: Vec<Evidence>,
+    /// Who may see this outside the member network.
+    pub tlp: Tlp,
+    /// The author's earlier claim that this one revises, if any. Only the author of that claim
+    /// may supersede it.
+    #[serde(default)]
+    pub supersedes: Option<RecordId>,
+}
+
+/// The incident a claim is about.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Incident {
+    /// A short title.
+    pub title: String,
+    /// What was observed.
+    pub summary: String,
+    /// Start of the observed activity, ms since the Unix epoch.
+    pub observed_from: u64,
+    /// End of the observed activity, ms since the Unix epoch (≥ `observed_from`).
+    pub observed_to: u64,
+    /// Affected sectors (e.g. `energy`, `health`).
+    #[serde(default)]
+    pub sectors: Vec<String>,
+    /// Free tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// Whom a claim attributes the incident to: a state, a named actor or group, or both.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attribution {
+    /// The state held responsible, if any.
+    #[serde(default)]
+    pub state: Option<StateCode>,
+    /// The actor or group held responsible, if any (e.g. `APT-X`).
+    #[serde(default)]
+    pub actor: Option<String>,
+}
+
+/// A piece of evidence, by hash: the artefact itself never leaves its owner.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evidence {
+    /// What kind of artefact (e.g. `malware-sample`, `pcap`, `log`, `report`).
+    pub kind: String,
+    /// SHA-256 of the artefact.
+    pub sha256: Sha256Digest,
+    /// What it shows.
+    pub description: String,
+    /// Where a member may request it, if anywhere.
+    #[serde(default)]
+    pub locator: Option<String>,
+}
+
+/// Traffic Light Protocol 2.0 marking.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize, Deserialize,
+)]
+pub enum Tlp {
+    /// TLP:CLEAR, no limit on disclosure.
+    #[serde(rename = "CLEAR")]
+    Clear,
+    /// TLP:GREEN, the community.
+    #[serde(rename = "GREEN")]
+    Green,
+    /// TLP:AMBER, recipients' organisations and their clients.
+    #[serde(rename = "AMBER")]
+    Amber,
+    /// TLP:AMBER+STRICT, recipients' organisations only.
+    #[serde(rename = "AMBER+STRICT")]
+    AmberStrict,
+    /// TLP:RED, named recipients only.
+    #[serde(rename = "RED")]
+    Red,
+}
+
+/// How a rebuttal disputes a claim.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stance {
+    /// The claim is false.
+    Deny,
+    /// The evidence does not show what the claim says.
+    DisputeEvidence,
+    /// The activity happened but the attribution is wrong.
+    DisputeAttribution,
+    /// Part of the claim is accepted.
+    PartiallyAccept,
+    /// More information is asked for before taking a position.
+    RequestInformation,
+}
+
+/// Agreement with a claim, on the STIX 2.1 opinion scale.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Opinion {
+    /// strongly-disagree
+    StronglyDisagree,
+    /// disagree
+    Disagree,
+    /// neutral
+    Neutral,
+    /// agree
+    Agree,
+    /// strongly-agree
+    StronglyAgree,
+}
+
+/// A dispute of a claim, by the accused or anyone.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rebuttal {
+    /// The claim disputed.
+    pub target: RecordId,
+    /// How it is disputed.
+    pub stance: Stance,
+    /// Reasons.
+    pub statement: String,
+    /// Counter-evidence, by hash.
+    #[serde(default)]
+    pub evidence: Vec<Evidence>,
+}
+
+/// A third state's position on a claim.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endorsement {
+    /// The claim endorsed (or not).
+    pub target: RecordId,
+    /// Agreement with the claim.
+    pub agreement: Opinion,
+    /// Reasons.
+    pub statement: String,
+    /// Supporting evidence, by hash.
+    #[serde(default)]
+    pub evidence: Vec<Evidence>,
+}
+
+/// The withdrawal of a claim by its own author.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retraction {
+    /// The claim withdrawn.
+    pub target: RecordId,
+    /// Why.
+    pub reason: String,
+}
+
+/// What a record says. See the module docs for the extensibility rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Body {
+    /// Kind 1.
+    Claim(Claim),
+    /// Kind 2.
+    Rebuttal(Rebuttal),
+    /// Kind 3.
+    Endorsement(Endorsement),
+    /// Kind 4.
+    Retraction(Retraction),
+    /// A kind this software does not know: kept verbatim, never interpreted.
+    Unknown {
+        /// The kind number.
+        code: u16,
+        /// The payload bytes, as signed.
+        #[serde(serialize_with = "hex_bytes")]
+        payload: Vec<u8>,
+    },
+}
+
+fn hex_bytes<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&hex::encode(bytes))
+}
+
+impl Body {
+    /// The kind number (see the module docs).
+    pub fn code(&self) -> u16 {
+        match self {
+            Body::Claim(_) => KIND_CLAIM,
+            Body::Rebuttal(_) => KIND_REBUTTAL,
+            Body::Endorsement(_) => KIND_ENDORSEMENT,
+            Body::Retraction(_) => KIND_RETRACTION,
+            Body::Unknown { code, .. } => *code,
+        }
+    }
+
+    /// A short lowercase name of the kind (`claim`, `rebuttal`, ..., `unknown`).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Body::Claim(_) => "claim",
+            Body::Rebuttal(_) => "rebuttal",
+            Body::Endorsement(_) => "endorsement",
+            Body::Retraction(_) => "retraction",
+            Body::Unknown { .. } => "unknown",
+        }
+    }
+
+    /// The claim this body responds to: the target of a rebuttal, endorsement or retraction, or
+    /// the claim a revised claim supersedes.
+    pub fn target(&self) -> Option<RecordId> {
+        match self {
+            Body::Claim(c) => c.supersedes,
+            Body::Rebuttal(r) => Some(r.target),
+            Body::Endorsement(e) => Some(e.target),
+            Body::Retraction(r) => Some(r.target),
+            Body::Unknown { .. } => None,
+        }
+    }
+
+    /// The claim, if this is one.
+    pub fn as_claim(&self) -> Option<&Claim> {
+        match self {
+            Body::Claim(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    fn payload(&self) -> Vec<u8> {
+        match self {
+            Body::Claim(b) => encoding::to_vec(b),
+            Body::Rebuttal(b) => encoding::to_vec(b),
+            Body::Endorsement(b) => encoding::to_vec(b),
+            Body::Retraction(b) => encoding::to_vec(b),
+            Body::Unknown { payload, .. } => payload.clone(),
+        }
+    }
+}
+
+impl Encode for Body {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        self.code().encode(encoder)?;
+        self.payload().encode(encoder)
+    }
+}
+
+impl<Context> Decode<Context> for Body {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        let code = u16::decode(decoder)?;
+        let payload = Vec::<u8>::decode(decoder)?;
+        fn inner<T: Decode<()> + Encode>(p: &[u8]) -> Result<T, bincode::error::DecodeError> {
+            encoding::from_slice(p).map_err(|_| {
+                bincode::error::DecodeError::Other("body payload is not a valid encoding")
+            })
+        }
+        Ok(match code {
+            KIND_CLAIM => Body::Claim(inner(&payload)?),
+            KIND_REBUTTAL => Body::Rebuttal(inner(&payload)?),
+            KIND_ENDORSEMENT => Body::Endorsement(inner(&payload)?),
+            KIND_RETRACTION => Body::Retraction(inner(&payload)?),
+            code => Body::Unknown { code, payload },
+        })
+    }
+}
+bincode::impl_borrow_decode!(Body);

@@ -1,0 +1,190 @@
+//! Thread status: what a claim and its responses add up to, in a form a person reads quickly.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::body::{Body, Opinion, Stance};
+use crate::id::{RecordId, StateCode};
+use crate::record::Record;
+use crate::roster::Roster;
+
+/// One state's current position on a claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Position<T> {
+    /// The state.
+    pub state: StateCode,
+    /// Its position.
+    pub position: T,
+    /// The record that states it (the state's latest on this claim).
+    pub record: RecordId,
+}
+
+/// The summary of a claim thread.
+///
+/// Only each state's *latest* endorsement and latest rebuttal count (by the author's seq).
+/// Responses from unknown authors, or that do not target this claim, are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ThreadStatus {
+    /// The claim.
+    pub claim: RecordId,
+    /// Who claims.
+    pub claimant: Option<StateCode>,
+    /// The state the claim attributes the incident to, if any.
+    pub accused_state: Option<StateCode>,
+    /// The actor the claim names, if any.
+    pub accused_actor: Option<String>,
+    /// The claim's confidence, 0–100.
+    pub confidence: u8,
+    /// Endorsements, one per state, sorted by state.
+    pub endorsements: Vec<Position<Opinion>>,
+    /// How many states hold each opinion.
+    pub endorsement_counts: BTreeMap<Opinion, usize>,
+    /// Rebuttals, one per state, sorted by state.
+    pub rebuttals: Vec<Position<Stance>>,
+    /// Whether the accused state itself rebutted.
+    pub rebutted_by_accused: bool,
+    /// The author's retraction, if any.
+    pub retracted_by: Option<RecordId>,
+    /// Later claims by the author that supersede this one.
+    pub superseded_by: Vec<RecordId>,
+}
+
+impl ThreadStatus {
+    /// Summarises `claim` and its `responses`. Returns `None` if `claim` is not a claim.
+    pub fn of(claim: &Record, responses: &[Record], roster: &Roster) -> Option<ThreadStatus> {
+        let Body::Claim(c) = claim.body() else {
+            return None;
+        };
+        let code = |r: &Record| roster.member_by_key(&r.author()).map(|m| m.code);
+        let mut endorsements: BTreeMap<StateCode, (u64, Opinion, RecordId)> = BTreeMap::new();
+        let mut rebuttals: BTreeMap<StateCode, (u64, Stance, RecordId)> = BTreeMap::new();
+        let mut retracted_by = None;
+        let mut superseded_by = Vec::new();
+        for r in responses {
+            if r.body().target() != Some(claim.id()) {
+                continue;
+            }
+            let Some(state) = code(r) else { continue };
+            let same_author = r.author() == claim.author();
+            match r.body() {
+                Body::Endorsement(e) if !same_author => {
+                    keep_latest(&mut endorsements, state, (r.seq(), e.agreement, r.id()));
+                }
+                Body::Rebuttal(b) => {
+                    keep_latest(&mut rebuttals, state, (r.seq(), b.stance, r.id()));
+                }
+                Body::Retraction(_) if same_author => retracted_by = Some(r.id()),
+                Body::Claim(_) if same_author => superseded_by.push(r.id()),
+                _ => {}
+            }
+        }
+        superseded_by.sort();
+        let mut endorsement_counts = BTreeMap::new();
+        for (_, o, _) in endorsements.values() {
+            *endorsement_counts.entry(*o).or_insert(0) += 1;
+        }
+        let accused_state = c.attributed_to.state;
+        Some(ThreadStatus {
+            claim: claim.id(),
+            claimant: code(claim),
+            accused_state,
+            accused_actor: c.attributed_to.actor.clone(),
+            confidence: c.confidence,
+            rebutted_by_accused: accused_state.is_some_and(|s| rebuttals.contains_key(&s)),
+            endorsements: positions(endorsements),
+            endorsement_counts,
+            rebuttals: positions(rebuttals),
+            retracted_by,
+            superseded_by,
+        })
+    }
+
+    /// One line for people, e.g. `FRA attributes to RUS (confidence 80): 2 agree, 1 disagree;
+    /// rebutted by RUS (the accused: deny)`.
+    pub fn headline(&self) -> String {
+        let who = self.claimant.map_or("?".to_string(), |c| c.to_string());
+        let target = match (&self.accused_state, &self.accused_actor) {
+            (Some(s), Some(a)) => format!("{s} ({a})"),
+            (Some(s), None) => s.to_string(),
+            (None, Some(a)) => a.clone(),
+            (None, None) => "?".into(),
+        };
+        let mut line = format!(
+            "{who} attributes to {target} (confidence {})",
+            self.confidence
+        );
+        if self.endorsement_counts.is_empty() {
+            line.push_str(": no endorsements");
+        } else {
+            let parts: Vec<String> = self
+                .endorsement_counts
+                .iter()
+                .rev()
+                .map(|(o, n)| format!("{n} {}", opinion_label(*o)))
+                .collect();
+            line.push_str(&format!(": {}", parts.join(", ")));
+        }
+        for r in &self.rebuttals {
+            let accused = Some(r.state) == self.accused_state;
+            line.push_str(&format!(
+                "; rebutted by {}{} ({})",
+                r.state,
+                if accused { ", the accused" } else { "" },
+                stance_label(r.position)
+            ));
+        }
+        if self.retracted_by.is_some() {
+            line.push_str("; RETRACTED by its author");
+        }
+        if !self.superseded_by.is_empty() {
+            line.push_str("; superseded by a revised claim");
+        }
+        line
+    }
+}
+
+/// The STIX-style label of an opinion (`strongly-agree`, ...).
+pub fn opinion_label(o: Opinion) -> &'static str {
+    match o {
+        Opinion::StronglyDisagree => "strongly-disagree",
+        Opinion::Disagree => "disagree",
+        Opinion::Neutral => "neutral",
+        Opinion::Agree => "agree",
+        Opinion::StronglyAgree => "strongly-agree",
+    }
+}
+
+/// The label of a rebuttal stance (`deny`, `dispute-evidence`, ...).
+pub fn stance_label(s: Stance) -> &'static str {
+    match s {
+        Stance::Deny => "deny",
+        Stance::DisputeEvidence => "dispute-evidence",
+        Stance::DisputeAttribution => "dispute-attribution",
+        Stance::PartiallyAccept => "partially-accept",
+        Stance::RequestInformation => "request-information",
+    }
+}
+
+fn keep_latest<T: Copy>(
+    map: &mut BTreeMap<StateCode, (u64, T, RecordId)>,
+    state: StateCode,
+    entry: (u64, T, RecordId),
+) {
+    match map.get(&state) {
+        Some(old) if old.0 >= entry.0 => {}
+        _ => {
+            map.insert(state, entry);
+        }
+    }
+}
+
+fn positions<T: Copy>(map: BTreeMap<StateCode, (u64, T, RecordId)>) -> Vec<Position<T>> {
+    map.into_iter()
+        .map(|(state, (_, position, record))| Position {
+            state,
+            position,
+            record,
+        })
+        .collect()
+}

@@ -1,0 +1,283 @@
+//! Validation: every reason a record can be refused, as one typed error, and the checks that
+//! produce them. All checks are pure: the receiver's clock and the target record are passed in.
+
+use crate::body::{Body, Evidence};
+use crate::encoding::EncodingError;
+use crate::id::{MemberKey, RecordId};
+use crate::limits::*;
+use crate::record::{Record, RecordContent};
+use crate::roster::Roster;
+
+/// Why a record was refused. Each variant names what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The bytes are not a canonical record encoding.
+    #[error("record bytes do not decode: {0}")]
+    Encoding(#[from] EncodingError),
+    /// The encoded record is over [`MAX_RECORD_BYTES`].
+    #[error("record is {size} bytes, over the {max}-byte limit; shorten texts or evidence lists")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Too short to hold a version byte and a signature.
+    #[error("record is only {size} bytes: truncated")]
+    Truncated {
+        /// Its size.
+        size: usize,
+    },
+    /// The first byte is not a record version this software knows.
+    #[error("record format version {version} is not supported (this software reads version 1); upgrade attrib")]
+    UnsupportedVersion {
+        /// The version byte found.
+        version: u8,
+    },
+    /// A text field is over its limit.
+    #[error("field `{field}` is {len} bytes, over its {max}-byte limit")]
+    FieldTooLong {
+        /// The field.
+        field: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A list has too many items.
+    #[error("field `{field}` has {count} items, over its limit of {max}")]
+    TooManyItems {
+        /// The field.
+        field: &'static str,
+        /// Its count.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A field has a value that is never valid.
+    #[error("field `{field}` is invalid: {reason}")]
+    InvalidField {
+        /// The field.
+        field: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The author key is not a member of the roster (observers author nothing).
+    #[error("author {author} is not a member of this network's roster")]
+    UnknownAuthor {
+        /// The key.
+        author: MemberKey,
+    },
+    /// The signature does not verify under the author's key for this network.
+    #[error("record {id}: signature does not verify under the author's key for this network")]
+    BadSignature {
+        /// The record.
+        id: RecordId,
+    },
+    /// `created_at` is further ahead of the receiver's clock than allowed.
+    #[error("record created at {created_at} ms is more than {max_skew_ms} ms ahead of this node's clock ({now} ms); check the author's clock")]
+    FromTheFuture {
+        /// The record's timestamp.
+        created_at: u64,
+        /// The receiver's clock.
+        now: u64,
+        /// The allowed skew.
+        max_skew_ms: u64,
+    },
+    /// A response targets a record that is not a claim.
+    #[error("record targets {target}, which is a {kind}, not a claim")]
+    TargetNotClaim {
+        /// The target.
+        target: RecordId,
+        /// What it is.
+        kind: &'static str,
+    },
+    /// A retraction by someone other than the claim's author.
+    #[error("only the author of claim {target} may retract it")]
+    RetractionByNonAuthor {
+        /// The claim.
+        target: RecordId,
+    },
+    /// A revision of someone else's claim.
+    #[error("only the author of claim {target} may supersede it")]
+    SupersedeByNonAuthor {
+        /// The claim.
+        target: RecordId,
+    },
+    /// An endorsement of one's own claim.
+    #[error("a state cannot endorse its own claim {target}")]
+    SelfEndorsement {
+        /// The claim.
+        target: RecordId,
+    },
+}
+
+/// The full stand-alone check of received bytes: decode (bounded, canonical), field limits,
+/// author in the roster, signature (`verify_strict`), and clock skew against `now_ms`.
+/// What it cannot check alone (chain position, response target) is in [`crate::chain`] and
+/// [`check_response`].
+pub fn check_record(bytes: &[u8], roster: &Roster, now_ms: u64) -> Result<Record, RecordError> {
+    let record = Record::decode(bytes)?;
+    check_content(record.content())?;
+    check_clock(&record, now_ms)?;
+    record.verify_signature(roster)?;
+    Ok(record)
+}
+
+/// Checks that `created_at` is not too far ahead of the receiver's clock.
+pub fn check_clock(record: &Record, now_ms: u64) -> Result<(), RecordError> {
+    if record.created_at() > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
+        return Err(RecordError::FromTheFuture {
+            created_at: record.created_at(),
+            now: now_ms,
+            max_skew_ms: MAX_CLOCK_SKEW_MS,
+        });
+    }
+    Ok(())
+}
+
+/// Checks the rules a record's content must meet on its own: chain fields and field limits.
+/// Run by authors before signing, and by receivers.
+pub fn check_content(c: &RecordContent) -> Result<(), RecordError> {
+    if c.seq == 0 {
+        return Err(RecordError::InvalidField {
+            field: "seq",
+            reason: "sequence numbers start at 1",
+        });
+    }
+    if (c.seq == 1) != c.prev.is_none() {
+        return Err(RecordError::InvalidField {
+            field: "prev",
+            reason: "must be absent exactly when seq is 1",
+        });
+    }
+    match &c.body {
+        Body::Claim(claim) => {
+            let i = &claim.incident;
+            text("incident.title", &i.title, MAX_TITLE)?;
+            non_empty("incident.title", &i.title)?;
+            text("incident.summary", &i.summary, MAX_TEXT)?;
+            if i.observed_from > i.observed_to {
+                return Err(RecordError::InvalidField {
+                    field: "incident.observed_to",
+                    reason: "must not be before observed_from",
+                });
+            }
+            labels("incident.sectors", &i.sectors)?;
+            labels("incident.tags", &i.tags)?;
+            let a = &claim.attributed_to;
+            if a.state.is_none() && a.actor.is_none() {
+                return Err(RecordError::InvalidField {
+                    field: "attributed_to",
+                    reason: "name a state, an actor, or both",
+                });
+            }
+            if let Some(actor) = &a.actor {
+                text("attributed_to.actor", actor, MAX_LABEL)?;
+                non_empty("attributed_to.actor", actor)?;
+            }
+            if claim.confidence > 100 {
+                return Err(RecordError::InvalidField {
+                    field: "confidence",
+                    reason: "must be 0..=100 (STIX 2.1 confidence scale)",
+                });
+            }
+            evidence(&claim.evidence)
+        }
+        Body::Rebuttal(r) => {
+            text("statement", &r.statement, MAX_TEXT)?;
+            non_empty("statement", &r.statement)?;
+            evidence(&r.evidence)
+        }
+        Body::Endorsement(e) => {
+            text("statement", &e.statement, MAX_TEXT)?;
+            evidence(&e.evidence)
+        }
+        Body::Retraction(r) => {
+            text("reason", &r.reason, MAX_TEXT)?;
+            non_empty("reason", &r.reason)
+        }
+        Body::Unknown { .. } => Ok(()),
+    }
+}
+
+/// Checks a response (rebuttal, endorsement, retraction, superseding claim) against the record
+/// it targets. `target` must be the record whose id is `record.body().target()`.
+pub fn check_response(record: &Record, target: &Record) -> Result<(), RecordError> {
+    let target_id = target.id();
+    if !matches!(target.body(), Body::Claim(_)) {
+        return Err(RecordError::TargetNotClaim {
+            target: target_id,
+            kind: target.body().kind_name(),
+        });
+    }
+    let same_author = record.author() == target.author();
+    match record.body() {
+        Body::Retraction(_) if !same_author => {
+            Err(RecordError::RetractionByNonAuthor { target: target_id })
+        }
+        Body::Claim(_) if !same_author => {
+            Err(RecordError::SupersedeByNonAuthor { target: target_id })
+        }
+        Body::Endorsement(_) if same_author => {
+            Err(RecordError::SelfEndorsement { target: target_id })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn text(field: &'static str, s: &str, max: usize) -> Result<(), RecordError> {
+    if s.len() > max {
+        return Err(RecordError::FieldTooLong {
+            field,
+            len: s.len(),
+            max,
+        });
+    }
+    Ok(())
+}
+
+fn non_empty(field: &'static str, s: &str) -> Result<(), RecordError> {
+    if s.trim().is_empty() {
+        return Err(RecordError::InvalidField {
+            field,
+            reason: "must not be empty",
+        });
+    }
+    Ok(())
+}
+
+fn labels(field: &'static str, items: &[String]) -> Result<(), RecordError> {
+    if items.len() > MAX_TAGS {
+        return Err(RecordError::TooManyItems {
+            field,
+            count: items.len(),
+            max: MAX_TAGS,
+        });
+    }
+    for item in items {
+        text(field, item, MAX_LABEL)?;
+        non_empty(field, item)?;
+    }
+    Ok(())
+}
+
+fn evidence(items: &[Evidence]) -> Result<(), RecordError> {
+    if items.len() > MAX_EVIDENCE {
+        return Err(RecordError::TooManyItems {
+            field: "evidence",
+            count: items.len(),
+            max: MAX_EVIDENCE,
+        });
+    }
+    for e in items {
+        text("evidence.kind", &e.kind, MAX_LABEL)?;
+        non_empty("evidence.kind", &e.kind)?;
+        text("evidence.description", &e.description, MAX_EVIDENCE_TEXT)?;
+        if let Some(l) = &e.locator {
+            text("evidence.locator", l, MAX_EVIDENCE_TEXT)?;
+        }
+    }
+    Ok(())
+}
