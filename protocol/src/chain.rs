@@ -62,21 +62,18 @@ pub fn classify(record: &Record, view: &impl ChainView) -> ChainPosition {
             return ChainPosition::Fork(proof);
         }
     }
-    if seq > 1 {
-        if let Some(before) = view.at(&author, seq - 1) {
-            if record.prev() != Some(before.id()) {
-                if let Some(proof) = ForkProof::new(before, record.clone()) {
-                    return ChainPosition::Fork(proof);
-                }
-            }
-        }
+    if seq > 1
+        && let Some(before) = view.at(&author, seq - 1)
+        && record.prev() != Some(before.id())
+        && let Some(proof) = ForkProof::new(before, record.clone())
+    {
+        return ChainPosition::Fork(proof);
     }
-    if let Some(after) = view.at(&author, seq + 1) {
-        if after.prev() != Some(record.id()) {
-            if let Some(proof) = ForkProof::new(record.clone(), after) {
-                return ChainPosition::Fork(proof);
-            }
-        }
+    if let Some(after) = view.at(&author, seq + 1)
+        && after.prev() != Some(record.id())
+        && let Some(proof) = ForkProof::new(record.clone(), after)
+    {
+        return ChainPosition::Fork(proof);
     }
     let head = view.head(&author).map_or(0, |h| h.seq);
     if seq > head + 1 {
@@ -130,10 +127,14 @@ impl ForkProof {
 
     fn check_structure(a: &Record, b: &Record) -> Result<(), ForkProofError> {
         if a.author() != b.author() {
-            return Err(ForkProofError::NotAFork("the records have different authors"));
+            return Err(ForkProofError::NotAFork(
+                "the records have different authors",
+            ));
         }
         if a.id() == b.id() {
-            return Err(ForkProofError::NotAFork("the two records are the same record"));
+            return Err(ForkProofError::NotAFork(
+                "the two records are the same record",
+            ));
         }
         let (lo, hi) = if a.seq() <= b.seq() { (a, b) } else { (b, a) };
         if lo.seq() == hi.seq() {

@@ -153,10 +153,10 @@ impl FromStr for StateCode {
     type Err = ParseStateCodeError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let b = s.as_bytes();
-        if b.len() == 3 {
-            if let Some(code) = Self::from_bytes([b[0], b[1], b[2]]) {
-                return Ok(code);
-            }
+        if b.len() == 3
+            && let Some(code) = Self::from_bytes([b[0], b[1], b[2]])
+        {
+            return Ok(code);
         }
         Err(ParseStateCodeError(s.chars().take(20).collect()))
     }
@@ -193,7 +193,10 @@ mod tests {
 
     #[test]
     fn state_codes_are_three_capitals() {
-        assert_eq!("FRA".parse::<StateCode>().map(|c| c.to_string()), Ok("FRA".into()));
+        assert_eq!(
+            "FRA".parse::<StateCode>().map(|c| c.to_string()),
+            Ok("FRA".into())
+        );
         for bad in ["fra", "FR", "FRAN", "F1A", "", "ÉTA"] {
             assert!(bad.parse::<StateCode>().is_err(), "{bad} accepted");
         }

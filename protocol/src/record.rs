@@ -90,8 +90,7 @@ impl Record {
         if bytes[0] != RECORD_VERSION {
             return Err(RecordError::UnsupportedVersion { version: bytes[0] });
         }
-        let content: RecordContent =
-            encoding::from_slice(&bytes[1..bytes.len() - SIGNATURE_LEN])?;
+        let content: RecordContent = encoding::from_slice(&bytes[1..bytes.len() - SIGNATURE_LEN])?;
         Ok(Record {
             content: Arc::new(content),
             id: RecordId::of_encoding(bytes),

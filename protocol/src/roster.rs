@@ -96,7 +96,9 @@ pub enum RosterError {
     #[error("members {0} and {1} have the same key; each state needs its own key")]
     DuplicateKey(StateCode, StateCode),
     /// A member key is not a usable ed25519 public key.
-    #[error("the key of {0} is not a valid ed25519 public key (or is a weak key); regenerate it with `attrib init`")]
+    #[error(
+        "the key of {0} is not a valid ed25519 public key (or is a weak key); regenerate it with `attrib init`"
+    )]
     BadKey(StateCode),
     /// A peer id appears twice.
     #[error("node {0} is listed twice in the roster")]
@@ -131,7 +133,8 @@ struct CanonicalRoster<'a> {
 impl Roster {
     /// Parses and checks a roster file.
     pub fn from_toml(text: &str) -> Result<Self, RosterError> {
-        let file: RosterFile = toml::from_str(text).map_err(|e| RosterError::Toml(e.to_string()))?;
+        let file: RosterFile =
+            toml::from_str(text).map_err(|e| RosterError::Toml(e.to_string()))?;
         Self::new(file)
     }
 

@@ -30,7 +30,9 @@ pub enum RecordError {
         size: usize,
     },
     /// The first byte is not a record version this software knows.
-    #[error("record format version {version} is not supported (this software reads version 1); upgrade attrib")]
+    #[error(
+        "record format version {version} is not supported (this software reads version 1); upgrade attrib"
+    )]
     UnsupportedVersion {
         /// The version byte found.
         version: u8,
@@ -76,7 +78,9 @@ pub enum RecordError {
         id: RecordId,
     },
     /// `created_at` is further ahead of the receiver's clock than allowed.
-    #[error("record created at {created_at} ms is more than {max_skew_ms} ms ahead of this node's clock ({now} ms); check the author's clock")]
+    #[error(
+        "record created at {created_at} ms is more than {max_skew_ms} ms ahead of this node's clock ({now} ms); check the author's clock"
+    )]
     FromTheFuture {
         /// The record's timestamp.
         created_at: u64,

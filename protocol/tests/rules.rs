@@ -1,0 +1,426 @@
+//! Each validation failure is its own typed error; chain rules; thread status; roster.
+
+use attrib_protocol::*;
+
+use crate::fixture::*;
+
+#[test]
+fn a_valid_record_passes_and_keeps_its_id() {
+    let n = net();
+    let r = n
+        .fra
+        .sign(&n.roster, 1, None, Body::Claim(claim("Grid outage")));
+    let got = check_record(r.as_bytes(), &n.roster, NOW).expect("valid");
+    assert_eq!(got.id(), r.id());
+    assert_eq!(got.content(), r.content());
+    assert_eq!(got.as_bytes(), r.as_bytes());
+}
+
+#[test]
+fn unknown_author_is_refused() {
+    let n = net();
+    let outsider = TestMember::new("XYZ", 9);
+    let r = outsider.sign(&n.roster, 1, None, Body::Claim(claim("x")));
+    assert_eq!(
+        check_record(r.as_bytes(), &n.roster, NOW),
+        Err(RecordError::UnknownAuthor {
+            author: outsider.public()
+        })
+    );
+}
+
+#[test]
+fn record_signed_for_another_network_has_a_bad_signature() {
+    let n = net();
+    let other = roster_of(&[&TestMember::new("FRA", 1), &TestMember::new("ITA", 4)]);
+    let r = n.fra.sign(&other, 1, None, Body::Claim(claim("x")));
+    assert_eq!(
+        check_record(r.as_bytes(), &n.roster, NOW),
+        Err(RecordError::BadSignature { id: r.id() })
+    );
+}
+
+#[test]
+fn forged_signature_is_refused() {
+    let n = net();
+    let r = n.fra.sign(&n.roster, 1, None, Body::Claim(claim("x")));
+    // Same content, signed by DEU's key but claiming FRA as author.
+    let forged = Record::sign(r.content().clone(), &n.deu.key, n.roster.network_id());
+    assert!(matches!(
+        check_record(forged.as_bytes(), &n.roster, NOW),
+        Err(RecordError::BadSignature { .. })
+    ));
+}
+
+#[test]
+fn future_timestamp_is_refused_and_small_skew_accepted() {
+    let n = net();
+    let mut content = n
+        .fra
+        .sign(&n.roster, 1, None, Body::Claim(claim("x")))
+        .content()
+        .clone();
+    content.created_at = NOW + limits::MAX_CLOCK_SKEW_MS + 1;
+    let r = Record::sign(content.clone(), &n.fra.key, n.roster.network_id());
+    assert!(matches!(
+        check_record(r.as_bytes(), &n.roster, NOW),
+        Err(RecordError::FromTheFuture { .. })
+    ));
+    content.created_at = NOW + limits::MAX_CLOCK_SKEW_MS;
+    let r = Record::sign(content, &n.fra.key, n.roster.network_id());
+    assert!(check_record(r.as_bytes(), &n.roster, NOW).is_ok());
+}
+
+#[test]
+fn bad_chain_fields_are_refused() {
+    let n = net();
+    let id = RecordId([1; 32]);
+    for (seq, prev) in [(0, None), (1, Some(id)), (2, None)] {
+        let r = n.fra.sign(&n.roster, seq, prev, Body::Claim(claim("x")));
+        assert!(
+            matches!(
+                check_record(r.as_bytes(), &n.roster, NOW),
+                Err(RecordError::InvalidField { .. })
+            ),
+            "seq {seq} prev {prev:?} accepted"
+        );
+    }
+}
+
+#[test]
+fn field_limits_are_enforced() {
+    let n = net();
+    let mut c = claim("x");
+    c.incident.title = "t".repeat(limits::MAX_TITLE + 1);
+    let r = n.fra.sign(&n.roster, 1, None, Body::Claim(c));
+    assert!(matches!(
+        check_record(r.as_bytes(), &n.roster, NOW),
+        Err(RecordError::FieldTooLong {
+            field: "incident.title",
+            ..
+        })
+    ));
+
+    let mut c = claim("x");
+    c.incident.tags = vec!["t".into(); limits::MAX_TAGS + 1];
+    let r = n.fra.sign(&n.roster, 1, None, Body::Claim(c));
+    assert!(matches!(
+        check_record(r.as_bytes(), &n.roster, NOW),
+        Err(RecordError::TooManyItems {
+            field: "incident.tags",
+            ..
+        })
+    ));
+
+    let mut c = claim("x");
+    c.confidence = 101;
+    let r = n.fra.sign(&n.roster, 1, None, Body::Claim(c));
+    assert!(matches!(
+        check_record(r.as_bytes(), &n.roster, NOW),
+        Err(RecordError::InvalidField {
+            field: "confidence",
+            ..
+        })
+    ));
+
+    let mut c = claim("x");
+    c.attributed_to = Attribution {
+        state: None,
+        actor: None,
+    };
+    let r = n.fra.sign(&n.roster, 1, None, Body::Claim(c));
+    assert!(matches!(
+        check_record(r.as_bytes(), &n.roster, NOW),
+        Err(RecordError::InvalidField {
+            field: "attributed_to",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn oversized_record_is_refused_before_decoding() {
+    let n = net();
+    let mut c = claim("x");
+    c.incident.summary = "s".repeat(limits::MAX_TEXT);
+    c.evidence = (0..40)
+        .map(|i| Evidence {
+            kind: "log".into(),
+            sha256: Sha256Digest::of(&[i]),
+            description: "d".repeat(limits::MAX_EVIDENCE_TEXT),
+            locator: None,
+        })
+        .collect();
+    let r = n.fra.sign(&n.roster, 1, None, Body::Claim(c));
+    assert!(r.as_bytes().len() > limits::MAX_RECORD_BYTES);
+    assert!(matches!(
+        check_record(r.as_bytes(), &n.roster, NOW),
+        Err(RecordError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn wrong_version_trailing_and_truncated_bytes_are_refused() {
+    let n = net();
+    let r = n.fra.sign(&n.roster, 1, None, Body::Claim(claim("x")));
+    let mut v2 = r.as_bytes().to_vec();
+    v2[0] = 2;
+    assert_eq!(
+        check_record(&v2, &n.roster, NOW),
+        Err(RecordError::UnsupportedVersion { version: 2 })
+    );
+    assert!(matches!(
+        check_record(&[1, 2, 3], &n.roster, NOW),
+        Err(RecordError::Truncated { .. })
+    ));
+    let mut longer = r.as_bytes().to_vec();
+    longer.insert(longer.len() - 64, 0);
+    assert!(matches!(
+        check_record(&longer, &n.roster, NOW),
+        Err(RecordError::Encoding(_))
+    ));
+}
+
+#[test]
+fn unknown_body_kinds_are_kept_verbatim_and_verified() {
+    let n = net();
+    let body = Body::Unknown {
+        code: 99,
+        payload: vec![1, 2, 3],
+    };
+    let r = n.fra.sign(&n.roster, 1, None, body.clone());
+    let got = check_record(r.as_bytes(), &n.roster, NOW).expect("unknown kinds are accepted");
+    assert_eq!(got.body(), &body);
+    assert_eq!(got.body().target(), None);
+}
+
+#[test]
+fn response_rules() {
+    let n = net();
+    let c = n.fra.sign(&n.roster, 1, None, Body::Claim(claim("x")));
+    let reb = n.rus.sign(&n.roster, 1, None, rebuttal(c.id()));
+    assert_eq!(check_response(&reb, &c), Ok(()));
+
+    // A response to a rebuttal is not a response to a claim.
+    let e = n
+        .deu
+        .sign(&n.roster, 1, None, endorsement(reb.id(), Opinion::Agree));
+    assert_eq!(
+        check_response(&e, &reb),
+        Err(RecordError::TargetNotClaim {
+            target: reb.id(),
+            kind: "rebuttal"
+        })
+    );
+    let e = n
+        .deu
+        .sign(&n.roster, 1, None, endorsement(c.id(), Opinion::Agree));
+    assert_eq!(check_response(&e, &c), Ok(()));
+    let own = n.fra.sign(
+        &n.roster,
+        2,
+        Some(c.id()),
+        endorsement(c.id(), Opinion::Agree),
+    );
+    assert_eq!(
+        check_response(&own, &c),
+        Err(RecordError::SelfEndorsement { target: c.id() })
+    );
+
+    let bad = n.deu.sign(&n.roster, 2, Some(e.id()), retraction(c.id()));
+    assert_eq!(
+        check_response(&bad, &c),
+        Err(RecordError::RetractionByNonAuthor { target: c.id() })
+    );
+    let good = n.fra.sign(&n.roster, 2, Some(c.id()), retraction(c.id()));
+    assert_eq!(check_response(&good, &c), Ok(()));
+
+    let mut revised = claim("x, revised");
+    revised.supersedes = Some(c.id());
+    let by_other = n
+        .deu
+        .sign(&n.roster, 2, Some(e.id()), Body::Claim(revised.clone()));
+    assert_eq!(
+        check_response(&by_other, &c),
+        Err(RecordError::SupersedeByNonAuthor { target: c.id() })
+    );
+    let by_author = n.fra.sign(&n.roster, 2, Some(c.id()), Body::Claim(revised));
+    assert_eq!(check_response(&by_author, &c), Ok(()));
+}
+
+#[test]
+fn chain_classification() {
+    let n = net();
+    let chain = n.fra.chain(&n.roster, 5);
+    let mut held = Held::default();
+    assert_eq!(chain::classify(&chain[0], &held), ChainPosition::Next);
+    held.0.push(chain[0].clone());
+    assert_eq!(chain::classify(&chain[0], &held), ChainPosition::Duplicate);
+    assert_eq!(chain::classify(&chain[1], &held), ChainPosition::Next);
+    assert_eq!(
+        chain::classify(&chain[4], &held),
+        ChainPosition::Gap { from: 2, to: 4 }
+    );
+
+    // Equivocation at seq 1: a different record with the same author and seq.
+    let other = n.fra.sign(&n.roster, 1, None, Body::Claim(claim("other")));
+    let ChainPosition::Fork(proof) = chain::classify(&other, &held) else {
+        panic!("fork not detected");
+    };
+    assert_eq!(proof.verify(&n.roster), Ok(n.fra.public()));
+
+    // A broken link: seq 2 whose prev is not the held seq 1.
+    let broken = n.fra.sign(
+        &n.roster,
+        2,
+        Some(RecordId([9; 32])),
+        Body::Claim(claim("b")),
+    );
+    let ChainPosition::Fork(proof) = chain::classify(&broken, &held) else {
+        panic!("broken link not detected");
+    };
+    assert_eq!(proof.verify(&n.roster), Ok(n.fra.public()));
+}
+
+#[test]
+fn fork_proofs_round_trip_and_refuse_non_forks() {
+    let n = net();
+    let a = n.fra.sign(&n.roster, 1, None, Body::Claim(claim("a")));
+    let b = n.fra.sign(&n.roster, 1, None, Body::Claim(claim("b")));
+    let proof = ForkProof::new(a.clone(), b.clone()).expect("a fork");
+    // The same fork gives the same proof whatever the order.
+    assert_eq!(
+        ForkProof::new(b, a.clone()).map(|p| p.encode()),
+        Some(proof.encode())
+    );
+    let decoded = ForkProof::decode(&proof.encode()).expect("decodes");
+    assert_eq!(decoded.verify(&n.roster), Ok(n.fra.public()));
+
+    let chain = n.fra.chain(&n.roster, 2);
+    assert!(
+        ForkProof::new(chain[0].clone(), chain[1].clone()).is_none(),
+        "a good link is no fork"
+    );
+    let d = n.deu.sign(&n.roster, 1, None, Body::Claim(claim("a")));
+    assert!(
+        ForkProof::new(a.clone(), d).is_none(),
+        "different authors are no fork"
+    );
+    assert!(ForkProof::new(a.clone(), a).is_none());
+
+    // A "proof" whose second record is forged fails verification.
+    let c = n.fra.sign(&n.roster, 1, None, Body::Claim(claim("c")));
+    let forged = Record::sign(c.content().clone(), &n.deu.key, n.roster.network_id());
+    let p = ForkProof::new(chain[0].clone(), forged).expect("structurally a fork");
+    assert!(matches!(
+        p.verify(&n.roster),
+        Err(ForkProofError::Record(RecordError::BadSignature { .. }))
+    ));
+}
+
+#[test]
+fn thread_status_summarises_latest_positions() {
+    let n = net();
+    let c = n.fra.sign(&n.roster, 1, None, Body::Claim(claim("x")));
+    let e1 = n
+        .deu
+        .sign(&n.roster, 1, None, endorsement(c.id(), Opinion::Disagree));
+    let e2 = n.deu.sign(
+        &n.roster,
+        2,
+        Some(e1.id()),
+        endorsement(c.id(), Opinion::Agree),
+    );
+    let reb = n.rus.sign(&n.roster, 1, None, rebuttal(c.id()));
+    let unrelated = n
+        .rus
+        .sign(&n.roster, 2, Some(reb.id()), rebuttal(RecordId([5; 32])));
+    let status =
+        ThreadStatus::of(&c, &[e2.clone(), e1, reb.clone(), unrelated], &n.roster).expect("claim");
+    assert_eq!(status.claimant, Some(n.fra.code));
+    assert_eq!(status.endorsements.len(), 1);
+    assert_eq!(status.endorsements[0].position, Opinion::Agree);
+    assert_eq!(status.endorsements[0].record, e2.id());
+    assert_eq!(status.rebuttals.len(), 1);
+    assert!(status.rebutted_by_accused);
+    assert_eq!(status.retracted_by, None);
+    let line = status.headline();
+    assert!(line.contains("FRA attributes to RUS"), "{line}");
+    assert!(line.contains("1 agree"), "{line}");
+    assert!(
+        line.contains("rebutted by RUS, the accused (deny)"),
+        "{line}"
+    );
+
+    let r = n.fra.sign(&n.roster, 2, Some(c.id()), retraction(c.id()));
+    let status = ThreadStatus::of(&c, std::slice::from_ref(&r), &n.roster).expect("claim");
+    assert_eq!(status.retracted_by, Some(r.id()));
+    assert!(status.headline().contains("RETRACTED"));
+    assert!(ThreadStatus::of(&r, &[], &n.roster).is_none());
+}
+
+#[test]
+fn roster_network_id_ignores_order_and_formatting() {
+    let n = net();
+    let text = n.roster.to_toml();
+    let again = Roster::from_toml(&format!("# a comment\n{text}")).expect("parses");
+    assert_eq!(again.network_id(), n.roster.network_id());
+    let reordered = roster_of(&[&n.rus, &n.deu, &n.fra]);
+    assert_eq!(reordered.network_id(), n.roster.network_id());
+    let other = roster_of(&[&n.rus, &n.deu]);
+    assert_ne!(other.network_id(), n.roster.network_id());
+    assert!(n.roster.admits_node("peer-observer"));
+    assert!(n.roster.member_of_node("peer-observer").is_none());
+    assert_eq!(
+        n.roster.member_of_node("peer-FRA").map(|m| m.code),
+        Some(n.fra.code)
+    );
+    assert!(!n.roster.admits_node("peer-XYZ"));
+}
+
+#[test]
+fn roster_errors() {
+    let fra = TestMember::new("FRA", 1);
+    let dup = TestMember::new("FRA", 2);
+    let same_key = TestMember::new("DEU", 1);
+    assert!(matches!(
+        Roster::new(roster_file(&[&fra, &dup])),
+        Err(RosterError::DuplicateState(_))
+    ));
+    assert!(matches!(
+        Roster::new(roster_file(&[&fra, &same_key])),
+        Err(RosterError::DuplicateKey(_, _))
+    ));
+    assert!(matches!(
+        Roster::new(roster_file(&[])),
+        Err(RosterError::NoMembers)
+    ));
+    let mut weak = roster_file(&[&fra]);
+    weak.members[0].key = MemberKey([0; 32]);
+    assert!(matches!(Roster::new(weak), Err(RosterError::BadKey(_))));
+    assert!(matches!(
+        Roster::from_toml("network = 3"),
+        Err(RosterError::Toml(_))
+    ));
+    assert!(matches!(
+        Roster::from_toml("network = \"x\"\nbogus = 1"),
+        Err(RosterError::Toml(_))
+    ));
+}
+
+fn roster_file(members: &[&TestMember]) -> RosterFile {
+    RosterFile {
+        network: "t".into(),
+        epoch: 0,
+        members: members
+            .iter()
+            .map(|m| attrib_protocol::Member {
+                code: m.code,
+                name: "n".into(),
+                key: m.public(),
+                nodes: vec![],
+            })
+            .collect(),
+        observers: vec![],
+    }
+}
