@@ -1,1 +1,634 @@
-//! stub
+//! # attrib-node
+//!
+//! A national node of the attrib network, as a library so that tests and the demo can run many
+//! nodes in one process.
+//!
+//! - [`Node::start`] runs a node from a [`NodeConfig`]: a libp2p swarm (gossipsub for new
+//!   records, request-response to fetch missing ones; only roster peers may connect), a sled
+//!   [`Store`], and optionally the local HTTP API ([`api`]).
+//! - [`NodeHandle`] is the cheap, cloneable way to use a running node: submit records (signed
+//!   with the state key, appended to the state's own chain, durable before acknowledged), read
+//!   records, threads and the feed, wait for peers, get status.
+//! - [`config`] reads the operator's TOML config and key files.
+
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod config;
+mod ingest;
+mod network;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use attrib_protocol::{
+    Body, ChainHead, MemberSigningKey, NetworkId, Record, RecordContent, RecordError, RecordId,
+    Roster, StateCode, ThreadStatus, check_record, check_response, member_key,
+};
+use libp2p::{Multiaddr, PeerId};
+use serde::Serialize;
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+pub use config::NodeConfig;
+pub use network::{MAX_GOSSIP_BYTES, PeerInfo, gossip_config, gossip_topic};
+pub use store::{Counts, Store, StoreError};
+
+use ingest::Ingest;
+use network::{Command, EventLoop, NetworkSettings};
+
+/// Milliseconds since the Unix epoch, by this machine's clock.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Why a node could not start or a call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The configuration is wrong.
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// libp2p could not be set up.
+    #[error("network error: {0}")]
+    Network(String),
+    /// The local API could not start.
+    #[error("cannot start the local API on {addr}: {source}")]
+    Api {
+        /// Where it tried to listen.
+        addr: SocketAddr,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The node has stopped.
+    #[error("the node has stopped")]
+    Stopped,
+}
+
+/// Why a submission was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    /// This node has no state key (an observer node authors nothing).
+    #[error("this node is an observer: it has no state key and cannot author records")]
+    Observer,
+    /// The record would be invalid.
+    #[error("{0}")]
+    Invalid(#[from] RecordError),
+    /// A response names a claim this node does not hold.
+    #[error("no claim {0} is known to this node; check the id (`attrib feed --kind claim`)")]
+    UnknownTarget(RecordId),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An accepted submission: durable on this node's disk.
+#[derive(Debug, Clone, Serialize)]
+pub struct Submitted {
+    /// The new record's id.
+    pub id: RecordId,
+    /// Its seq in the state's chain.
+    pub seq: u64,
+    /// Its feed cursor on this node.
+    pub cursor: u64,
+}
+
+/// Which feed entries to return.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct FeedFilter {
+    /// Only this kind (`claim`, `rebuttal`, `endorsement`, `retraction`).
+    pub kind: Option<String>,
+    /// Only records authored by this state.
+    pub author: Option<StateCode>,
+    /// Only claims attributing to this state, and responses to such claims.
+    pub about: Option<StateCode>,
+}
+
+/// One feed entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeedEntry {
+    /// Feed cursor on this node (resume after it).
+    pub cursor: u64,
+    /// The author's state code.
+    pub author_state: Option<StateCode>,
+    /// The record.
+    pub record: Record,
+}
+
+/// A page of the feed.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeedPage {
+    /// Matching entries in feed order.
+    pub entries: Vec<FeedEntry>,
+    /// The cursor to pass as `since` for the next page.
+    pub next: u64,
+}
+
+/// A claim with its responses and status.
+#[derive(Debug, Clone, Serialize)]
+pub struct Thread {
+    /// The claim.
+    pub claim: FeedEntry,
+    /// Responses and revisions, in feed order.
+    pub responses: Vec<FeedEntry>,
+    /// What they add up to.
+    pub status: ThreadStatus,
+    /// States in this thread known to have equivocated (signed conflicting records).
+    pub equivocating: Vec<StateCode>,
+}
+
+/// Node status.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// The network id.
+    pub network_id: NetworkId,
+    /// The network's name.
+    pub network_name: String,
+    /// This node's peer id.
+    pub peer_id: String,
+    /// The state this node authors for (none for an observer).
+    pub state: Option<StateCode>,
+    /// Listen addresses.
+    pub listen: Vec<String>,
+    /// Connected peers.
+    pub peers: Vec<PeerInfo>,
+    /// Record counts.
+    pub counts: Counts,
+    /// Last feed cursor.
+    pub last_cursor: u64,
+    /// This state's own chain head.
+    pub own_head: Option<ChainHead>,
+    /// States known to have equivocated.
+    pub equivocators: Vec<StateCode>,
+}
+
+struct Shared {
+    store: Arc<Store>,
+    roster: Arc<Roster>,
+    state_key: Option<MemberSigningKey>,
+    peer_id: PeerId,
+    author_lock: Mutex<()>,
+    ingest: Ingest,
+    feed: watch::Receiver<u64>,
+    gossip_peers: watch::Receiver<usize>,
+    listen_addrs: watch::Receiver<Vec<Multiaddr>>,
+    commands: mpsc::Sender<Command>,
+}
+
+/// A cheap, cloneable handle to a running node.
+#[derive(Clone)]
+pub struct NodeHandle {
+    shared: Arc<Shared>,
+}
+
+/// A running node. Dropping it without [`Node::shutdown`] aborts its tasks.
+#[must_use = "a node stops when dropped"]
+pub struct Node {
+    handle: NodeHandle,
+    network: Option<JoinHandle<()>>,
+    api: Option<JoinHandle<()>>,
+    api_addr: Option<SocketAddr>,
+    stop_network: Option<oneshot::Sender<()>>,
+    stop_api: Option<oneshot::Sender<()>>,
+}
+
+impl Node {
+    /// Starts a node: opens the store, starts the swarm and (if configured) the API.
+    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        let roster = Arc::new(config.roster);
+        let state = match &config.state_key {
+            Some(key) => Some(
+                roster
+                    .member_by_key(&member_key(key))
+                    .ok_or_else(|| {
+                        NodeError::Config(
+                            "the state key is not a member key in the roster; check `state_key` and the roster".into(),
+                        )
+                    })?
+                    .code,
+            ),
+            None => None,
+        };
+        let peer_id = config.node_key.public().to_peer_id();
+        if !roster.admits_node(&peer_id.to_string()) {
+            return Err(NodeError::Config(format!(
+                "this node's peer id {peer_id} is not in the roster; add it to its member's `nodes` (or to an observer) and share the roster"
+            )));
+        }
+        let span = tracing::info_span!("node", state = %state.map_or("observer".to_string(), |s| s.to_string()));
+        let store = Arc::new(match &config.data_dir {
+            Some(dir) => Store::open(dir)?,
+            None => Store::temporary()?,
+        });
+        let (feed_tx, feed_rx) = watch::channel(store.last_cursor());
+        let (peers_tx, peers_rx) = watch::channel(0);
+        let (addrs_tx, addrs_rx) = watch::channel(Vec::new());
+        let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+        let ingest = Ingest::new(store.clone(), roster.clone(), feed_tx);
+        let event_loop = {
+            let _enter = span.enter();
+            EventLoop::new(
+                NetworkSettings {
+                    keypair: config.node_key,
+                    listen: config.listen,
+                    bootstrap: config.bootstrap,
+                    heartbeat: config.heartbeat,
+                },
+                ingest.clone(),
+                cmd_rx,
+                peers_tx,
+                addrs_tx,
+            )?
+        };
+        let (stop_network, stop_rx) = oneshot::channel();
+        let network = tokio::spawn(event_loop.run(stop_rx).instrument(span.clone()));
+        let handle = NodeHandle {
+            shared: Arc::new(Shared {
+                store,
+                roster,
+                state_key: config.state_key,
+                peer_id,
+                author_lock: Mutex::new(()),
+                ingest,
+                feed: feed_rx,
+                gossip_peers: peers_rx,
+                listen_addrs: addrs_rx,
+                commands: cmd_tx,
+            }),
+        };
+        let mut node = Node {
+            handle: handle.clone(),
+            network: Some(network),
+            api: None,
+            api_addr: None,
+            stop_network: Some(stop_network),
+            stop_api: None,
+        };
+        if let Some(api) = config.api {
+            let listener = tokio::net::TcpListener::bind(api.listen)
+                .await
+                .map_err(|source| NodeError::Api {
+                    addr: api.listen,
+                    source,
+                })?;
+            let addr = listener.local_addr().map_err(|source| NodeError::Api {
+                addr: api.listen,
+                source,
+            })?;
+            let (stop_api, stop_rx) = oneshot::channel();
+            let router = api::router(handle, api.token);
+            node.api = Some(tokio::spawn(
+                async move {
+                    tracing::info!(%addr, "local API listening");
+                    let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+                        let _ = stop_rx.await;
+                    });
+                    if let Err(e) = serve.await {
+                        tracing::error!(error = %e, "local API stopped");
+                    }
+                }
+                .instrument(span),
+            ));
+            node.api_addr = Some(addr);
+            node.stop_api = Some(stop_api);
+        }
+        Ok(node)
+    }
+
+    /// A handle to this node.
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    /// Where the local API listens, if it runs.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api_addr
+    }
+
+    /// Stops the node: API, swarm, then flushes the store.
+    pub async fn shutdown(mut self) -> Result<(), NodeError> {
+        if let Some(stop) = self.stop_api.take() {
+            let _ = stop.send(());
+        }
+        if let Some(api) = self.api.take() {
+            let _ = api.await;
+        }
+        if let Some(stop) = self.stop_network.take() {
+            let _ = stop.send(());
+        }
+        if let Some(net) = self.network.take() {
+            let _ = net.await;
+        }
+        self.handle.shared.store.flush().await?;
+        Ok(())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(t) = self.api.take() {
+            t.abort();
+        }
+        if let Some(t) = self.network.take() {
+            t.abort();
+        }
+    }
+}
+
+impl NodeHandle {
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.shared.peer_id
+    }
+
+    /// The roster.
+    pub fn roster(&self) -> &Roster {
+        &self.shared.roster
+    }
+
+    /// The state this node authors for.
+    pub fn state(&self) -> Option<StateCode> {
+        let key = self.shared.state_key.as_ref()?;
+        self.shared
+            .roster
+            .member_by_key(&member_key(key))
+            .map(|m| m.code)
+    }
+
+    /// Signs `body` with the state key as the next record of the state's chain, stores it
+    /// durably, then gossips it. Returns once the record is on disk.
+    pub async fn submit(&self, body: Body) -> Result<Submitted, SubmitError> {
+        let key = self
+            .shared
+            .state_key
+            .as_ref()
+            .ok_or(SubmitError::Observer)?;
+        let store = &self.shared.store;
+        let roster = &self.shared.roster;
+        let _guard = self.shared.author_lock.lock().await;
+        let author = member_key(key);
+        let head = store.chain_head(&author)?;
+        if let Some(target) = body.target() {
+            let t = store
+                .get(&target)?
+                .ok_or(SubmitError::UnknownTarget(target))?;
+            let probe = RecordContent {
+                author,
+                seq: 1,
+                prev: None,
+                created_at: 0,
+                body: body.clone(),
+            };
+            check_response(&Record::sign(probe, key, roster.network_id()), &t)?;
+        }
+        let content = RecordContent {
+            author,
+            seq: head.map_or(1, |h| h.seq + 1),
+            prev: head.map(|h| h.id),
+            created_at: now_ms(),
+            body,
+        };
+        let record = Record::sign(content, key, roster.network_id());
+        let record = check_record(record.as_bytes(), roster, now_ms())?;
+        let (id, seq) = (record.id(), record.seq());
+        let bytes = record.bytes();
+        self.shared.ingest.append(record).map_err(|e| match e {
+            ingest::IngestError::Invalid(r) => SubmitError::Invalid(r),
+            ingest::IngestError::Store(s) => SubmitError::Store(s),
+        })?;
+        store.flush().await?;
+        let cursor = store.get_with_cursor(&id)?.map_or(0, |(cursor, _)| cursor);
+        let _ = self.shared.commands.send(Command::Publish(bytes)).await;
+        Ok(Submitted { id, seq, cursor })
+    }
+
+    /// A stored record with its cursor.
+    pub fn get(&self, id: &RecordId) -> Result<Option<FeedEntry>, StoreError> {
+        Ok(self
+            .shared
+            .store
+            .get_with_cursor(id)?
+            .map(|(cursor, record)| self.entry(cursor, record)))
+    }
+
+    fn entry(&self, cursor: u64, record: Record) -> FeedEntry {
+        FeedEntry {
+            cursor,
+            author_state: self
+                .shared
+                .roster
+                .member_by_key(&record.author())
+                .map(|m| m.code),
+            record,
+        }
+    }
+
+    /// A claim's thread, or `None` if no such claim is stored.
+    pub fn thread(&self, id: &RecordId) -> Result<Option<Thread>, StoreError> {
+        let store = &self.shared.store;
+        let Some(claim) = self.get(id)? else {
+            return Ok(None);
+        };
+        let responses: Vec<FeedEntry> = store
+            .responses(id)?
+            .into_iter()
+            .filter_map(|r| self.get(&r.id()).ok().flatten())
+            .collect();
+        let records: Vec<Record> = responses.iter().map(|e| e.record.clone()).collect();
+        let Some(status) = ThreadStatus::of(&claim.record, &records, &self.shared.roster) else {
+            return Ok(None);
+        };
+        let mut equivocating = Vec::new();
+        for e in std::iter::once(&claim).chain(responses.iter()) {
+            if store.is_equivocator(&e.record.author())?
+                && let Some(s) = e.author_state
+                && !equivocating.contains(&s)
+            {
+                equivocating.push(s);
+            }
+        }
+        Ok(Some(Thread {
+            claim,
+            responses,
+            status,
+            equivocating,
+        }))
+    }
+
+    /// Feed entries after cursor `since` that match `filter`, at most `limit`.
+    pub fn feed(
+        &self,
+        since: u64,
+        limit: usize,
+        filter: &FeedFilter,
+    ) -> Result<FeedPage, StoreError> {
+        const SCAN: usize = 1024;
+        let mut entries = Vec::new();
+        let mut next = since;
+        while entries.len() < limit {
+            let batch = self.shared.store.feed_after(next, SCAN)?;
+            let Some((last, _)) = batch.last() else { break };
+            let last = *last;
+            for (cursor, record) in batch {
+                if entries.len() >= limit {
+                    break;
+                }
+                next = cursor;
+                if self.matches(&record, filter)? {
+                    entries.push(self.entry(cursor, record));
+                }
+            }
+            if next < last {
+                break;
+            }
+        }
+        Ok(FeedPage { entries, next })
+    }
+
+    fn matches(&self, record: &Record, filter: &FeedFilter) -> Result<bool, StoreError> {
+        if let Some(kind) = &filter.kind
+            && record.body().kind_name() != kind
+        {
+            return Ok(false);
+        }
+        if let Some(author) = filter.author
+            && self
+                .shared
+                .roster
+                .member_by_key(&record.author())
+                .map(|m| m.code)
+                != Some(author)
+        {
+            return Ok(false);
+        }
+        if let Some(about) = filter.about {
+            let claim = match record.body() {
+                Body::Claim(c) => Some(c.clone()),
+                other => match other.target() {
+                    Some(t) => self
+                        .shared
+                        .store
+                        .get(&t)?
+                        .and_then(|r| r.body().as_claim().cloned()),
+                    None => None,
+                },
+            };
+            if claim.and_then(|c| c.attributed_to.state) != Some(about) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// A receiver of the last feed cursor, updated whenever records are stored.
+    pub fn feed_updates(&self) -> watch::Receiver<u64> {
+        self.shared.feed.clone()
+    }
+
+    /// Waits until this node holds `id`, or the deadline passes.
+    pub async fn wait_for_record(&self, id: &RecordId, timeout: Duration) -> bool {
+        let mut updates = self.feed_updates();
+        let wait = async {
+            loop {
+                if matches!(self.shared.store.get(id), Ok(Some(_))) {
+                    return;
+                }
+                if updates.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.is_ok()
+    }
+
+    /// Waits until at least `n` peers are subscribed to the record topic, or the deadline passes.
+    pub async fn wait_for_gossip_peers(&self, n: usize, timeout: Duration) -> bool {
+        let mut rx = self.shared.gossip_peers.clone();
+        tokio::time::timeout(timeout, rx.wait_for(|c| *c >= n))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Waits until the node listens somewhere, then returns its listen addresses.
+    pub async fn listen_addrs(&self, timeout: Duration) -> Vec<Multiaddr> {
+        let mut rx = self.shared.listen_addrs.clone();
+        match tokio::time::timeout(timeout, rx.wait_for(|a| !a.is_empty())).await {
+            Ok(Ok(addrs)) => addrs.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Dials a peer address.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), NodeError> {
+        self.shared
+            .commands
+            .send(Command::Dial(addr))
+            .await
+            .map_err(|_| NodeError::Stopped)
+    }
+
+    /// The node's status.
+    pub async fn status(&self) -> Result<Status, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.shared
+            .commands
+            .send(Command::Peers(tx))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        let peers = rx.await.map_err(|_| NodeError::Stopped)?;
+        let (tx, rx) = oneshot::channel();
+        self.shared
+            .commands
+            .send(Command::ListenAddrs(tx))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        let listen = rx.await.map_err(|_| NodeError::Stopped)?;
+        let store = &self.shared.store;
+        let roster = &self.shared.roster;
+        let own_head = match &self.shared.state_key {
+            Some(k) => store.chain_head(&member_key(k))?,
+            None => None,
+        };
+        let equivocators = store
+            .equivocators()?
+            .iter()
+            .filter_map(|k| roster.member_by_key(k).map(|m| m.code))
+            .collect();
+        Ok(Status {
+            network_id: roster.network_id(),
+            network_name: roster.network_name().to_string(),
+            peer_id: self.shared.peer_id.to_string(),
+            state: self.state(),
+            listen: listen.iter().map(ToString::to_string).collect(),
+            peers,
+            counts: store.counts(),
+            last_cursor: store.last_cursor(),
+            own_head,
+            equivocators,
+        })
+    }
+}
+
+/// Where the local API listens and the token its write endpoints require.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Listen address (loopback by default).
+    pub listen: SocketAddr,
+    /// Bearer token for write endpoints.
+    pub token: String,
+}
+
+/// Default data directory name inside a node directory.
+pub fn default_data_dir(base: &std::path::Path) -> PathBuf {
+    base.join("data")
+}

@@ -25,6 +25,32 @@ pub const MAX_PAIR_BYTES: usize = 2 * MAX_RECORD_BYTES + 16;
 const PAIR_CONFIG: Configuration<LittleEndian, Varint, Limit<MAX_PAIR_BYTES>> =
     bincode::config::standard().with_limit::<MAX_PAIR_BYTES>();
 
+/// Largest peer-to-peer message (a fetch request or a batch of records): 4 MiB.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+const MESSAGE_CONFIG: Configuration<LittleEndian, Varint, Limit<MAX_MESSAGE_BYTES>> =
+    bincode::config::standard().with_limit::<MAX_MESSAGE_BYTES>();
+
+/// Encodes a peer-to-peer message.
+pub fn message_to_vec<T: Encode>(value: &T) -> Vec<u8> {
+    bincode::encode_to_vec(value, MESSAGE_CONFIG).unwrap_or_default()
+}
+
+/// Decodes a peer-to-peer message: bounded by [`MAX_MESSAGE_BYTES`], exact, canonical.
+pub fn message_from_slice<T: Decode<()> + Encode>(bytes: &[u8]) -> Result<T, EncodingError> {
+    let (value, read): (T, usize) = bincode::decode_from_slice(bytes, MESSAGE_CONFIG)
+        .map_err(|e| EncodingError::Malformed(e.to_string()))?;
+    if read != bytes.len() {
+        return Err(EncodingError::TrailingBytes {
+            trailing: bytes.len() - read,
+        });
+    }
+    if message_to_vec(&value) != bytes {
+        return Err(EncodingError::NonCanonical);
+    }
+    Ok(value)
+}
+
 /// Encodes two byte strings (e.g. the two records of a fork proof).
 pub fn pair_to_vec(a: &[u8], b: &[u8]) -> Vec<u8> {
     bincode::encode_to_vec((a, b), PAIR_CONFIG).unwrap_or_default()

@@ -67,6 +67,7 @@ mod id;
 pub mod limits;
 mod record;
 mod roster;
+pub mod sync;
 mod thread;
 mod validate;
 

@@ -1,0 +1,301 @@
+//! The local HTTP API (`/v1/...`, JSON), used by the `attrib` CLI and integrations.
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/v1/status` | network id, peers, counts, own chain head, equivocators |
+//! | POST | `/v1/claims` | submit a [`Claim`] (token) |
+//! | POST | `/v1/rebuttals` | submit a [`Rebuttal`] (token) |
+//! | POST | `/v1/endorsements` | submit an [`Endorsement`] (token) |
+//! | POST | `/v1/retractions` | submit a [`Retraction`] (token) |
+//! | GET | `/v1/records/{id}` | one record with its cursor |
+//! | GET | `/v1/threads/{id}` | a claim, its responses, its status |
+//! | GET | `/v1/feed?since=&limit=&kind=&author=&about=` | a page of the feed |
+//! | GET | `/v1/feed/stream?since=...` | the feed live, as Server-Sent Events (`id` = cursor; `Last-Event-ID` resumes) |
+//!
+//! Write endpoints need `Authorization: Bearer <token>`. Errors are JSON `{"error": "..."}` with
+//! a 4xx/5xx status and say what to fix.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+
+use attrib_protocol::{Body, Claim, Endorsement, Rebuttal, RecordId, Retraction};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::Stream;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::{FeedFilter, NodeHandle, SubmitError};
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Largest feed page.
+pub const MAX_PAGE: usize = 1000;
+
+#[derive(Clone)]
+struct Api {
+    node: NodeHandle,
+    token: std::sync::Arc<str>,
+}
+
+/// The API router for a node.
+pub fn router(node: NodeHandle, token: String) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/claims", post(submit::<Claim>))
+        .route("/v1/rebuttals", post(submit::<Rebuttal>))
+        .route("/v1/endorsements", post(submit::<Endorsement>))
+        .route("/v1/retractions", post(submit::<Retraction>))
+        .route("/v1/records/{id}", get(record))
+        .route("/v1/threads/{id}", get(thread))
+        .route("/v1/feed", get(feed))
+        .route("/v1/feed/stream", get(feed_stream))
+        .fallback(|| async {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                "no such endpoint; see the API list in the README".into(),
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(Api {
+            node,
+            token: token.into(),
+        })
+}
+
+/// An API error: a status and a message for people.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+/// A body kind the API accepts.
+trait Submission: DeserializeOwned {
+    fn into_body(self) -> Body;
+}
+impl Submission for Claim {
+    fn into_body(self) -> Body {
+        Body::Claim(self)
+    }
+}
+impl Submission for Rebuttal {
+    fn into_body(self) -> Body {
+        Body::Rebuttal(self)
+    }
+}
+impl Submission for Endorsement {
+    fn into_body(self) -> Body {
+        Body::Endorsement(self)
+    }
+}
+impl Submission for Retraction {
+    fn into_body(self) -> Body {
+        Body::Retraction(self)
+    }
+}
+
+fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::UNAUTHORIZED,
+                "missing `Authorization: Bearer <token>`; the token is in the node's api.token file".into(),
+            )
+        })?;
+    if !constant_time_eq(given.trim().as_bytes(), api.token.as_bytes()) {
+        return Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "wrong API token; use the one in the node's api.token file".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn submit<T: Submission>(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, axum::Json<crate::Submitted>), ApiError> {
+    authorize(&api, &headers)?;
+    let value: T = serde_json::from_slice(&body).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "request body is not a valid {}: {e}",
+                std::any::type_name::<T>()
+                    .rsplit("::")
+                    .next()
+                    .unwrap_or("record")
+            ),
+        )
+    })?;
+    match api.node.submit(value.into_body()).await {
+        Ok(s) => Ok((StatusCode::CREATED, axum::Json(s))),
+        Err(e @ SubmitError::Observer) => Err(ApiError(StatusCode::FORBIDDEN, e.to_string())),
+        Err(e @ SubmitError::UnknownTarget(_)) => {
+            Err(ApiError(StatusCode::NOT_FOUND, e.to_string()))
+        }
+        Err(e @ SubmitError::Invalid(_)) => {
+            Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))
+        }
+        Err(e) => Err(internal(e)),
+    }
+}
+
+async fn status(State(api): State<Api>) -> Result<impl IntoResponse, ApiError> {
+    Ok(axum::Json(api.node.status().await.map_err(internal)?))
+}
+
+fn parse_id(id: &str) -> Result<RecordId, ApiError> {
+    id.parse()
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{e}")))
+}
+
+async fn record(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(&id)?;
+    match api.node.get(&id).map_err(internal)? {
+        Some(entry) => Ok(axum::Json(entry)),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no record {id} on this node"),
+        )),
+    }
+}
+
+async fn thread(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = parse_id(&id)?;
+    match api.node.thread(&id).map_err(internal)? {
+        Some(t) => Ok(axum::Json(t)),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no claim {id} on this node (it may not have arrived yet, or it is not a claim)"
+            ),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedQuery {
+    since: Option<u64>,
+    limit: Option<usize>,
+    kind: Option<String>,
+    author: Option<String>,
+    about: Option<String>,
+}
+
+impl FeedQuery {
+    fn filter(&self) -> Result<FeedFilter, ApiError> {
+        let state = |s: &Option<String>| -> Result<_, ApiError> {
+            s.as_deref()
+                .map(|v| {
+                    v.parse()
+                        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{e}")))
+                })
+                .transpose()
+        };
+        if let Some(k) = &self.kind
+            && !["claim", "rebuttal", "endorsement", "retraction", "unknown"].contains(&k.as_str())
+        {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("unknown kind {k:?}; use claim, rebuttal, endorsement or retraction"),
+            ));
+        }
+        Ok(FeedFilter {
+            kind: self.kind.clone(),
+            author: state(&self.author)?,
+            about: state(&self.about)?,
+        })
+    }
+}
+
+async fn feed(
+    State(api): State<Api>,
+    Query(q): Query<FeedQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let filter = q.filter()?;
+    let limit = q.limit.unwrap_or(100).min(MAX_PAGE);
+    Ok(axum::Json(
+        api.node
+            .feed(q.since.unwrap_or(0), limit, &filter)
+            .map_err(internal)?,
+    ))
+}
+
+async fn feed_stream(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Query(q): Query<FeedQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let filter = q.filter()?;
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let since = resume.or(q.since).unwrap_or(0);
+    let node = api.node.clone();
+    let updates = node.feed_updates();
+    let state = (node, since, updates, VecDeque::new(), filter);
+    let stream = futures::stream::unfold(
+        state,
+        |(node, mut cursor, mut updates, mut buf, filter)| async move {
+            loop {
+                if let Some(entry) = buf.pop_front() {
+                    let entry: crate::FeedEntry = entry;
+                    let event = Event::default()
+                        .id(entry.cursor.to_string())
+                        .event(entry.record.body().kind_name())
+                        .json_data(&entry)
+                        .unwrap_or_else(|_| Event::default().comment("unencodable entry"));
+                    return Some((Ok(event), (node, cursor, updates, buf, filter)));
+                }
+                updates.borrow_and_update();
+                let page = match node.feed(cursor, 256, &filter) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(error = %e, "feed stream stopped: store error");
+                        return None;
+                    }
+                };
+                let advanced = page.next != cursor;
+                cursor = page.next;
+                buf.extend(page.entries);
+                if buf.is_empty() && !advanced && updates.changed().await.is_err() {
+                    return None;
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

@@ -1,0 +1,216 @@
+//! Node configuration: the in-memory [`NodeConfig`] and the operator's TOML file that produces
+//! it, plus the key and token files `attrib init` writes (owner-only permissions).
+//!
+//! A config file (paths are relative to the file's directory):
+//! ```toml
+//! state = "FRA"                    # omit on an observer node
+//! roster = "roster.toml"
+//! data_dir = "data"
+//! state_key = "state.key"
+//! node_key = "node.key"
+//! api_token = "api.token"
+//! listen = ["/ip4/0.0.0.0/tcp/4710"]
+//! bootstrap = ["/ip4/192.0.2.10/tcp/4710"]
+//! api_listen = "127.0.0.1:4711"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use attrib_protocol::{MemberSigningKey, Roster, StateCode};
+use libp2p::Multiaddr;
+use libp2p::identity::Keypair;
+use serde::{Deserialize, Serialize};
+
+use crate::{ApiConfig, NodeError};
+
+/// Everything a node needs to start.
+pub struct NodeConfig {
+    /// The network's roster.
+    pub roster: Roster,
+    /// The state's record-signing key; `None` on an observer node.
+    pub state_key: Option<MemberSigningKey>,
+    /// The node's libp2p identity.
+    pub node_key: Keypair,
+    /// Where the store lives; `None` for a temporary store (demo, tests).
+    pub data_dir: Option<PathBuf>,
+    /// libp2p listen addresses.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start (and re-dial while disconnected).
+    pub bootstrap: Vec<Multiaddr>,
+    /// The local API, if it should run.
+    pub api: Option<ApiConfig>,
+    /// Gossipsub heartbeat.
+    pub heartbeat: Duration,
+}
+
+/// The config file, as written by `attrib init`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// The state this node authors for (omit for an observer).
+    #[serde(default)]
+    pub state: Option<StateCode>,
+    /// Path of the roster file.
+    pub roster: PathBuf,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// State key file (omit for an observer).
+    #[serde(default)]
+    pub state_key: Option<PathBuf>,
+    /// Node key file.
+    pub node_key: PathBuf,
+    /// API token file.
+    pub api_token: PathBuf,
+    /// libp2p listen addresses.
+    pub listen: Vec<String>,
+    /// Peers to dial.
+    #[serde(default)]
+    pub bootstrap: Vec<String>,
+    /// Local API address.
+    pub api_listen: SocketAddr,
+    /// Gossipsub heartbeat in ms (default 1000).
+    #[serde(default)]
+    pub heartbeat_ms: Option<u64>,
+}
+
+impl FileConfig {
+    /// Reads a config file.
+    pub fn read(path: &Path) -> Result<FileConfig, NodeError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            NodeError::Config(format!(
+                "cannot read config {}: {e}; create one with `attrib init`",
+                path.display()
+            ))
+        })?;
+        toml::from_str(&text)
+            .map_err(|e| NodeError::Config(format!("config {} is invalid: {e}", path.display())))
+    }
+
+    /// Resolves paths against the config file's directory and loads roster, keys and token.
+    pub fn load(path: &Path) -> Result<(FileConfig, NodeConfig), NodeError> {
+        let file = Self::read(path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let at = |p: &Path| base.join(p);
+        let roster_path = at(&file.roster);
+        let roster_text = std::fs::read_to_string(&roster_path).map_err(|e| {
+            NodeError::Config(format!(
+                "cannot read roster {}: {e}; build it with `attrib roster build`",
+                roster_path.display()
+            ))
+        })?;
+        let roster = Roster::from_toml(&roster_text)
+            .map_err(|e| NodeError::Config(format!("roster {}: {e}", roster_path.display())))?;
+        let state_key = match &file.state_key {
+            Some(p) => Some(read_state_key(&at(p))?),
+            None => None,
+        };
+        if let (Some(state), Some(key)) = (file.state, &state_key) {
+            let member = roster.member_by_code(state).ok_or_else(|| {
+                NodeError::Config(format!("state {state} is not a member in the roster"))
+            })?;
+            if member.key != attrib_protocol::member_key(key) {
+                return Err(NodeError::Config(format!(
+                    "the state key does not match {state}'s key in the roster"
+                )));
+            }
+        }
+        let node_key = read_node_key(&at(&file.node_key))?;
+        let token = read_secret_file(&at(&file.api_token))?;
+        let listen = parse_addrs("listen", &file.listen)?;
+        let bootstrap = parse_addrs("bootstrap", &file.bootstrap)?;
+        let config = NodeConfig {
+            roster,
+            state_key,
+            node_key,
+            data_dir: Some(at(&file.data_dir)),
+            listen,
+            bootstrap,
+            api: Some(ApiConfig {
+                listen: file.api_listen,
+                token: token.trim().to_string(),
+            }),
+            heartbeat: Duration::from_millis(file.heartbeat_ms.unwrap_or(1000)),
+        };
+        Ok((file, config))
+    }
+}
+
+fn parse_addrs(what: &str, addrs: &[String]) -> Result<Vec<Multiaddr>, NodeError> {
+    addrs
+        .iter()
+        .map(|a| {
+            a.parse().map_err(|e| {
+                NodeError::Config(format!(
+                    "{what} address {a:?} is not a multiaddr ({e}); write e.g. /ip4/127.0.0.1/tcp/4710"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Writes a file readable only by its owner (mode 0600), refusing to overwrite.
+pub fn write_secret_file(path: &Path, contents: &[u8]) -> Result<(), NodeError> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .map_err(|e| NodeError::Config(format!("cannot create {}: {e}", path.display())))?;
+    f.write_all(contents)
+        .map_err(|e| NodeError::Config(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Reads a secret file, refusing one that others can read.
+pub fn read_secret_file(path: &Path) -> Result<String, NodeError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| NodeError::Config(format!("cannot read {}: {e}", path.display())))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(NodeError::Config(format!(
+                "{} is readable by other users; run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            )));
+        }
+    }
+    std::fs::read_to_string(path)
+        .map_err(|e| NodeError::Config(format!("cannot read {}: {e}", path.display())))
+}
+
+/// Reads a state key file (64 hex digits).
+pub fn read_state_key(path: &Path) -> Result<MemberSigningKey, NodeError> {
+    let text = read_secret_file(path)?;
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut bytes).map_err(|_| {
+        NodeError::Config(format!(
+            "{} is not a state key (64 hex digits)",
+            path.display()
+        ))
+    })?;
+    Ok(MemberSigningKey::from_bytes(&bytes))
+}
+
+/// Reads a node key file (hex of the libp2p protobuf keypair encoding).
+pub fn read_node_key(path: &Path) -> Result<Keypair, NodeError> {
+    let text = read_secret_file(path)?;
+    let bytes = hex::decode(text.trim())
+        .map_err(|_| NodeError::Config(format!("{} is not a node key (hex)", path.display())))?;
+    Keypair::from_protobuf_encoding(&bytes)
+        .map_err(|e| NodeError::Config(format!("{} is not a node key: {e}", path.display())))
+}
+
+/// The text of a node key file.
+pub fn node_key_text(key: &Keypair) -> Result<String, NodeError> {
+    key.to_protobuf_encoding()
+        .map(hex::encode)
+        .map_err(|e| NodeError::Config(format!("cannot encode node key: {e}")))
+}

@@ -1,0 +1,504 @@
+//! The local record store, in sled.
+//!
+//! Trees: `records` (id → cursor ‖ bytes), `chain` (author ‖ seq ‖ id), `heads` (author →
+//! contiguous head seq ‖ id), `feed` (cursor → id), `responses` (target ‖ cursor → id),
+//! `pending` (id → bytes: valid records waiting for a chain gap or a response target),
+//! `forks` (proof id → proof bytes) and `equivocators` (author → proof id).
+//!
+//! Guarantees:
+//! - [`Store::append`] is idempotent and atomic: a record and all its index entries are written
+//!   in one sled transaction, so a crash never leaves a half-indexed record.
+//! - Feed order: every stored record gets the next cursor (1, 2, 3, ...) at arrival; cursors
+//!   never change and are never reused, so a subscriber resumes from its last cursor.
+//! - Durability: after [`Store::flush`] returns, everything appended before is on disk.
+//! - Only records that passed [`attrib_protocol::check_record`] are given to `append`; it adds
+//!   the chain rules and the response rules, which need what the store holds.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use attrib_protocol::{
+    ChainHead, ChainPosition, ChainView, ForkProof, MemberKey, Record, RecordError, RecordId,
+    chain, check_response,
+};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+/// Most records kept pending (waiting for a gap or a target) at once.
+pub const MAX_PENDING: usize = 10_000;
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// sled failed (disk full, I/O error, corrupt file).
+    #[error("store I/O error: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored entry does not decode: the data dir is damaged.
+    #[error("store is damaged: {0}; run `attrib verify --all` or restore the data dir from a peer")]
+    Corrupt(String),
+    /// The record breaks a rule that needs the store to check (e.g. retraction by non-author).
+    #[error("record refused: {0}")]
+    Rejected(#[from] RecordError),
+    /// Too many records are waiting for gaps to fill.
+    #[error("too many pending records ({MAX_PENDING}); refusing more until gaps are filled")]
+    PendingFull,
+}
+
+/// What is missing before a pending record can be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Missing {
+    /// The author's records `from..=to`.
+    Chain {
+        /// The author.
+        author: MemberKey,
+        /// First missing seq.
+        from: u64,
+        /// Last missing seq.
+        to: u64,
+    },
+    /// The claim a response targets.
+    Target(RecordId),
+}
+
+/// What [`Store::append`] did.
+#[derive(Debug, Clone)]
+pub enum Appended {
+    /// Stored at `cursor`. `released` lists pending records stored because of it.
+    Stored {
+        /// Its feed cursor.
+        cursor: u64,
+        /// Pending records that could now be stored, with their cursors.
+        released: Vec<(u64, Record)>,
+    },
+    /// Already held (stored or pending).
+    Duplicate,
+    /// Valid but waiting for `Missing`; kept in the pending tree.
+    Pending(Missing),
+    /// Conflicts with a held record: the proof is stored and the author marked equivocating;
+    /// the record is kept (at `cursor`) but never becomes part of the contiguous chain.
+    Fork {
+        /// The proof.
+        proof: ForkProof,
+        /// Its feed cursor.
+        cursor: u64,
+    },
+}
+
+/// Record counts for status.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Counts {
+    /// Stored records.
+    pub records: usize,
+    /// Pending records.
+    pub pending: usize,
+    /// Fork proofs.
+    pub forks: usize,
+}
+
+/// The sled-backed store. Cheap to share behind an `Arc`; appends are serialised internally.
+pub struct Store {
+    db: sled::Db,
+    records: sled::Tree,
+    chain: sled::Tree,
+    heads: sled::Tree,
+    feed: sled::Tree,
+    responses: sled::Tree,
+    pending: sled::Tree,
+    forks: sled::Tree,
+    equivocators: sled::Tree,
+    /// Guards appends; holds the next cursor.
+    append_lock: Mutex<u64>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Self::from_db(sled::Config::new().path(dir).open()?)
+    }
+
+    /// A store in a temporary directory that is deleted on drop (tests, demo).
+    pub fn temporary() -> Result<Store, StoreError> {
+        Self::from_db(sled::Config::new().temporary(true).open()?)
+    }
+
+    fn from_db(db: sled::Db) -> Result<Store, StoreError> {
+        let feed = db.open_tree("feed")?;
+        let next = match feed.last()? {
+            Some((k, _)) => cursor_of(&k)? + 1,
+            None => 1,
+        };
+        Ok(Store {
+            records: db.open_tree("records")?,
+            chain: db.open_tree("chain")?,
+            heads: db.open_tree("heads")?,
+            responses: db.open_tree("responses")?,
+            pending: db.open_tree("pending")?,
+            forks: db.open_tree("forks")?,
+            equivocators: db.open_tree("equivocators")?,
+            feed,
+            db,
+            append_lock: Mutex::new(next),
+        })
+    }
+
+    /// Makes everything appended so far durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Appends a checked record (see the module docs). Idempotent.
+    pub fn append(&self, record: Record) -> Result<Appended, StoreError> {
+        let mut next = self.append_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let out = self.append_locked(&mut next, record)?;
+        if let Appended::Stored { released, .. } = &out {
+            debug_assert!(released.iter().all(|(c, _)| *c < *next));
+        }
+        Ok(out)
+    }
+
+    fn append_locked(&self, next: &mut u64, record: Record) -> Result<Appended, StoreError> {
+        let id = record.id();
+        if self.records.contains_key(id.as_bytes())? || self.pending.contains_key(id.as_bytes())? {
+            return Ok(Appended::Duplicate);
+        }
+        match self.place(next, &record)? {
+            Placement::Stored(cursor) => {
+                let released = self.release_pending(next)?;
+                Ok(Appended::Stored { cursor, released })
+            }
+            Placement::Duplicate => Ok(Appended::Duplicate),
+            Placement::Fork(proof, cursor) => Ok(Appended::Fork { proof, cursor }),
+            Placement::Wait(missing) => {
+                if self.pending.len() >= MAX_PENDING {
+                    return Err(StoreError::PendingFull);
+                }
+                self.pending.insert(id.as_bytes(), record.as_bytes())?;
+                Ok(Appended::Pending(missing))
+            }
+        }
+    }
+
+    /// Decides where a record goes and writes it if it can be stored now.
+    fn place(&self, next: &mut u64, record: &Record) -> Result<Placement, StoreError> {
+        match chain::classify(record, self) {
+            ChainPosition::Duplicate => Ok(Placement::Duplicate),
+            ChainPosition::Gap { from, to } => Ok(Placement::Wait(Missing::Chain {
+                author: record.author(),
+                from,
+                to,
+            })),
+            ChainPosition::Fork(proof) => {
+                let proof_id = proof.id();
+                self.forks.insert(proof_id.as_bytes(), proof.encode())?;
+                self.equivocators
+                    .insert(proof.author().as_bytes(), proof_id.as_bytes())?;
+                let cursor = self.insert(next, record, false)?;
+                Ok(Placement::Fork(proof, cursor))
+            }
+            ChainPosition::Next => {
+                if let Some(target) = record.body().target() {
+                    match self.get(&target)? {
+                        None => return Ok(Placement::Wait(Missing::Target(target))),
+                        Some(t) => check_response(record, &t)?,
+                    }
+                }
+                Ok(Placement::Stored(self.insert(next, record, true)?))
+            }
+        }
+    }
+
+    /// Stores pending records that can now be placed, until none can.
+    fn release_pending(&self, next: &mut u64) -> Result<Vec<(u64, Record)>, StoreError> {
+        let mut released = Vec::new();
+        loop {
+            let mut progressed = false;
+            for entry in self.pending.iter() {
+                let (k, v) = entry?;
+                let record = Record::decode(&v)
+                    .map_err(|e| StoreError::Corrupt(format!("pending record: {e}")))?;
+                let placement = match self.place(next, &record) {
+                    Ok(p) => p,
+                    Err(StoreError::Rejected(e)) => {
+                        tracing::warn!(id = %record.id(), error = %e, "dropping pending record that breaks a response rule");
+                        self.pending.remove(&k)?;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                match placement {
+                    Placement::Wait(_) => {}
+                    Placement::Duplicate => {
+                        self.pending.remove(&k)?;
+                    }
+                    Placement::Stored(cursor) | Placement::Fork(_, cursor) => {
+                        self.pending.remove(&k)?;
+                        released.push((cursor, record));
+                        progressed = true;
+                    }
+                }
+            }
+            if !progressed {
+                return Ok(released);
+            }
+        }
+    }
+
+    /// Writes a record and its index entries in one transaction; returns its cursor.
+    fn insert(
+        &self,
+        next: &mut u64,
+        record: &Record,
+        extends_head: bool,
+    ) -> Result<u64, StoreError> {
+        let cursor = *next;
+        let id = record.id();
+        let author = record.author();
+        let mut value = Vec::with_capacity(8 + record.as_bytes().len());
+        value.extend_from_slice(&cursor.to_be_bytes());
+        value.extend_from_slice(record.as_bytes());
+        let chain_key = chain_key(&author, record.seq(), Some(&id));
+        let mut head = Vec::with_capacity(40);
+        head.extend_from_slice(&record.seq().to_be_bytes());
+        head.extend_from_slice(id.as_bytes());
+        let target = record.body().target();
+        let result: Result<(), TransactionError<()>> = (
+            &self.records,
+            &self.chain,
+            &self.heads,
+            &self.feed,
+            &self.responses,
+        )
+            .transaction(|(records, chain, heads, feed, responses)| {
+                records.insert(id.as_bytes(), value.as_slice())?;
+                chain.insert(chain_key.as_slice(), &[])?;
+                if extends_head {
+                    heads.insert(author.as_bytes(), head.as_slice())?;
+                }
+                feed.insert(&cursor.to_be_bytes(), id.as_bytes())?;
+                if let Some(t) = target {
+                    let mut k = t.as_bytes().to_vec();
+                    k.extend_from_slice(&cursor.to_be_bytes());
+                    responses.insert(k, id.as_bytes())?;
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            });
+        match result {
+            Ok(()) => {}
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
+            Err(TransactionError::Abort(())) => {
+                return Err(StoreError::Corrupt("transaction aborted".into()));
+            }
+        }
+        *next += 1;
+        Ok(cursor)
+    }
+
+    /// The record with this id, if stored (pending records are not returned).
+    pub fn get(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {
+        Ok(self.get_with_cursor(id)?.map(|(_, r)| r))
+    }
+
+    /// The record and its feed cursor.
+    pub fn get_with_cursor(&self, id: &RecordId) -> Result<Option<(u64, Record)>, StoreError> {
+        match self.records.get(id.as_bytes())? {
+            None => Ok(None),
+            Some(v) => decode_stored(&v).map(Some),
+        }
+    }
+
+    /// Records in feed order with cursor > `after`, at most `limit`.
+    pub fn feed_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Record)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.feed.range((after.saturating_add(1)).to_be_bytes()..) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, id) = entry?;
+            let id = record_id(&id)?;
+            let cursor = cursor_of(&k)?;
+            let record = self.get(&id)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("feed entry {cursor} names missing record {id}"))
+            })?;
+            out.push((cursor, record));
+        }
+        Ok(out)
+    }
+
+    /// The last assigned feed cursor (0 if empty).
+    pub fn last_cursor(&self) -> u64 {
+        *self.append_lock.lock().unwrap_or_else(|e| e.into_inner()) - 1
+    }
+
+    /// Records whose target is `claim` (responses and revisions), in feed order.
+    pub fn responses(&self, claim: &RecordId) -> Result<Vec<Record>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.responses.scan_prefix(claim.as_bytes()) {
+            let (_, id) = entry?;
+            let id = record_id(&id)?;
+            if let Some(r) = self.get(&id)? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The author's records with `from <= seq <= to` that are stored, at most `limit`.
+    pub fn chain_range(
+        &self,
+        author: &MemberKey,
+        from: u64,
+        to: u64,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let start = chain_key(author, from, None);
+        let end = chain_key(author, to.saturating_add(1), None);
+        let mut out = Vec::new();
+        for entry in self.chain.range(start..end) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = entry?;
+            let id = record_id(&k[40..])?;
+            if let Some(r) = self.get(&id)? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The fork proofs held.
+    pub fn forks(&self) -> Result<Vec<ForkProof>, StoreError> {
+        self.forks
+            .iter()
+            .values()
+            .map(|v| {
+                ForkProof::decode(&v?).map_err(|e| StoreError::Corrupt(format!("fork proof: {e}")))
+            })
+            .collect()
+    }
+
+    /// Whether this author is known to have equivocated.
+    pub fn is_equivocator(&self, author: &MemberKey) -> Result<bool, StoreError> {
+        Ok(self.equivocators.contains_key(author.as_bytes())?)
+    }
+
+    /// Authors known to have equivocated.
+    pub fn equivocators(&self) -> Result<Vec<MemberKey>, StoreError> {
+        self.equivocators
+            .iter()
+            .keys()
+            .map(|k| Ok(MemberKey(key32(&k?)?)))
+            .collect()
+    }
+
+    /// All contiguous chain heads.
+    pub fn heads(&self) -> Result<Vec<(MemberKey, ChainHead)>, StoreError> {
+        self.heads
+            .iter()
+            .map(|e| {
+                let (k, v) = e?;
+                Ok((MemberKey(key32(&k)?), decode_head(&v)?))
+            })
+            .collect()
+    }
+
+    /// Counts for status.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            records: self.records.len(),
+            pending: self.pending.len(),
+            forks: self.forks.len(),
+        }
+    }
+
+    fn head_of(&self, author: &MemberKey) -> Result<Option<ChainHead>, StoreError> {
+        self.heads
+            .get(author.as_bytes())?
+            .map(|v| decode_head(&v))
+            .transpose()
+    }
+
+    fn at_seq(&self, author: &MemberKey, seq: u64) -> Result<Option<Record>, StoreError> {
+        let prefix = chain_key(author, seq, None);
+        match self.chain.scan_prefix(prefix).keys().next() {
+            None => Ok(None),
+            Some(k) => self.get(&record_id(&k?[40..])?),
+        }
+    }
+}
+
+enum Placement {
+    Stored(u64),
+    Duplicate,
+    Fork(ForkProof, u64),
+    Wait(Missing),
+}
+
+/// The store's view of chains for the protocol's chain rules. Store errors read as "not held"
+/// here; they surface on the next write.
+impl ChainView for Store {
+    fn head(&self, author: &MemberKey) -> Option<ChainHead> {
+        self.head_of(author).ok().flatten()
+    }
+    fn at(&self, author: &MemberKey, seq: u64) -> Option<Record> {
+        self.at_seq(author, seq).ok().flatten()
+    }
+}
+
+/// The contiguous head of an author's chain, from the store (`None` if no record 1).
+impl Store {
+    /// The author's contiguous chain head.
+    pub fn chain_head(&self, author: &MemberKey) -> Result<Option<ChainHead>, StoreError> {
+        self.head_of(author)
+    }
+}
+
+fn chain_key(author: &MemberKey, seq: u64, id: Option<&RecordId>) -> Vec<u8> {
+    let mut k = Vec::with_capacity(72);
+    k.extend_from_slice(author.as_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    if let Some(id) = id {
+        k.extend_from_slice(id.as_bytes());
+    }
+    k
+}
+
+fn decode_stored(v: &[u8]) -> Result<(u64, Record), StoreError> {
+    if v.len() < 8 {
+        return Err(StoreError::Corrupt("record entry too short".into()));
+    }
+    let cursor = cursor_of(&v[..8])?;
+    let record = Record::decode(&v[8..])
+        .map_err(|e| StoreError::Corrupt(format!("record at cursor {cursor}: {e}")))?;
+    Ok((cursor, record))
+}
+
+fn decode_head(v: &[u8]) -> Result<ChainHead, StoreError> {
+    if v.len() != 40 {
+        return Err(StoreError::Corrupt(
+            "chain head entry has the wrong size".into(),
+        ));
+    }
+    Ok(ChainHead {
+        seq: cursor_of(&v[..8])?,
+        id: record_id(&v[8..])?,
+    })
+}
+
+fn cursor_of(k: &[u8]) -> Result<u64, StoreError> {
+    let b: [u8; 8] = k
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("cursor key is not 8 bytes".into()))?;
+    Ok(u64::from_be_bytes(b))
+}
+
+fn key32(k: &[u8]) -> Result<[u8; 32], StoreError> {
+    k.try_into()
+        .map_err(|_| StoreError::Corrupt("key is not 32 bytes".into()))
+}
+
+fn record_id(v: &[u8]) -> Result<RecordId, StoreError> {
+    Ok(RecordId(key32(v)?))
+}
