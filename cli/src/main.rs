@@ -1,1 +1,76 @@
-fn main() {}
+//! `attrib`: run a national node of the attrib network and use it from the command line.
+//!
+//! Every command except `init`, `roster`, `node run` and `demo` talks to a running node through
+//! its local HTTP API; the CLI never opens the store itself.
+
+mod client;
+mod commands;
+mod render;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// attrib: a multilateral exchange of signed cyber-attribution claims.
+#[derive(Parser)]
+#[command(name = "attrib", version, about, propagate_version = true)]
+struct Cli {
+    /// The node's config file (its API address and token file are read from it).
+    #[arg(
+        long,
+        global = true,
+        env = "ATTRIB_CONFIG",
+        default_value = "node.toml"
+    )]
+    config: PathBuf,
+    /// The node's API base URL (overrides the config), e.g. http://127.0.0.1:4711.
+    #[arg(long, global = true, env = "ATTRIB_API")]
+    api: Option<String>,
+    /// The API token file (overrides the config).
+    #[arg(long, global = true, env = "ATTRIB_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a node directory: state key, node key, API token, config.
+    Init(commands::InitArgs),
+    /// Build or show a roster file.
+    #[command(subcommand)]
+    Roster(commands::RosterCommand),
+    /// Run the node.
+    #[command(subcommand)]
+    Node(commands::NodeCommand),
+    /// Submit claims.
+    #[command(subcommand)]
+    Claim(commands::ClaimCommand),
+    /// Dispute a claim.
+    Rebut(commands::RebutArgs),
+    /// Take a position on another state's claim.
+    Endorse(commands::EndorseArgs),
+    /// Withdraw one of this state's claims.
+    Retract(commands::RetractArgs),
+    /// Show a claim's thread: the claim, its responses, its status.
+    Show(commands::ShowArgs),
+    /// List or follow the feed.
+    Feed(commands::FeedArgs),
+    /// Show the node's status.
+    Status(commands::StatusArgs),
+    /// Run a local demo network in this process and exit.
+    Demo(commands::DemoArgs),
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let code = match commands::run(cli).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}

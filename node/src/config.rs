@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use attrib_protocol::{MemberSigningKey, Roster, StateCode};
 use libp2p::Multiaddr;
-use libp2p::identity::Keypair;
+pub use libp2p::identity::Keypair;
 use serde::{Deserialize, Serialize};
 
 use crate::{ApiConfig, NodeError};

@@ -16,6 +16,7 @@
 pub mod api;
 pub mod config;
 mod ingest;
+pub mod localnet;
 mod network;
 pub mod store;
 

@@ -1,0 +1,113 @@
+//! The HTTP client of the node's local API.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use attrib_node::config::{FileConfig, read_secret_file};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A connection to a node's local API.
+pub(crate) struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// From `--api`/`--token-file`, falling back to the node config file.
+    pub(crate) fn new(
+        config: &Path,
+        api: Option<String>,
+        token_file: Option<PathBuf>,
+    ) -> Result<Client> {
+        let file = if api.is_none() || token_file.is_none() {
+            Some(FileConfig::read(config).with_context(|| {
+                format!(
+                    "no node config at {} (pass --config, or --api and --token-file)",
+                    config.display()
+                )
+            })?)
+        } else {
+            None
+        };
+        let base = match api {
+            Some(a) => a.trim_end_matches('/').to_string(),
+            None => format!(
+                "http://{}",
+                file.as_ref()
+                    .map(|f| f.api_listen)
+                    .ok_or_else(|| anyhow!("no API address"))?
+            ),
+        };
+        let token_path = token_file.or_else(|| {
+            file.as_ref()
+                .map(|f| config.parent().unwrap_or(Path::new(".")).join(&f.api_token))
+        });
+        let token = token_path
+            .map(|p| read_secret_file(&p).map(|t| t.trim().to_string()))
+            .transpose()?;
+        Ok(Client {
+            base,
+            token,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    async fn check(&self, resp: reqwest::Result<reqwest::Response>) -> Result<reqwest::Response> {
+        let resp = resp.map_err(|e| {
+            if e.is_connect() {
+                anyhow!(
+                    "cannot reach the node at {}: is it running? (`attrib node run`)",
+                    self.base
+                )
+            } else {
+                anyhow!("request to the node at {} failed: {e}", self.base)
+            }
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        let msg = body["error"].as_str().unwrap_or("no details");
+        bail!("the node refused the request ({status}): {msg}")
+    }
+
+    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let resp = self
+            .check(self.http.get(self.url(path)).send().await)
+            .await?;
+        Ok(resp.json().await?)
+    }
+
+    pub(crate) async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        let token = self
+            .token
+            .as_ref()
+            .ok_or_else(|| anyhow!("no API token: pass --token-file or --config"))?;
+        let resp = self
+            .check(
+                self.http
+                    .post(self.url(path))
+                    .bearer_auth(token)
+                    .json(body)
+                    .send()
+                    .await,
+            )
+            .await?;
+        Ok(resp.json().await?)
+    }
+
+    pub(crate) async fn stream(&self, path: &str) -> Result<reqwest::Response> {
+        self.check(self.http.get(self.url(path)).send().await).await
+    }
+}

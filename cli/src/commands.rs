@@ -1,0 +1,763 @@
+//! The subcommands.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use attrib_node::config::{FileConfig, node_key_text, write_secret_file};
+use attrib_node::localnet::{LocalMember, local_roster, start_local_network};
+use attrib_node::{Node, NodeHandle};
+use attrib_protocol::{
+    Attribution, Body, Claim, Endorsement, Evidence, Incident, Member, MemberSigningKey, Opinion,
+    Rebuttal, RecordId, Retraction, Roster, RosterFile, Sha256Digest, Stance, StateCode, Tlp,
+    member_key,
+};
+use clap::{Args, Subcommand, ValueEnum};
+use futures::StreamExt;
+
+use crate::client::Client;
+use crate::render;
+use crate::{Cli, Command};
+
+pub(crate) async fn run(cli: Cli) -> Result<()> {
+    let client = || Client::new(&cli.config, cli.api.clone(), cli.token_file.clone());
+    match cli.command {
+        Command::Init(a) => init(a),
+        Command::Roster(c) => roster(c),
+        Command::Node(NodeCommand::Run) => node_run(&cli.config).await,
+        Command::Claim(ClaimCommand::Submit(a)) => claim_submit(&client()?, a).await,
+        Command::Rebut(a) => rebut(&client()?, a).await,
+        Command::Endorse(a) => endorse(&client()?, a).await,
+        Command::Retract(a) => retract(&client()?, a).await,
+        Command::Show(a) => show(&client()?, a).await,
+        Command::Feed(a) => feed(&client()?, a).await,
+        Command::Status(a) => status(&client()?, a).await,
+        Command::Demo(a) => demo(a).await,
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct InitArgs {
+    /// The state's ISO 3166-1 alpha-3 code (e.g. FRA). Omit with --observer.
+    #[arg(long, required_unless_present = "observer")]
+    state: Option<StateCode>,
+    /// The state's display name.
+    #[arg(long, default_value = "")]
+    name: String,
+    /// The directory to create.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Set up a read-only observer node (no state key).
+    #[arg(long)]
+    observer: bool,
+    /// libp2p listen address.
+    #[arg(long, default_value = "/ip4/0.0.0.0/tcp/4710")]
+    listen: String,
+    /// Local API address.
+    #[arg(long, default_value = "127.0.0.1:4711")]
+    api_listen: std::net::SocketAddr,
+}
+
+fn init(a: InitArgs) -> Result<()> {
+    std::fs::create_dir_all(&a.dir)
+        .with_context(|| format!("cannot create {}", a.dir.display()))?;
+    if a.dir.join("node.toml").exists() {
+        bail!(
+            "{} already holds a node (node.toml exists); choose another --dir",
+            a.dir.display()
+        );
+    }
+    let node_key = libp2p_keypair();
+    write_secret_file(
+        &a.dir.join("node.key"),
+        node_key_text(&node_key)?.as_bytes(),
+    )?;
+    let token: [u8; 32] = rand_bytes();
+    write_secret_file(&a.dir.join("api.token"), hex::encode(token).as_bytes())?;
+    let peer_id = node_key.public().to_peer_id().to_string();
+    let mut config = format!(
+        "# attrib node configuration. Paths are relative to this file.\n\
+         # The roster lists every member state and node; build it with `attrib roster build`.\n\
+         roster = \"roster.toml\"\n\
+         # Where the node keeps the whole record (sled).\n\
+         data_dir = \"data\"\n\
+         # libp2p identity of this node (keep private, mode 0600).\n\
+         node_key = \"node.key\"\n\
+         # Bearer token for the local API's write endpoints (mode 0600).\n\
+         api_token = \"api.token\"\n\
+         # libp2p listen addresses.\n\
+         listen = [\"{}\"]\n\
+         # Other members' nodes to dial, e.g. \"/ip4/192.0.2.10/tcp/4710\".\n\
+         bootstrap = []\n\
+         # Local API (loopback by default).\n\
+         api_listen = \"{}\"\n",
+        a.listen, a.api_listen
+    );
+    if let (false, Some(state)) = (a.observer, a.state) {
+        let key = MemberSigningKey::from_bytes(&rand_bytes());
+        write_secret_file(
+            &a.dir.join("state.key"),
+            hex::encode(key.to_bytes()).as_bytes(),
+        )?;
+        config.push_str(&format!(
+            "# The state this node signs for, and its record-signing key (mode 0600).\nstate = \"{state}\"\nstate_key = \"state.key\"\n"
+        ));
+        let name = if a.name.is_empty() {
+            state.to_string()
+        } else {
+            a.name.clone()
+        };
+        let entry = toml::to_string(&RosterFile {
+            network: String::new(),
+            epoch: 0,
+            members: vec![Member {
+                code: state,
+                name,
+                key: member_key(&key),
+                nodes: vec![peer_id.clone()],
+            }],
+            observers: vec![],
+        })?;
+        let entry: String = entry
+            .lines()
+            .filter(|l| !l.starts_with("network") && !l.starts_with("epoch"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(a.dir.join("roster-entry.toml"), entry.trim_start())?;
+        println!("Created node directory {} for {state}.", a.dir.display());
+        println!("Send this roster entry (also in roster-entry.toml) to the other members:\n");
+        println!("{}", entry.trim());
+    } else {
+        let entry = format!(
+            "[[observer]]\nname = \"{}\"\nnodes = [\"{peer_id}\"]\n",
+            if a.name.is_empty() {
+                "Observer"
+            } else {
+                &a.name
+            }
+        );
+        std::fs::write(a.dir.join("roster-entry.toml"), &entry)?;
+        println!("Created observer node directory {}.", a.dir.display());
+        println!("Send this roster entry (also in roster-entry.toml) to the members:\n\n{entry}");
+    }
+    std::fs::write(a.dir.join("node.toml"), config)?;
+    println!(
+        "\nNext: put the agreed roster at {}/roster.toml, then `attrib node run --config {}/node.toml`.",
+        a.dir.display(),
+        a.dir.display()
+    );
+    Ok(())
+}
+
+fn rand_bytes() -> [u8; 32] {
+    use rand::RngCore;
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b
+}
+
+fn libp2p_keypair() -> attrib_node::config::Keypair {
+    attrib_node::config::Keypair::generate_ed25519()
+}
+
+#[derive(Subcommand)]
+pub(crate) enum RosterCommand {
+    /// Combine members' roster entries into a roster file and print its network id.
+    Build {
+        /// The network's name.
+        #[arg(long)]
+        network: String,
+        /// Where to write the roster.
+        #[arg(long)]
+        out: PathBuf,
+        /// Roster entry files (roster-entry.toml from each `attrib init`).
+        #[arg(required = true)]
+        entries: Vec<PathBuf>,
+    },
+    /// Check a roster file and show its network id and members.
+    Show {
+        /// The roster file.
+        file: PathBuf,
+    },
+}
+
+fn roster(c: RosterCommand) -> Result<()> {
+    match c {
+        RosterCommand::Build {
+            network,
+            out,
+            entries,
+        } => {
+            let mut file = RosterFile {
+                network,
+                ..Default::default()
+            };
+            for path in &entries {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let part: RosterFile = toml::from_str(&format!("network = \"x\"\n{text}"))
+                    .with_context(|| format!("{} is not a roster entry", path.display()))?;
+                file.members.extend(part.members);
+                file.observers.extend(part.observers);
+            }
+            let roster = Roster::new(file)?;
+            std::fs::write(&out, roster.to_toml())
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "Wrote {} ({} members, {} observers).",
+                out.display(),
+                roster.members().len(),
+                roster.observers().len()
+            );
+            println!("network id: {}", roster.network_id());
+            Ok(())
+        }
+        RosterCommand::Show { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let roster = Roster::from_toml(&text)?;
+            println!(
+                "network:    {}\nnetwork id: {}",
+                roster.network_name(),
+                roster.network_id()
+            );
+            for m in roster.members() {
+                println!(
+                    "  member {} {:<24} key {} nodes {}",
+                    m.code,
+                    m.name,
+                    m.key.short(),
+                    m.nodes.len()
+                );
+            }
+            for o in roster.observers() {
+                println!("  observer {:<24} nodes {}", o.name, o.nodes.len());
+            }
+            Ok(())
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub(crate) enum NodeCommand {
+    /// Run the node until Ctrl-C (logs via RUST_LOG, default info).
+    Run,
+}
+
+async fn node_run(config: &Path) -> Result<()> {
+    init_tracing();
+    let (file, cfg) = FileConfig::load(config)?;
+    let node = Node::start(cfg).await?;
+    tracing::info!(peer_id = %node.handle().peer_id(), state = ?file.state, api = ?node.api_addr(), "node running; Ctrl-C stops it");
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot wait for Ctrl-C")?;
+    tracing::info!("stopping");
+    node.shutdown().await?;
+    Ok(())
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ClaimCommand {
+    /// Sign and publish a claim (from flags, or from a JSON/TOML file with --file).
+    Submit(ClaimArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct ClaimArgs {
+    /// A claim as JSON or TOML (the API's claim format); other claim flags are then ignored.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Incident title.
+    #[arg(long, required_unless_present = "file")]
+    title: Option<String>,
+    /// What was observed.
+    #[arg(long, default_value = "")]
+    summary: String,
+    /// Start of the observed activity (RFC 3339, e.g. 2026-11-20T08:00:00Z); default: --to.
+    #[arg(long)]
+    from: Option<String>,
+    /// End of the observed activity (RFC 3339); default: now.
+    #[arg(long)]
+    to: Option<String>,
+    /// The state held responsible (ISO alpha-3).
+    #[arg(long = "state")]
+    accused_state: Option<StateCode>,
+    /// The actor or group held responsible.
+    #[arg(long)]
+    actor: Option<String>,
+    /// Confidence 0-100 (STIX 2.1 scale).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+    confidence: Option<u8>,
+    /// TLP marking.
+    #[arg(long, value_enum, default_value = "amber")]
+    tlp: TlpArg,
+    /// Affected sector (repeatable).
+    #[arg(long)]
+    sector: Vec<String>,
+    /// Tag (repeatable).
+    #[arg(long)]
+    tag: Vec<String>,
+    #[command(flatten)]
+    evidence: EvidenceArgs,
+    /// Id of this state's earlier claim that this one revises.
+    #[arg(long)]
+    supersedes: Option<RecordId>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct EvidenceArgs {
+    /// A local artefact to cite as evidence: its SHA-256 is computed here; the file is never sent (repeatable).
+    #[arg(long = "evidence")]
+    files: Vec<PathBuf>,
+    /// The kind of the --evidence artefacts.
+    #[arg(long, default_value = "artefact")]
+    evidence_kind: String,
+}
+
+impl EvidenceArgs {
+    fn items(&self) -> Result<Vec<Evidence>> {
+        self.files
+            .iter()
+            .map(|p| {
+                let bytes = std::fs::read(p)
+                    .with_context(|| format!("cannot read evidence file {}", p.display()))?;
+                Ok(Evidence {
+                    kind: self.evidence_kind.clone(),
+                    sha256: Sha256Digest::of(&bytes),
+                    description: p
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    locator: None,
+                })
+            })
+            .collect()
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TlpArg {
+    Clear,
+    Green,
+    Amber,
+    AmberStrict,
+    Red,
+}
+
+fn parse_time(what: &str, s: &str) -> Result<u64> {
+    let t = humantime::parse_rfc3339_weak(s).with_context(|| {
+        format!("--{what} {s:?} is not a time; write e.g. 2026-11-20T08:00:00Z")
+    })?;
+    Ok(t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64))
+}
+
+async fn claim_submit(client: &Client, a: ClaimArgs) -> Result<()> {
+    let claim: Claim = if let Some(path) = &a.file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if path.extension().is_some_and(|e| e == "toml") {
+            toml::from_str(&text)
+                .with_context(|| format!("{} is not a valid claim", path.display()))?
+        } else {
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a valid claim", path.display()))?
+        }
+    } else {
+        if a.accused_state.is_none() && a.actor.is_none() {
+            bail!("name who is responsible: --state XXX and/or --actor NAME");
+        }
+        let confidence = a.confidence.context("--confidence 0-100 is required")?;
+        let to = match &a.to {
+            Some(t) => parse_time("to", t)?,
+            None => attrib_node::now_ms(),
+        };
+        let from = match &a.from {
+            Some(f) => parse_time("from", f)?,
+            None => to,
+        };
+        Claim {
+            incident: Incident {
+                title: a.title.clone().unwrap_or_default(),
+                summary: a.summary.clone(),
+                observed_from: from,
+                observed_to: to,
+                sectors: a.sector.clone(),
+                tags: a.tag.clone(),
+            },
+            attributed_to: Attribution {
+                state: a.accused_state,
+                actor: a.actor.clone(),
+            },
+            confidence,
+            evidence: a.evidence.items()?,
+            tlp: match a.tlp {
+                TlpArg::Clear => Tlp::Clear,
+                TlpArg::Green => Tlp::Green,
+                TlpArg::Amber => Tlp::Amber,
+                TlpArg::AmberStrict => Tlp::AmberStrict,
+                TlpArg::Red => Tlp::Red,
+            },
+            supersedes: a.supersedes,
+        }
+    };
+    submitted(client.post("/v1/claims", &claim).await?, a.json)
+}
+
+fn submitted(v: serde_json::Value, json: bool) -> Result<()> {
+    if json {
+        println!("{v}");
+    } else {
+        println!("{}", v["id"].as_str().unwrap_or_default());
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub(crate) struct RebutArgs {
+    /// The claim's id.
+    id: RecordId,
+    /// How the claim is disputed.
+    #[arg(long, value_enum, default_value = "deny")]
+    stance: StanceArg,
+    /// Reasons.
+    #[arg(long)]
+    statement: String,
+    #[command(flatten)]
+    evidence: EvidenceArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StanceArg {
+    Deny,
+    DisputeEvidence,
+    DisputeAttribution,
+    PartiallyAccept,
+    RequestInformation,
+}
+
+async fn rebut(client: &Client, a: RebutArgs) -> Result<()> {
+    let body = Rebuttal {
+        target: a.id,
+        stance: match a.stance {
+            StanceArg::Deny => Stance::Deny,
+            StanceArg::DisputeEvidence => Stance::DisputeEvidence,
+            StanceArg::DisputeAttribution => Stance::DisputeAttribution,
+            StanceArg::PartiallyAccept => Stance::PartiallyAccept,
+            StanceArg::RequestInformation => Stance::RequestInformation,
+        },
+        statement: a.statement,
+        evidence: a.evidence.items()?,
+    };
+    submitted(client.post("/v1/rebuttals", &body).await?, a.json)
+}
+
+#[derive(Args)]
+pub(crate) struct EndorseArgs {
+    /// The claim's id.
+    id: RecordId,
+    /// Agreement (STIX opinion scale).
+    #[arg(long, value_enum)]
+    agreement: OpinionArg,
+    /// Reasons.
+    #[arg(long, default_value = "")]
+    statement: String,
+    #[command(flatten)]
+    evidence: EvidenceArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OpinionArg {
+    StronglyDisagree,
+    Disagree,
+    Neutral,
+    Agree,
+    StronglyAgree,
+}
+
+async fn endorse(client: &Client, a: EndorseArgs) -> Result<()> {
+    let body = Endorsement {
+        target: a.id,
+        agreement: match a.agreement {
+            OpinionArg::StronglyDisagree => Opinion::StronglyDisagree,
+            OpinionArg::Disagree => Opinion::Disagree,
+            OpinionArg::Neutral => Opinion::Neutral,
+            OpinionArg::Agree => Opinion::Agree,
+            OpinionArg::StronglyAgree => Opinion::StronglyAgree,
+        },
+        statement: a.statement,
+        evidence: a.evidence.items()?,
+    };
+    submitted(client.post("/v1/endorsements", &body).await?, a.json)
+}
+
+#[derive(Args)]
+pub(crate) struct RetractArgs {
+    /// The claim's id (one of this state's own claims).
+    id: RecordId,
+    /// Why.
+    #[arg(long)]
+    reason: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+async fn retract(client: &Client, a: RetractArgs) -> Result<()> {
+    let body = Retraction {
+        target: a.id,
+        reason: a.reason,
+    };
+    submitted(client.post("/v1/retractions", &body).await?, a.json)
+}
+
+#[derive(Args)]
+pub(crate) struct ShowArgs {
+    /// The claim's (or any record's) id.
+    id: RecordId,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+async fn show(client: &Client, a: ShowArgs) -> Result<()> {
+    let record: serde_json::Value = client.get(&format!("/v1/records/{}", a.id)).await?;
+    if record["record"]["body"]["kind"] != "claim" {
+        if a.json {
+            println!("{record}");
+        } else {
+            print!("{}", render::entry(&record));
+        }
+        return Ok(());
+    }
+    let thread: serde_json::Value = client.get(&format!("/v1/threads/{}", a.id)).await?;
+    if a.json {
+        println!("{thread}");
+    } else {
+        print!("{}", render::thread(&thread));
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub(crate) struct FeedArgs {
+    /// Keep streaming new records as they arrive.
+    #[arg(long)]
+    follow: bool,
+    /// Start after this cursor.
+    #[arg(long, default_value_t = 0)]
+    since: u64,
+    /// Only this kind.
+    #[arg(long, value_parser = ["claim", "rebuttal", "endorsement", "retraction"])]
+    kind: Option<String>,
+    /// Only records by this state.
+    #[arg(long)]
+    author: Option<StateCode>,
+    /// Only claims about (attributing to) this state, and responses to them.
+    #[arg(long)]
+    about: Option<StateCode>,
+    /// At most this many (without --follow).
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// NDJSON output, one entry per line.
+    #[arg(long)]
+    json: bool,
+}
+
+async fn feed(client: &Client, a: FeedArgs) -> Result<()> {
+    let mut query = Vec::new();
+    if let Some(k) = &a.kind {
+        query.push(format!("kind={k}"));
+    }
+    if let Some(s) = a.author {
+        query.push(format!("author={s}"));
+    }
+    if let Some(s) = a.about {
+        query.push(format!("about={s}"));
+    }
+    let print = |e: &serde_json::Value| {
+        if a.json {
+            println!("{e}");
+        } else {
+            print!("{}", render::feed_line(e));
+        }
+    };
+    if !a.follow {
+        query.push(format!("since={}", a.since));
+        query.push(format!("limit={}", a.limit));
+        let page: serde_json::Value = client.get(&format!("/v1/feed?{}", query.join("&"))).await?;
+        for e in page["entries"].as_array().into_iter().flatten() {
+            print(e);
+        }
+        return Ok(());
+    }
+    query.push(format!("since={}", a.since));
+    let resp = client
+        .stream(&format!("/v1/feed/stream?{}", query.join("&")))
+        .await?;
+    let mut body = resp.bytes_stream();
+    let mut buf = String::new();
+    while let Some(chunk) = body.next().await {
+        buf.push_str(&String::from_utf8_lossy(
+            &chunk.context("feed stream broke")?,
+        ));
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            let data: String = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim_start)
+                .collect();
+            if data.is_empty() {
+                continue;
+            }
+            let e: serde_json::Value = serde_json::from_str(&data).context("bad feed event")?;
+            print(&e);
+        }
+    }
+    bail!("the node closed the feed stream; resume with --since <last cursor>")
+}
+
+#[derive(Args)]
+pub(crate) struct StatusArgs {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+async fn status(client: &Client, a: StatusArgs) -> Result<()> {
+    let s: serde_json::Value = client.get("/v1/status").await?;
+    if a.json {
+        println!("{s}");
+    } else {
+        print!("{}", render::status(&s));
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub(crate) struct DemoArgs {
+    /// How many national nodes (at least 3).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(3..=64))]
+    nodes: u16,
+}
+
+async fn demo(a: DemoArgs) -> Result<()> {
+    let timeout = Duration::from_secs(30);
+    let members: Vec<LocalMember> = (0..a.nodes as usize)
+        .map(|i| LocalMember::new(2026, i))
+        .collect();
+    let roster = local_roster(&members, &[]);
+    println!(
+        "Starting {} national nodes on loopback (network id {}) ...",
+        members.len(),
+        roster.network_id().short()
+    );
+    let nodes = start_local_network(&members, &roster, None, None, timeout).await?;
+    let handles: Vec<NodeHandle> = nodes.iter().map(Node::handle).collect();
+    let (fra, deu, rus) = (&handles[0], &handles[1], &handles[2]);
+    let now = attrib_node::now_ms();
+    let claim = fra
+        .submit(Body::Claim(Claim {
+            incident: Incident {
+                title: "Wiper attack on grid operator".into(),
+                summary: "Destructive malware on SCADA engineering workstations; 40 substations offline for 6 hours.".into(),
+                observed_from: now - 3 * 86_400_000,
+                observed_to: now - 2 * 86_400_000,
+                sectors: vec!["energy".into()],
+                tags: vec!["wiper".into(), "ics".into()],
+            },
+            attributed_to: Attribution { state: Some(members[2].code), actor: Some("APT-DEMO".into()) },
+            confidence: 75,
+            evidence: vec![Evidence {
+                kind: "malware-sample".into(),
+                sha256: Sha256Digest::of(b"demo wiper sample"),
+                description: "wiper binary recovered from 3 hosts".into(),
+                locator: None,
+            }],
+            tlp: Tlp::Green,
+            supersedes: None,
+        }))
+        .await?;
+    println!("{} submitted claim {}", members[0].code, claim.id.short());
+    wait_everywhere(&handles, &claim.id, timeout).await?;
+    let rebuttal = rus
+        .submit(Body::Rebuttal(Rebuttal {
+            target: claim.id,
+            stance: Stance::Deny,
+            statement: "No agency of ours was involved; the infrastructure cited is a rented VPS."
+                .into(),
+            evidence: vec![],
+        }))
+        .await?;
+    println!(
+        "{} (the accused) submitted rebuttal {}",
+        members[2].code,
+        rebuttal.id.short()
+    );
+    let endorsement = deu
+        .submit(Body::Endorsement(Endorsement {
+            target: claim.id,
+            agreement: Opinion::Agree,
+            statement: "Matches loader hashes in our own incident data.".into(),
+            evidence: vec![],
+        }))
+        .await?;
+    println!(
+        "{} submitted endorsement {}",
+        members[1].code,
+        endorsement.id.short()
+    );
+    wait_everywhere(&handles, &rebuttal.id, timeout).await?;
+    wait_everywhere(&handles, &endorsement.id, timeout).await?;
+    println!();
+    for (h, m) in handles.iter().zip(&members) {
+        let thread = h.thread(&claim.id)?.context("claim missing on a node")?;
+        println!(
+            "[{} node] {} response(s): {}",
+            m.code,
+            thread.responses.len(),
+            thread.status.headline()
+        );
+    }
+    for node in nodes {
+        node.shutdown().await?;
+    }
+    println!(
+        "\nAll {} nodes hold the same thread. Demo done.",
+        members.len()
+    );
+    Ok(())
+}
+
+async fn wait_everywhere(handles: &[NodeHandle], id: &RecordId, timeout: Duration) -> Result<()> {
+    for h in handles {
+        if !h.wait_for_record(id, timeout).await {
+            bail!(
+                "record {} did not reach node {} within {timeout:?}",
+                id.short(),
+                h.peer_id()
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! Human-readable rendering of API answers (JSON values) for the terminal.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+fn short(v: &Value) -> &str {
+    let id = s(v);
+    &id[..id.len().min(12)]
+}
+
+fn time(ms: &Value) -> String {
+    let ms = ms.as_u64().unwrap_or(0);
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+        .to_string()
+}
+
+/// One record as a block of lines.
+pub(crate) fn entry(e: &Value) -> String {
+    let r = &e["record"];
+    let b = &r["body"];
+    let who = s(&e["author_state"]);
+    let mut out = String::new();
+    let kind = s(&b["kind"]).to_uppercase();
+    let _ = writeln!(
+        out,
+        "{kind} {}  by {who}  seq {}  {}  (cursor {})",
+        short(&r["id"]),
+        r["seq"],
+        time(&r["created_at"]),
+        e["cursor"]
+    );
+    match s(&b["kind"]) {
+        "claim" => {
+            let i = &b["incident"];
+            let a = &b["attributed_to"];
+            let target = match (a["state"].as_str(), a["actor"].as_str()) {
+                (Some(st), Some(ac)) => format!("{st} ({ac})"),
+                (Some(st), None) => st.to_string(),
+                (None, Some(ac)) => ac.to_string(),
+                _ => "?".into(),
+            };
+            let _ = writeln!(out, "  {}", s(&i["title"]));
+            let _ = writeln!(
+                out,
+                "  attributed to {target}, confidence {}, TLP:{}",
+                b["confidence"],
+                s(&b["tlp"])
+            );
+            let _ = writeln!(
+                out,
+                "  observed {} .. {}",
+                time(&i["observed_from"]),
+                time(&i["observed_to"])
+            );
+            if !s(&i["summary"]).is_empty() {
+                let _ = writeln!(out, "  {}", s(&i["summary"]));
+            }
+            if let Some(sup) = b["supersedes"].as_str() {
+                let _ = writeln!(out, "  revises claim {}", &sup[..12.min(sup.len())]);
+            }
+        }
+        "rebuttal" => {
+            let _ = writeln!(
+                out,
+                "  {} claim {}: {}",
+                s(&b["stance"]),
+                short(&b["target"]),
+                s(&b["statement"])
+            );
+        }
+        "endorsement" => {
+            let _ = writeln!(
+                out,
+                "  {} with claim {}: {}",
+                s(&b["agreement"]),
+                short(&b["target"]),
+                s(&b["statement"])
+            );
+        }
+        "retraction" => {
+            let _ = writeln!(
+                out,
+                "  retracts claim {}: {}",
+                short(&b["target"]),
+                s(&b["reason"])
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "  (a record kind this version does not know: {})",
+                b["code"]
+            );
+        }
+    }
+    for ev in b["evidence"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  evidence [{}] sha256:{} {}",
+            s(&ev["kind"]),
+            s(&ev["sha256"]),
+            s(&ev["description"])
+        );
+    }
+    out
+}
+
+/// A claim thread.
+pub(crate) fn thread(t: &Value) -> String {
+    let mut out = entry(&t["claim"]);
+    let st = &t["status"];
+    let _ = writeln!(out, "\nSTATUS  {}", headline(st));
+    for eq in t["equivocating"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "WARNING {} has signed conflicting records (equivocation); treat its records with care",
+            s(eq)
+        );
+    }
+    let responses = t["responses"].as_array().cloned().unwrap_or_default();
+    if responses.is_empty() {
+        let _ = writeln!(out, "\nno responses yet");
+    } else {
+        let _ = writeln!(out, "\nRESPONSES ({})", responses.len());
+        for r in &responses {
+            for line in entry(r).lines() {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+    }
+    out
+}
+
+fn headline(st: &Value) -> String {
+    let who = s(&st["claimant"]);
+    let target = match (st["accused_state"].as_str(), st["accused_actor"].as_str()) {
+        (Some(a), Some(b)) => format!("{a} ({b})"),
+        (Some(a), None) => a.into(),
+        (None, Some(b)) => b.into(),
+        _ => "?".into(),
+    };
+    let mut line = format!(
+        "{who} attributes to {target}, confidence {}",
+        st["confidence"]
+    );
+    let ends: Vec<String> = st["endorsements"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| format!("{} {}", s(&e["state"]), s(&e["position"])))
+        .collect();
+    line.push_str(&if ends.is_empty() {
+        "; no endorsements".into()
+    } else {
+        format!("; endorsements: {}", ends.join(", "))
+    });
+    for r in st["rebuttals"].as_array().into_iter().flatten() {
+        let accused = r["state"] == st["accused_state"];
+        line.push_str(&format!(
+            "; rebutted by {}{} ({})",
+            s(&r["state"]),
+            if accused { ", the accused" } else { "" },
+            s(&r["position"])
+        ));
+    }
+    if !st["retracted_by"].is_null() {
+        line.push_str("; RETRACTED by its author");
+    }
+    if st["superseded_by"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
+    {
+        line.push_str("; superseded by a revised claim");
+    }
+    line
+}
+
+/// One feed entry on one line.
+pub(crate) fn feed_line(e: &Value) -> String {
+    let r = &e["record"];
+    let b = &r["body"];
+    let what = match s(&b["kind"]) {
+        "claim" => format!(
+            "{} -> {} ({}%): {}",
+            s(&e["author_state"]),
+            b["attributed_to"]["state"]
+                .as_str()
+                .or(b["attributed_to"]["actor"].as_str())
+                .unwrap_or("?"),
+            b["confidence"],
+            s(&b["incident"]["title"])
+        ),
+        "rebuttal" => format!(
+            "{} {} {}",
+            s(&e["author_state"]),
+            s(&b["stance"]),
+            short(&b["target"])
+        ),
+        "endorsement" => format!(
+            "{} {} {}",
+            s(&e["author_state"]),
+            s(&b["agreement"]),
+            short(&b["target"])
+        ),
+        "retraction" => format!("{} retracts {}", s(&e["author_state"]), short(&b["target"])),
+        other => format!("{} {other}", s(&e["author_state"])),
+    };
+    format!(
+        "{:>6}  {:<11} {}  {}\n",
+        e["cursor"],
+        s(&b["kind"]),
+        short(&r["id"]),
+        what
+    )
+}
+
+/// Node status.
+pub(crate) fn status(st: &Value) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "network     {} ({})",
+        s(&st["network_name"]),
+        s(&st["network_id"])
+    );
+    let _ = writeln!(
+        out,
+        "node        {} state {}",
+        s(&st["peer_id"]),
+        st["state"].as_str().unwrap_or("observer")
+    );
+    let c = &st["counts"];
+    let _ = writeln!(
+        out,
+        "records     {} stored, {} pending, {} fork proofs; last cursor {}",
+        c["records"], c["pending"], c["forks"], st["last_cursor"]
+    );
+    match st["own_head"].as_object() {
+        Some(h) => {
+            let _ = writeln!(out, "own chain   seq {} head {}", h["seq"], short(&h["id"]));
+        }
+        None => {
+            let _ = writeln!(out, "own chain   empty");
+        }
+    }
+    let peers = st["peers"].as_array().cloned().unwrap_or_default();
+    let _ = writeln!(out, "peers       {}", peers.len());
+    for p in &peers {
+        let _ = writeln!(
+            out,
+            "  {} {}{}",
+            s(&p["role"]),
+            s(&p["peer_id"]),
+            if p["subscribed"] == true {
+                ""
+            } else {
+                " (not subscribed)"
+            }
+        );
+    }
+    let eq = st["equivocators"].as_array().cloned().unwrap_or_default();
+    if !eq.is_empty() {
+        let list: Vec<&str> = eq.iter().map(s).collect();
+        let _ = writeln!(out, "EQUIVOCATING {}", list.join(", "));
+    }
+    for l in st["listen"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "listening   {}", s(l));
+    }
+    out
+}
