@@ -1,1 +1,7 @@
+//! Multi-node scenarios: real attrib nodes on loopback (real libp2p, real sled in temp dirs).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod api;
+mod gossip;
+mod restart;

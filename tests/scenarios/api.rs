@@ -1,0 +1,249 @@
+//! The local HTTP API: auth, clear 4xx errors for bad input (nothing stored), feed paging and
+//! SSE resume.
+
+use attrib_tests::{DEADLINE, TestNet};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+fn claim_json() -> Value {
+    json!({
+        "incident": {
+            "title": "Ransomware at port authority",
+            "summary": "Encrypted logistics systems",
+            "observed_from": 1_700_000_000_000u64,
+            "observed_to": 1_700_000_100_000u64
+        },
+        "attributed_to": { "state": "RUS", "actor": "APT-EXAMPLE" },
+        "confidence": 60,
+        "tlp": "AMBER"
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_refuses_bad_requests_clearly_and_stores_nothing() {
+    let net = TestNet::start(1, &[]).await.unwrap();
+    let base = net.api(0);
+    let http = reqwest::Client::new();
+    let post = |path: &str, token: Option<&str>, body: String| {
+        let mut req = http
+            .post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    let cases: Vec<(&str, Option<&str>, String, u16, &str)> = vec![
+        ("/v1/claims", None, claim_json().to_string(), 401, "Bearer"),
+        (
+            "/v1/claims",
+            Some("wrong"),
+            claim_json().to_string(),
+            401,
+            "wrong API token",
+        ),
+        (
+            "/v1/claims",
+            Some("test-token"),
+            "{not json".into(),
+            400,
+            "not a valid Claim",
+        ),
+        (
+            "/v1/claims",
+            Some("test-token"),
+            {
+                let mut c = claim_json();
+                c["colour"] = json!("red");
+                c.to_string()
+            },
+            400,
+            "unknown field",
+        ),
+        (
+            "/v1/claims",
+            Some("test-token"),
+            {
+                let mut c = claim_json();
+                c["confidence"] = json!("high");
+                c.to_string()
+            },
+            400,
+            "invalid type",
+        ),
+        (
+            "/v1/claims",
+            Some("test-token"),
+            {
+                let mut c = claim_json();
+                c["confidence"] = json!(101);
+                c.to_string()
+            },
+            422,
+            "confidence",
+        ),
+        (
+            "/v1/claims",
+            Some("test-token"),
+            "x".repeat(300 * 1024),
+            413,
+            "",
+        ),
+        (
+            "/v1/rebuttals",
+            Some("test-token"),
+            json!({
+                "target": "00".repeat(32), "stance": "deny", "statement": "no"
+            })
+            .to_string(),
+            404,
+            "no claim",
+        ),
+    ];
+    for (path, token, body, status, message) in cases {
+        let resp = post(path, token, body).await.unwrap();
+        assert_eq!(
+            resp.status().as_u16(),
+            status,
+            "{path} with token {token:?}"
+        );
+        let text = resp.text().await.unwrap();
+        assert!(
+            text.contains(message),
+            "error for status {status} should mention {message:?}: {text}"
+        );
+    }
+    let status: Value = http
+        .get(format!("{base}/v1/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        status["counts"]["records"], 0,
+        "a refused request stored something"
+    );
+
+    let resp = post("/v1/claims", Some("test-token"), claim_json().to_string())
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let made: Value = resp.json().await.unwrap();
+    let id = made["id"].as_str().unwrap().to_string();
+    let resp = http
+        .get(format!("{base}/v1/records/{}", "ab".repeat(32)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    let resp = http
+        .get(format!("{base}/v1/records/nothex"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let thread: Value = http
+        .get(format!("{base}/v1/threads/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(thread["status"]["accused_state"], "RUS");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feed_pages_filter_and_the_stream_resumes_from_a_cursor() {
+    let net = TestNet::start(1, &[]).await.unwrap();
+    let base = net.api(0);
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for (i, accused) in ["RUS", "CHN", "RUS"].iter().enumerate() {
+        let mut c = claim_json();
+        c["attributed_to"]["state"] = json!(accused);
+        c["incident"]["title"] = json!(format!("incident {i}"));
+        let made: Value = http
+            .post(format!("{base}/v1/claims"))
+            .bearer_auth("test-token")
+            .json(&c)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(made["id"].as_str().unwrap().to_string());
+    }
+    let page: Value = http
+        .get(format!("{base}/v1/feed?about=RUS"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let got: Vec<&str> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["record"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, vec![ids[0].as_str(), ids[2].as_str()]);
+    let page: Value = http
+        .get(format!("{base}/v1/feed?since=1&limit=1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["entries"][0]["cursor"], 2);
+    assert_eq!(page["next"], 2);
+    let bad = http
+        .get(format!("{base}/v1/feed?kind=opinion"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+
+    // Resume with Last-Event-ID = 1: the stream starts at cursor 2, then delivers a new record live.
+    let resp = http
+        .get(format!("{base}/v1/feed/stream"))
+        .header("last-event-id", "1")
+        .send()
+        .await
+        .unwrap();
+    let mut body = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut seen = Vec::new();
+    let mut posted = false;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while seen.len() < 3 {
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .expect("timed out waiting for SSE events")
+            .expect("stream ended")
+            .unwrap();
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            if let Some(id) = event.lines().find_map(|l| l.strip_prefix("id:")) {
+                seen.push(id.trim().parse::<u64>().unwrap());
+            }
+        }
+        if seen.len() == 2 && !posted {
+            posted = true;
+            http.post(format!("{base}/v1/claims"))
+                .bearer_auth("test-token")
+                .json(&claim_json())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(seen, vec![2, 3, 4]);
+}

@@ -1,0 +1,242 @@
+//! Records travel between nodes; invalid records and outsiders do not.
+
+use attrib_node::localnet::LocalMember;
+use attrib_protocol::*;
+use attrib_tests::{DEADLINE, HarnessPeer, TestNet};
+
+fn claim_about(accused: StateCode, title: &str) -> Body {
+    Body::Claim(Claim {
+        incident: Incident {
+            title: title.into(),
+            summary: "Wiper malware on SCADA hosts".into(),
+            observed_from: 1_700_000_000_000,
+            observed_to: 1_700_000_600_000,
+            sectors: vec!["energy".into()],
+            tags: vec![],
+        },
+        attributed_to: Attribution {
+            state: Some(accused),
+            actor: None,
+        },
+        confidence: 70,
+        evidence: vec![],
+        tlp: Tlp::Amber,
+        supersedes: None,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_reaches_every_node_and_the_thread_builds_everywhere() {
+    // FRA claims RUS did it; the claim reaches DEU and RUS byte for byte; RUS rebuts, DEU
+    // endorses, and every node shows the same thread status.
+    let net = TestNet::start(3, &[]).await.unwrap();
+    let (fra, deu, rus) = (net.node(0), net.node(1), net.node(2));
+    let claim = fra
+        .submit(claim_about(net.members[2].code, "Grid outage"))
+        .await
+        .unwrap();
+    for n in [&deu, &rus] {
+        assert!(
+            n.wait_for_record(&claim.id, DEADLINE).await,
+            "claim did not arrive"
+        );
+        let got = n.get(&claim.id).unwrap().unwrap();
+        let original = fra.get(&claim.id).unwrap().unwrap();
+        assert_eq!(got.record.as_bytes(), original.record.as_bytes());
+    }
+    let rebuttal = rus
+        .submit(Body::Rebuttal(Rebuttal {
+            target: claim.id,
+            stance: Stance::Deny,
+            statement: "Not us.".into(),
+            evidence: vec![],
+        }))
+        .await
+        .unwrap();
+    let endorsement = deu
+        .submit(Body::Endorsement(Endorsement {
+            target: claim.id,
+            agreement: Opinion::Agree,
+            statement: "Seen it too.".into(),
+            evidence: vec![],
+        }))
+        .await
+        .unwrap();
+    for n in [&fra, &deu, &rus] {
+        assert!(
+            n.wait_for_record(&rebuttal.id, DEADLINE).await,
+            "rebuttal did not arrive"
+        );
+        assert!(
+            n.wait_for_record(&endorsement.id, DEADLINE).await,
+            "endorsement did not arrive"
+        );
+        let thread = n.thread(&claim.id).unwrap().unwrap();
+        assert_eq!(thread.responses.len(), 2);
+        assert!(thread.status.rebutted_by_accused);
+        assert_eq!(thread.status.endorsements.len(), 1);
+        assert_eq!(thread.status.endorsements[0].state, net.members[1].code);
+        assert_eq!(thread.status.endorsements[0].position, Opinion::Agree);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_records_are_neither_stored_nor_forwarded() {
+    // A roster peer (member QAA) turns hostile and gossips garbage, a forged signature and a
+    // non-member's record to FRA, then one valid record as a sentinel. An observer peer
+    // connected only to FRA records what FRA forwards: the sentinel, and nothing invalid.
+    // DEU, reached only through FRA, stores the sentinel and nothing invalid.
+    let net = TestNet::start(2, &[(12, true), (13, false)]).await.unwrap();
+    let (fra, deu) = (net.node(0), net.node(1));
+    let network = net.roster.network_id();
+    let hostile_member = net.extra[0].0.clone();
+    let mut hostile = HarnessPeer::connect(&hostile_member, network, net.addrs[0].clone()).unwrap();
+    let mut watcher = HarnessPeer::connect(&net.extra[1].0, network, net.addrs[0].clone()).unwrap();
+    hostile
+        .wait_for("FRA subscribed, seen by the hostile peer", |v| {
+            v.subscribed >= 1
+        })
+        .await
+        .unwrap();
+    watcher
+        .wait_for("FRA subscribed, seen by the watcher", |v| v.subscribed >= 1)
+        .await
+        .unwrap();
+    assert!(
+        fra.wait_for_gossip_peers(3, DEADLINE).await,
+        "FRA did not see both harness peers"
+    );
+
+    let content = |key: &MemberSigningKey, title: &str| RecordContent {
+        author: member_key(key),
+        seq: 1,
+        prev: None,
+        created_at: attrib_node::now_ms(),
+        body: claim_about("RUS".parse().unwrap(), title),
+    };
+    let garbage = vec![1u8, 0xff, 0x13, 0x37, 0, 0, 9];
+    // FRA's authorship, signed with the hostile member's key.
+    let forged = Record::sign(
+        content(&net.members[0].state_key, "forged"),
+        &hostile_member.state_key,
+        network,
+    );
+    let outsider = LocalMember::new(99, 0);
+    let non_member = Record::sign(
+        content(&outsider.state_key, "outsider"),
+        &outsider.state_key,
+        network,
+    );
+    let sentinel = Record::sign(
+        content(&hostile_member.state_key, "sentinel"),
+        &hostile_member.state_key,
+        network,
+    );
+    for bytes in [
+        garbage.clone(),
+        forged.as_bytes().to_vec(),
+        non_member.as_bytes().to_vec(),
+    ] {
+        hostile.publish(bytes).await.unwrap();
+    }
+    hostile.publish(sentinel.as_bytes().to_vec()).await.unwrap();
+
+    assert!(
+        deu.wait_for_record(&sentinel.id(), DEADLINE).await,
+        "sentinel did not reach DEU via FRA"
+    );
+    watcher
+        .wait_for("the sentinel forwarded by FRA", |v| {
+            v.received.iter().any(|b| b == sentinel.as_bytes())
+        })
+        .await
+        .unwrap();
+    for node in [&fra, &deu] {
+        assert!(
+            node.get(&forged.id()).unwrap().is_none(),
+            "forged record stored"
+        );
+        assert!(
+            node.get(&non_member.id()).unwrap().is_none(),
+            "non-member record stored"
+        );
+        assert_eq!(
+            node.status().await.unwrap().counts.records,
+            1,
+            "only the sentinel is stored"
+        );
+    }
+    let forwarded = watcher.view.borrow().received.clone();
+    for bad in [&garbage[..], forged.as_bytes(), non_member.as_bytes()] {
+        assert!(
+            !forwarded.iter().any(|b| b == bad),
+            "FRA forwarded an invalid message"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_outside_the_roster_cannot_connect() {
+    // A peer whose id is in no roster dials FRA: the connection is refused and FRA never lists
+    // it as a peer, so nothing it gossips can reach FRA.
+    let net = TestNet::start(2, &[]).await.unwrap();
+    let fra = net.node(0);
+    let stranger = LocalMember::new(1234, 0);
+    let mut peer =
+        HarnessPeer::connect(&stranger, net.roster.network_id(), net.addrs[0].clone()).unwrap();
+    peer.wait_for("the stranger's connection to be closed", |v| v.closed >= 1)
+        .await
+        .unwrap();
+    assert_eq!(peer.view.borrow().subscribed, 0);
+    let status = fra.status().await.unwrap();
+    let stranger_id = stranger.peer_id();
+    assert!(
+        status.peers.iter().all(|p| p.peer_id != stranger_id),
+        "stranger listed as a peer"
+    );
+    assert_eq!(status.peers.len(), 1, "only DEU is connected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_that_arrives_before_its_claim_is_kept_and_the_claim_fetched() {
+    // DEU goes offline; FRA claims; DEU comes back connected to RUS only... here: RUS rebuts
+    // while DEU is back, so DEU gets the rebuttal by gossip before it has the claim; DEU keeps
+    // the rebuttal pending, fetches the claim from the peer that sent it, and stores both.
+    let mut net = TestNet::start(3, &[]).await.unwrap();
+    net.stop(1).await.unwrap();
+    let (fra, rus) = (net.node(0), net.node(2));
+    let claim = fra
+        .submit(claim_about(net.members[2].code, "While DEU was away"))
+        .await
+        .unwrap();
+    assert!(rus.wait_for_record(&claim.id, DEADLINE).await);
+    net.restart(1).await.unwrap();
+    let deu = net.node(1);
+    assert!(
+        deu.wait_for_gossip_peers(2, DEADLINE).await,
+        "DEU did not rejoin the mesh"
+    );
+    assert!(
+        deu.get(&claim.id).unwrap().is_none(),
+        "DEU should not have the claim yet"
+    );
+    let rebuttal = rus
+        .submit(Body::Rebuttal(Rebuttal {
+            target: claim.id,
+            stance: Stance::DisputeEvidence,
+            statement: "The hashes match a public tool.".into(),
+            evidence: vec![],
+        }))
+        .await
+        .unwrap();
+    assert!(
+        deu.wait_for_record(&rebuttal.id, DEADLINE).await,
+        "rebuttal never stored on DEU"
+    );
+    assert!(
+        deu.get(&claim.id).unwrap().is_some(),
+        "claim was not fetched"
+    );
+    let thread = deu.thread(&claim.id).unwrap().unwrap();
+    assert_eq!(thread.responses.len(), 1);
+}

@@ -1,0 +1,65 @@
+//! A node restarted on its data dir keeps its records and continues its own chain.
+
+use attrib_protocol::*;
+use attrib_tests::{DEADLINE, TestNet};
+
+fn claim(title: &str) -> Body {
+    Body::Claim(Claim {
+        incident: Incident {
+            title: title.into(),
+            summary: String::new(),
+            observed_from: 1,
+            observed_to: 2,
+            sectors: vec![],
+            tags: vec![],
+        },
+        attributed_to: Attribution {
+            state: None,
+            actor: Some("APT-X".into()),
+        },
+        confidence: 50,
+        evidence: vec![],
+        tlp: Tlp::Green,
+        supersedes: None,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_node_keeps_records_and_continues_its_chain() {
+    // FRA submits two claims and is restarted on the same data dir: it still holds both, its
+    // next record is seq 3 linked to seq 2 (no fork), and that record, published after the
+    // restart with the same peer id, reaches DEU.
+    let mut net = TestNet::start(2, &[]).await.unwrap();
+    let first = net.node(0).submit(claim("one")).await.unwrap();
+    let second = net.node(0).submit(claim("two")).await.unwrap();
+    assert_eq!((first.seq, second.seq), (1, 2));
+    assert!(net.node(1).wait_for_record(&second.id, DEADLINE).await);
+    net.stop(0).await.unwrap();
+    net.restart(0).await.unwrap();
+    let fra = net.node(0);
+    assert!(fra.get(&first.id).unwrap().is_some());
+    assert!(fra.get(&second.id).unwrap().is_some());
+    let status = fra.status().await.unwrap();
+    assert_eq!(
+        status.own_head,
+        Some(ChainHead {
+            seq: 2,
+            id: second.id
+        })
+    );
+    assert!(
+        fra.wait_for_gossip_peers(1, DEADLINE).await,
+        "FRA did not rejoin the mesh"
+    );
+    let third = fra.submit(claim("three")).await.unwrap();
+    assert_eq!(third.seq, 3);
+    let stored = fra.get(&third.id).unwrap().unwrap();
+    assert_eq!(stored.record.prev(), Some(second.id));
+    assert!(
+        net.node(1).wait_for_record(&third.id, DEADLINE).await,
+        "post-restart record did not reach DEU"
+    );
+    let deu_status = net.node(1).status().await.unwrap();
+    assert!(deu_status.equivocators.is_empty());
+    assert_eq!(deu_status.counts.forks, 0);
+}
