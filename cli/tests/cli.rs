@@ -1,0 +1,299 @@
+//! The `attrib` binary end to end: init two national nodes, build the roster, run both node
+//! processes, submit a claim with a hashed evidence file on one, follow the feed and show the
+//! thread on the other, rebut, and check the errors a person sees.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn attrib(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_attrib"))
+        .args(args)
+        .env_remove("ATTRIB_CONFIG")
+        .output()
+        .expect("attrib runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = attrib(args);
+    assert!(
+        out.status.success(),
+        "attrib {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process killed on drop.
+struct Running(Child);
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Lines of a child's stream, delivered over a channel so waits can have a deadline.
+fn lines(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_line(rx: &mpsc::Receiver<String>, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if pred(&line) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("timed out waiting for {what}"),
+        }
+    }
+}
+
+fn run_node(config: &Path) -> (Running, mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_attrib"))
+        .args(["node", "run", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = lines(child.stderr.take().unwrap());
+    (Running(child), log)
+}
+
+#[test]
+fn two_national_nodes_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| dir.path().join(p).to_str().unwrap().to_string();
+    let (p2p_fra, api_fra, api_rus) = (free_port(), free_port(), free_port());
+    ok(&[
+        "init",
+        "--state",
+        "FRA",
+        "--name",
+        "France",
+        "--dir",
+        &d("fra"),
+        "--listen",
+        &format!("/ip4/127.0.0.1/tcp/{p2p_fra}"),
+        "--api-listen",
+        &format!("127.0.0.1:{api_fra}"),
+    ]);
+    let rus_out = ok(&[
+        "init",
+        "--state",
+        "RUS",
+        "--name",
+        "Russia",
+        "--dir",
+        &d("rus"),
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--api-listen",
+        &format!("127.0.0.1:{api_rus}"),
+    ]);
+    assert!(
+        rus_out.contains("[[member]]") && rus_out.contains("code = \"RUS\""),
+        "{rus_out}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["fra/state.key", "fra/node.key", "fra/api.token"] {
+            let mode = std::fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{f} must be owner-only");
+        }
+    }
+    let built = ok(&[
+        "roster",
+        "build",
+        "--network",
+        "cli-test",
+        "--out",
+        &d("roster.toml"),
+        &d("fra/roster-entry.toml"),
+        &d("rus/roster-entry.toml"),
+    ]);
+    assert!(built.contains("network id:"), "{built}");
+    for node in ["fra", "rus"] {
+        std::fs::copy(
+            dir.path().join("roster.toml"),
+            dir.path().join(node).join("roster.toml"),
+        )
+        .unwrap();
+    }
+    let rus_cfg = dir.path().join("rus/node.toml");
+    let text = std::fs::read_to_string(&rus_cfg).unwrap().replace(
+        "bootstrap = []",
+        &format!("bootstrap = [\"/ip4/127.0.0.1/tcp/{p2p_fra}\"]\nheartbeat_ms = 100"),
+    );
+    std::fs::write(&rus_cfg, text).unwrap();
+    let (fra_cfg, rus_cfg) = (d("fra/node.toml"), d("rus/node.toml"));
+
+    let (_fra, fra_log) = run_node(Path::new(&fra_cfg));
+    wait_line(&fra_log, "FRA's API to listen", |l| {
+        l.contains("local API listening")
+    });
+    let (_rus, rus_log) = run_node(Path::new(&rus_cfg));
+    wait_line(&rus_log, "RUS's API to listen", |l| {
+        l.contains("local API listening")
+    });
+
+    // Wait until RUS sees FRA subscribed to the record topic.
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let status: serde_json::Value =
+            serde_json::from_str(&ok(&["status", "--json", "--config", &rus_cfg])).unwrap();
+        if status["peers"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["subscribed"] == true))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "RUS never saw FRA subscribed: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_attrib"))
+        .args([
+            "feed", "--follow", "--json", "--about", "RUS", "--config", &rus_cfg,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let feed = lines(follow.stdout.take().unwrap());
+    let _follow = Running(follow);
+
+    let evidence = dir.path().join("sample.bin");
+    std::fs::write(&evidence, b"wiper sample bytes").unwrap();
+    let id = ok(&[
+        "claim",
+        "submit",
+        "--config",
+        &fra_cfg,
+        "--title",
+        "Grid outage",
+        "--summary",
+        "Wiper on SCADA",
+        "--state",
+        "RUS",
+        "--actor",
+        "APT-X",
+        "--confidence",
+        "80",
+        "--tlp",
+        "green",
+        "--from",
+        "2026-11-20T08:00:00Z",
+        "--to",
+        "2026-11-20T14:00:00Z",
+        "--evidence",
+        evidence.to_str().unwrap(),
+        "--evidence-kind",
+        "malware-sample",
+    ])
+    .trim()
+    .to_string();
+    assert_eq!(id.len(), 64, "claim submit prints the record id: {id}");
+
+    let line = wait_line(&feed, "the claim in RUS's followed feed", |l| {
+        l.contains(&id)
+    });
+    let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(entry["author_state"], "FRA");
+    // The evidence hash is the artefact's SHA-256; the artefact itself never travels.
+    let expected = attrib_protocol::Sha256Digest::of(b"wiper sample bytes").to_hex();
+    assert_eq!(
+        entry["record"]["body"]["evidence"][0]["sha256"],
+        expected.as_str()
+    );
+    assert!(!line.contains("wiper sample bytes"));
+
+    let rebuttal = ok(&[
+        "rebut",
+        &id,
+        "--config",
+        &rus_cfg,
+        "--stance",
+        "dispute-evidence",
+        "--statement",
+        "Public tool.",
+    ]);
+    assert_eq!(rebuttal.trim().len(), 64);
+    let shown = ok(&["show", &id, "--config", &rus_cfg]);
+    assert!(shown.contains("Grid outage"), "{shown}");
+    assert!(
+        shown.contains("attributed to RUS (APT-X), confidence 80"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("rebutted by RUS, the accused (dispute-evidence)"),
+        "{shown}"
+    );
+    let status = ok(&["status", "--config", &fra_cfg]);
+    assert!(status.contains("state FRA"), "{status}");
+
+    // Errors a person sees.
+    let out = attrib(&[
+        "show",
+        &id,
+        "--api",
+        "http://127.0.0.1:1",
+        "--token-file",
+        &d("fra/api.token"),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is it running"));
+    let out = attrib(&[
+        "claim",
+        "submit",
+        "--config",
+        &fra_cfg,
+        "--title",
+        "x",
+        "--state",
+        "RUS",
+        "--confidence",
+        "150",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "bad CLI args exit 2");
+    let out = attrib(&["show", "nothex", "--config", &fra_cfg]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("64 hex digits"));
+    let out = attrib(&["retract", &id, "--config", &rus_cfg, "--reason", "not mine"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only the author"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
