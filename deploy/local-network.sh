@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Sets up N national nodes (default 3) on this machine in DIR (default ./attrib-local), each
+# with its own directory, ports and key files, and a shared roster; prints how to run them.
+# Usage: deploy/local-network.sh [N] [DIR]
+set -euo pipefail
+n="${1:-3}"
+dir="${2:-./attrib-local}"
+attrib="${ATTRIB:-cargo run -q --release -p attrib-cli --}"
+codes=(FRA DEU RUS USA GBR CHN IND BRA JPN ZAF)
+mkdir -p "$dir"
+entries=()
+for i in $(seq 0 $((n - 1))); do
+  code="${codes[$i]}"
+  lower="$(echo "$code" | tr 'A-Z' 'a-z')"
+  $attrib init --state "$code" --dir "$dir/$lower" \
+    --listen "/ip4/127.0.0.1/tcp/$((4710 + 10 * i))" \
+    --api-listen "127.0.0.1:$((4711 + 10 * i))" >/dev/null
+  entries+=("$dir/$lower/roster-entry.toml")
+done
+$attrib roster build --network attrib-local --out "$dir/roster.toml" "${entries[@]}"
+for i in $(seq 0 $((n - 1))); do
+  lower="$(echo "${codes[$i]}" | tr 'A-Z' 'a-z')"
+  cp "$dir/roster.toml" "$dir/$lower/roster.toml"
+  if [ "$i" -gt 0 ]; then
+    sed -i "s|^bootstrap = \[\]|bootstrap = [\"/ip4/127.0.0.1/tcp/4710\"]|" "$dir/$lower/node.toml"
+  fi
+  echo "run:    $attrib node run --config $dir/$lower/node.toml"
+done
+echo "submit: $attrib --config $dir/fra/node.toml claim submit --title 'Grid outage' --state RUS --confidence 70"
