@@ -43,6 +43,8 @@ pub struct NodeConfig {
     pub api: Option<ApiConfig>,
     /// Gossipsub heartbeat.
     pub heartbeat: Duration,
+    /// How often to run a catch-up round with a few peers.
+    pub sync_interval: Duration,
 }
 
 /// The config file, as written by `attrib init`.
@@ -73,6 +75,9 @@ pub struct FileConfig {
     /// Gossipsub heartbeat in ms (default 1000).
     #[serde(default)]
     pub heartbeat_ms: Option<u64>,
+    /// Catch-up round interval in ms (default 10000).
+    #[serde(default)]
+    pub sync_interval_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -132,6 +137,7 @@ impl FileConfig {
                 token: token.trim().to_string(),
             }),
             heartbeat: Duration::from_millis(file.heartbeat_ms.unwrap_or(1000)),
+            sync_interval: Duration::from_millis(file.sync_interval_ms.unwrap_or(10_000).max(100)),
         };
         Ok((file, config))
     }

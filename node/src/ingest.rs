@@ -1,10 +1,14 @@
-//! Taking in records from anywhere (gossip, fetch answers) and serving fetch requests: the
-//! checks and store calls both network paths share.
+//! Taking in records from anywhere (gossip, fetch answers, local submissions) and serving fetch
+//! requests: the checks and store calls all paths share.
 
 use std::sync::Arc;
 
-use attrib_protocol::sync::{FetchRequest, FetchResponse, MAX_FETCH_RECORDS};
-use attrib_protocol::{Record, RecordError, Roster, check_record};
+use attrib_protocol::sync::{
+    FetchRequest, FetchResponse, HeadEntry, MAX_FETCH_BYTES, MAX_FETCH_FORKS, MAX_FETCH_RECORDS,
+};
+use attrib_protocol::{
+    ChainHead, MemberKey, Record, RecordError, Roster, check_record, check_records,
+};
 use tokio::sync::watch;
 
 use crate::store::{Appended, Missing, Store, StoreError};
@@ -12,27 +16,32 @@ use crate::store::{Appended, Missing, Store, StoreError};
 /// What happened to a received record.
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    /// Stored (possibly with pending records released), or already held.
-    Settled,
+    /// Stored (possibly releasing pending records).
+    Stored,
+    /// Already held.
+    Duplicate,
     /// Kept pending until this is fetched.
     Waiting(Missing),
+    /// Its author equivocated; the fork proof is stored.
+    Fork,
 }
 
 /// Why a received record was not taken.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum IngestError {
-    /// The record is invalid: the sender is at fault.
+    /// The record is invalid.
     #[error("invalid record: {0}")]
     Invalid(#[from] RecordError),
-    /// The store failed or is full: not the sender's fault.
+    /// The store failed or refused (full, too far ahead).
     #[error(transparent)]
     Store(StoreError),
 }
 
 impl IngestError {
-    /// Whether the peer that sent the record should be penalised.
+    /// Whether the peer that sent the record should be penalised. A record from "the future"
+    /// may only mean this node's clock is behind, so it is not the sender's fault.
     pub(crate) fn is_peer_fault(&self) -> bool {
-        matches!(self, IngestError::Invalid(_))
+        matches!(self, IngestError::Invalid(e) if !matches!(e, RecordError::FromTheFuture { .. }))
     }
 }
 
@@ -43,6 +52,19 @@ impl From<StoreError> for IngestError {
             other => IngestError::Store(other),
         }
     }
+}
+
+/// What a batch ingest did.
+#[derive(Debug, Default)]
+pub(crate) struct BatchReport {
+    /// Records newly stored (including forks).
+    pub(crate) stored: usize,
+    /// Records refused as invalid (the sender's fault).
+    pub(crate) invalid: usize,
+    /// What pending records still need.
+    pub(crate) waiting: Vec<Missing>,
+    /// Authors whose chains advanced.
+    pub(crate) advanced: Vec<MemberKey>,
 }
 
 /// Shared ingest path.
@@ -66,10 +88,52 @@ impl Ingest {
         &self.roster
     }
 
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Checks and stores received bytes.
     pub(crate) fn receive(&self, bytes: &[u8]) -> Result<Outcome, IngestError> {
         let record = check_record(bytes, &self.roster, crate::now_ms())?;
         self.append(record)
+    }
+
+    /// Checks a batch (one batch signature verification) and stores what is valid.
+    pub(crate) fn receive_batch(&self, items: &[Vec<u8>]) -> Result<BatchReport, StoreError> {
+        let refs: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
+        let mut report = BatchReport::default();
+        for checked in check_records(&refs, &self.roster, crate::now_ms()) {
+            let record = match checked {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "peer sent an invalid record");
+                    report.invalid += 1;
+                    continue;
+                }
+            };
+            let author = record.author();
+            match self.append(record) {
+                Ok(Outcome::Stored) | Ok(Outcome::Fork) => {
+                    report.stored += 1;
+                    if !report.advanced.contains(&author) {
+                        report.advanced.push(author);
+                    }
+                }
+                Ok(Outcome::Duplicate) => {}
+                Ok(Outcome::Waiting(m)) => report.waiting.push(m),
+                Err(IngestError::Invalid(e)) => {
+                    tracing::warn!(error = %e, "peer sent a record that breaks a rule");
+                    report.invalid += 1;
+                }
+                Err(IngestError::Store(
+                    e @ (StoreError::PendingFull | StoreError::TooFarAhead { .. }),
+                )) => {
+                    tracing::debug!(error = %e, "record not kept for now");
+                }
+                Err(IngestError::Store(e)) => return Err(e),
+            }
+        }
+        Ok(report)
     }
 
     /// Stores a checked record and tells feed subscribers.
@@ -79,17 +143,17 @@ impl Ingest {
             Appended::Stored { cursor, released } => {
                 tracing::debug!(%id, cursor, released = released.len(), "stored record");
                 self.notify();
-                Ok(Outcome::Settled)
+                Ok(Outcome::Stored)
             }
-            Appended::Duplicate => Ok(Outcome::Settled),
+            Appended::Duplicate => Ok(Outcome::Duplicate),
             Appended::Pending(missing) => {
                 tracing::debug!(%id, ?missing, "record pending");
                 Ok(Outcome::Waiting(missing))
             }
             Appended::Fork { proof, cursor } => {
-                tracing::warn!(%id, cursor, author = %proof.author(), proof = %proof.id(), "author equivocated: fork proof stored");
+                tracing::warn!(%id, ?cursor, author = %proof.author(), proof = %proof.id(), "author equivocated: fork proof stored");
                 self.notify();
-                Ok(Outcome::Settled)
+                Ok(Outcome::Fork)
             }
         }
     }
@@ -98,23 +162,55 @@ impl Ingest {
         self.feed.send_replace(self.store.last_cursor());
     }
 
-    /// Answers a fetch request from the store (bounded).
+    /// This node's contiguous chain heads.
+    pub(crate) fn heads(&self) -> Vec<HeadEntry> {
+        self.store
+            .heads()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(author, ChainHead { seq, id })| HeadEntry { author, seq, id })
+            .collect()
+    }
+
+    /// Answers a fetch request from the store (bounded in count and bytes).
     pub(crate) fn serve(&self, request: &FetchRequest) -> FetchResponse {
-        let records = match request {
+        let records: Vec<Record> = match request {
             FetchRequest::Records(ids) => ids
                 .iter()
                 .take(MAX_FETCH_RECORDS)
                 .filter_map(|id| self.store.get(id).ok().flatten())
-                .map(|r| r.as_bytes().to_vec())
                 .collect(),
             FetchRequest::Chain { author, from, to } => self
                 .store
                 .chain_range(author, *from, *to, MAX_FETCH_RECORDS)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|r| r.as_bytes().to_vec())
-                .collect(),
+                .unwrap_or_default(),
+            FetchRequest::Heads => {
+                return FetchResponse {
+                    records: Vec::new(),
+                    heads: self.heads(),
+                    forks: self
+                        .store
+                        .forks()
+                        .unwrap_or_default()
+                        .iter()
+                        .take(MAX_FETCH_FORKS)
+                        .map(|p| p.encode())
+                        .collect(),
+                };
+            }
         };
-        FetchResponse { records }
+        let mut bytes = 0;
+        let records = records
+            .into_iter()
+            .take_while(|r| {
+                bytes += r.as_bytes().len();
+                bytes <= MAX_FETCH_BYTES
+            })
+            .map(|r| r.as_bytes().to_vec())
+            .collect();
+        FetchResponse {
+            records,
+            ..Default::default()
+        }
     }
 }

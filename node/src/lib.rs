@@ -36,7 +36,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 pub use config::NodeConfig;
-pub use network::{MAX_GOSSIP_BYTES, PeerInfo, gossip_config, gossip_topic};
+pub use network::{MAX_GOSSIP_BYTES, PeerInfo, SyncStats, gossip_config, gossip_topic};
 pub use store::{Counts, Store, StoreError};
 
 use ingest::Ingest;
@@ -85,6 +85,23 @@ pub enum SubmitError {
     /// The record would be invalid.
     #[error("{0}")]
     Invalid(#[from] RecordError),
+    /// The state's own chain on this node is behind what peers hold (e.g. a wiped or restored
+    /// data dir that is still catching up): signing now would fork the chain.
+    #[error(
+        "this node is still fetching {pending} of its own state's records from peers; retry in a few seconds (signing now would fork the state's chain)"
+    )]
+    CatchingUp {
+        /// Own records held pending.
+        pending: usize,
+    },
+    /// Another node of this state signed the same seq first; nothing was published.
+    #[error(
+        "another record of this state took seq {seq} first (is a second node signing for this state?); nothing was published, retry"
+    )]
+    Conflict {
+        /// The seq that was taken.
+        seq: u64,
+    },
     /// A response names a claim this node does not hold.
     #[error("no claim {0} is known to this node; check the id (`attrib feed --kind claim`)")]
     UnknownTarget(RecordId),
@@ -171,6 +188,8 @@ pub struct Status {
     pub own_head: Option<ChainHead>,
     /// States known to have equivocated.
     pub equivocators: Vec<StateCode>,
+    /// Catch-up sync counters.
+    pub sync: SyncStats,
 }
 
 struct Shared {
@@ -183,6 +202,7 @@ struct Shared {
     feed: watch::Receiver<u64>,
     gossip_peers: watch::Receiver<usize>,
     listen_addrs: watch::Receiver<Vec<Multiaddr>>,
+    sync_stats: watch::Receiver<SyncStats>,
     commands: mpsc::Sender<Command>,
 }
 
@@ -234,6 +254,7 @@ impl Node {
         let (feed_tx, feed_rx) = watch::channel(store.last_cursor());
         let (peers_tx, peers_rx) = watch::channel(0);
         let (addrs_tx, addrs_rx) = watch::channel(Vec::new());
+        let (stats_tx, stats_rx) = watch::channel(SyncStats::default());
         let (cmd_tx, cmd_rx) = mpsc::channel(1024);
         let ingest = Ingest::new(store.clone(), roster.clone(), feed_tx);
         let event_loop = {
@@ -244,11 +265,13 @@ impl Node {
                     listen: config.listen,
                     bootstrap: config.bootstrap,
                     heartbeat: config.heartbeat,
+                    sync_interval: config.sync_interval,
                 },
                 ingest.clone(),
                 cmd_rx,
                 peers_tx,
                 addrs_tx,
+                stats_tx,
             )?
         };
         let (stop_network, stop_rx) = oneshot::channel();
@@ -264,6 +287,7 @@ impl Node {
                 feed: feed_rx,
                 gossip_peers: peers_rx,
                 listen_addrs: addrs_rx,
+                sync_stats: stats_rx,
                 commands: cmd_tx,
             }),
         };
@@ -378,6 +402,10 @@ impl NodeHandle {
         let roster = &self.shared.roster;
         let _guard = self.shared.author_lock.lock().await;
         let author = member_key(key);
+        let pending = store.pending_of(&author);
+        if pending > 0 {
+            return Err(SubmitError::CatchingUp { pending });
+        }
         let head = store.chain_head(&author)?;
         if let Some(target) = body.target() {
             let t = store
@@ -403,10 +431,13 @@ impl NodeHandle {
         let record = check_record(record.as_bytes(), roster, now_ms())?;
         let (id, seq) = (record.id(), record.seq());
         let bytes = record.bytes();
-        self.shared.ingest.append(record).map_err(|e| match e {
+        let outcome = self.shared.ingest.append(record).map_err(|e| match e {
             ingest::IngestError::Invalid(r) => SubmitError::Invalid(r),
             ingest::IngestError::Store(s) => SubmitError::Store(s),
         })?;
+        if !matches!(outcome, ingest::Outcome::Stored) {
+            return Err(SubmitError::Conflict { seq });
+        }
         store.flush().await?;
         let cursor = store.get_with_cursor(&id)?.map_or(0, |(cursor, _)| cursor);
         let _ = self.shared.commands.send(Command::Publish(bytes)).await;
@@ -616,7 +647,43 @@ impl NodeHandle {
             last_cursor: store.last_cursor(),
             own_head,
             equivocators,
+            sync: *self.shared.sync_stats.borrow(),
         })
+    }
+
+    /// Catch-up counters.
+    pub fn sync_stats(&self) -> SyncStats {
+        *self.shared.sync_stats.borrow()
+    }
+
+    /// Starts a catch-up round with every connected peer now.
+    pub async fn sync_now(&self) -> Result<(), NodeError> {
+        self.shared
+            .commands
+            .send(Command::SyncNow)
+            .await
+            .map_err(|_| NodeError::Stopped)
+    }
+
+    /// Refuses (and disconnects) a peer, or admits it again. Operators use it to suspend a
+    /// misbehaving peer; tests use it to partition the network.
+    pub async fn set_peer_blocked(&self, peer: PeerId, blocked: bool) -> Result<(), NodeError> {
+        self.shared
+            .commands
+            .send(Command::SetBlocked(peer, blocked))
+            .await
+            .map_err(|_| NodeError::Stopped)
+    }
+
+    /// Number of records stored.
+    pub fn record_count(&self) -> usize {
+        self.shared.store.counts().records
+    }
+
+    /// A digest of the full set of stored record ids (order-independent): equal digests mean
+    /// equal record sets.
+    pub fn record_set_digest(&self) -> Result<RecordId, StoreError> {
+        self.shared.store.record_set_digest()
     }
 }
 

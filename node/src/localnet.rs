@@ -114,6 +114,7 @@ pub fn local_config(
             token,
         }),
         heartbeat: Duration::from_millis(100),
+        sync_interval: Duration::from_millis(500),
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use attrib_protocol::encoding::MAX_MESSAGE_BYTES;
 use attrib_protocol::sync::{FetchRequest, FetchResponse, MAX_FETCH_IDS, MAX_FETCH_RECORDS};
-use attrib_protocol::{NetworkId, RecordId};
+use attrib_protocol::{ForkProof, MemberKey, NetworkId, RecordId};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId};
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
@@ -18,9 +18,10 @@ use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, connection_limits, identify, noise,
     ping, tcp, yamux,
 };
+use rand::seq::SliceRandom;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::ingest::{Ingest, Outcome};
+use crate::ingest::{BatchReport, Ingest, Outcome};
 use crate::store::Missing;
 
 /// The largest gossip message: records are at most 32 KiB, so this leaves ample headroom.
@@ -67,6 +68,10 @@ pub(crate) enum Command {
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     /// Dial an address now.
     Dial(Multiaddr),
+    /// Refuse (and drop) or re-admit a peer.
+    SetBlocked(PeerId, bool),
+    /// Start a catch-up round with every connected peer now.
+    SyncNow,
 }
 
 /// A connected peer, for status.
@@ -86,6 +91,39 @@ pub(crate) struct NetworkSettings {
     pub(crate) listen: Vec<Multiaddr>,
     pub(crate) bootstrap: Vec<Multiaddr>,
     pub(crate) heartbeat: Duration,
+    pub(crate) sync_interval: Duration,
+}
+
+/// Sync counters, for status and measurements.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct SyncStats {
+    /// Catch-up rounds started (heads requests sent).
+    pub rounds: u64,
+    /// Fetch requests sent.
+    pub requests: u64,
+    /// Bytes of fetch requests sent (framed).
+    pub request_bytes: u64,
+    /// Bytes of fetch responses received (framed).
+    pub response_bytes: u64,
+    /// Records received in fetch responses.
+    pub records_received: u64,
+    /// Records refused as invalid in fetch responses.
+    pub invalid_received: u64,
+}
+
+/// What a fetch request was for.
+#[derive(Debug, Clone)]
+enum Want {
+    Heads,
+    Chain { author: MemberKey },
+    Records(Vec<RecordId>),
+}
+
+/// A batch ingested off the event loop.
+struct BatchDone {
+    peer: PeerId,
+    want: Want,
+    report: Result<BatchReport, crate::StoreError>,
 }
 
 /// The event loop state.
@@ -99,14 +137,19 @@ pub(crate) struct EventLoop {
     subscribed: HashSet<PeerId>,
     gossip_peers: watch::Sender<usize>,
     listen_addrs: watch::Sender<Vec<Multiaddr>>,
-    in_flight: HashMap<OutboundRequestId, PeerId>,
-    wanted: HashSet<WantKey>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum WantKey {
-    Record(RecordId),
-    Chain(attrib_protocol::MemberKey, u64),
+    in_flight: HashMap<OutboundRequestId, (PeerId, Want)>,
+    /// Authors whose chain is being fetched (one request per author at a time).
+    chain_in_flight: HashSet<MemberKey>,
+    /// Records being fetched by id.
+    records_in_flight: HashSet<RecordId>,
+    /// How far each peer said each author's chain goes.
+    peer_heads: HashMap<(PeerId, MemberKey), u64>,
+    /// Peers that served invalid records; not asked again until they reconnect.
+    distrusted: HashSet<PeerId>,
+    batches_tx: mpsc::Sender<BatchDone>,
+    batches: mpsc::Receiver<BatchDone>,
+    sync_interval: Duration,
+    stats: watch::Sender<SyncStats>,
 }
 
 impl EventLoop {
@@ -116,6 +159,7 @@ impl EventLoop {
         commands: mpsc::Receiver<Command>,
         gossip_peers: watch::Sender<usize>,
         listen_addrs: watch::Sender<Vec<Multiaddr>>,
+        stats: watch::Sender<SyncStats>,
     ) -> Result<EventLoop, crate::NodeError> {
         let roster = ingest.roster().clone();
         let network = roster.network_id();
@@ -179,6 +223,7 @@ impl EventLoop {
                 tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
             }
         }
+        let (batches_tx, batches) = mpsc::channel(64);
         Ok(EventLoop {
             swarm,
             topic,
@@ -190,13 +235,21 @@ impl EventLoop {
             gossip_peers,
             listen_addrs,
             in_flight: HashMap::new(),
-            wanted: HashSet::new(),
+            chain_in_flight: HashSet::new(),
+            records_in_flight: HashSet::new(),
+            peer_heads: HashMap::new(),
+            distrusted: HashSet::new(),
+            batches_tx,
+            batches,
+            sync_interval: settings.sync_interval,
+            stats,
         })
     }
 
     /// Runs until the command channel closes (every handle dropped) or `shutdown` fires.
     pub(crate) async fn run(mut self, mut shutdown: oneshot::Receiver<()>) {
         let mut redial = tokio::time::interval(Duration::from_secs(5));
+        let mut sync = tokio::time::interval(self.sync_interval);
         loop {
             tokio::select! {
                 biased;
@@ -205,7 +258,9 @@ impl EventLoop {
                     Some(c) => self.handle_command(c),
                     None => break,
                 },
+                Some(done) = self.batches.recv() => self.handle_batch_done(done),
                 event = self.swarm.select_next_some() => self.handle_swarm_event(event),
+                _ = sync.tick() => self.handle_sync_tick(),
                 _ = redial.tick() => self.handle_redial_tick(),
             }
         }
@@ -248,6 +303,182 @@ impl EventLoop {
                     tracing::warn!(%addr, error = %e, "dial failed");
                 }
             }
+            Command::SetBlocked(peer, blocked) => {
+                let allowed = &mut self.swarm.behaviour_mut().allowed;
+                if blocked {
+                    allowed.disallow_peer(peer);
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                } else if self.ingest.roster().admits_node(&peer.to_string()) {
+                    allowed.allow_peer(peer);
+                }
+            }
+            Command::SyncNow => {
+                let peers: Vec<PeerId> = self.connected.iter().copied().collect();
+                for peer in peers {
+                    self.request_heads(peer);
+                }
+            }
+        }
+    }
+
+    /// Every sync interval: a catch-up round with a few random peers, and a retry of missing
+    /// response targets.
+    fn handle_sync_tick(&mut self) {
+        let mut peers: Vec<PeerId> = self
+            .connected
+            .iter()
+            .filter(|p| !self.distrusted.contains(p))
+            .copied()
+            .collect();
+        peers.shuffle(&mut rand::thread_rng());
+        for peer in peers.iter().take(3) {
+            self.request_heads(*peer);
+        }
+        let targets: Vec<RecordId> = self
+            .ingest
+            .store()
+            .missing_targets(MAX_FETCH_IDS)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| !self.records_in_flight.contains(t))
+            .collect();
+        if let (false, Some(peer)) = (targets.is_empty(), peers.first()) {
+            self.request_records(*peer, targets);
+        }
+    }
+
+    fn send(&mut self, peer: PeerId, request: FetchRequest, want: Want) {
+        let len = request.encode().len() as u64 + 4;
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .fetch
+            .send_request(&peer, request);
+        self.in_flight.insert(id, (peer, want));
+        self.stats.send_modify(|s| {
+            s.requests += 1;
+            s.request_bytes += len;
+        });
+    }
+
+    fn request_heads(&mut self, peer: PeerId) {
+        if self
+            .in_flight
+            .values()
+            .any(|(p, w)| *p == peer && matches!(w, Want::Heads))
+        {
+            return;
+        }
+        self.stats.send_modify(|s| s.rounds += 1);
+        self.send(peer, FetchRequest::Heads, Want::Heads);
+    }
+
+    fn request_chain(&mut self, peer: PeerId, author: MemberKey, from: u64, to: u64) {
+        if to < from || !self.chain_in_flight.insert(author) {
+            return;
+        }
+        let to = to.min(from.saturating_add(MAX_FETCH_RECORDS as u64 - 1));
+        self.send(
+            peer,
+            FetchRequest::Chain { author, from, to },
+            Want::Chain { author },
+        );
+    }
+
+    fn request_records(&mut self, peer: PeerId, ids: Vec<RecordId>) {
+        let ids: Vec<RecordId> = ids
+            .into_iter()
+            .filter(|id| self.records_in_flight.insert(*id))
+            .take(MAX_FETCH_IDS)
+            .collect();
+        if !ids.is_empty() {
+            self.send(peer, FetchRequest::Records(ids.clone()), Want::Records(ids));
+        }
+    }
+
+    /// A peer told us its chain heads: fetch what we lack, check what differs.
+    fn handle_heads(&mut self, peer: PeerId, response: FetchResponse) {
+        for proof in response
+            .forks
+            .iter()
+            .take(attrib_protocol::sync::MAX_FETCH_FORKS)
+        {
+            match ForkProof::decode(proof).and_then(|p| p.verify(self.ingest.roster()).map(|_| p)) {
+                Ok(p) => {
+                    let (a, b) = p.records();
+                    for r in [a.clone(), b.clone()] {
+                        if let Ok(Outcome::Waiting(m)) = self.ingest.append(r) {
+                            self.follow_up(m, peer);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "peer sent an invalid fork proof");
+                    self.distrusted.insert(peer);
+                    return;
+                }
+            }
+        }
+        for head in response.heads {
+            if self.ingest.roster().member_by_key(&head.author).is_none() {
+                continue;
+            }
+            let ours = self.ingest.store().chain_head(&head.author).ok().flatten();
+            let our_seq = ours.map_or(0, |h| h.seq);
+            self.peer_heads.insert((peer, head.author), head.seq);
+            if head.seq > our_seq {
+                self.request_chain(peer, head.author, our_seq + 1, head.seq);
+            } else if head.seq == our_seq && ours.is_some_and(|h| h.id != head.id) {
+                // Same length, different head: one record proves the fork.
+                self.request_chain(peer, head.author, head.seq, head.seq);
+            }
+        }
+    }
+
+    /// A batch from a peer was ingested: continue the catch-up, chase what is still missing.
+    fn handle_batch_done(&mut self, done: BatchDone) {
+        match &done.want {
+            Want::Chain { author } => {
+                self.chain_in_flight.remove(author);
+            }
+            Want::Records(ids) => {
+                for id in ids {
+                    self.records_in_flight.remove(id);
+                }
+            }
+            Want::Heads => {}
+        }
+        let report = match done.report {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "store failed while ingesting a batch");
+                return;
+            }
+        };
+        if report.invalid > 0 {
+            tracing::warn!(peer = %done.peer, invalid = report.invalid, "peer served invalid records; not syncing from it until it reconnects");
+            self.distrusted.insert(done.peer);
+            return;
+        }
+        if let Want::Chain { author } = done.want {
+            let ours = self
+                .ingest
+                .store()
+                .chain_head(&author)
+                .ok()
+                .flatten()
+                .map_or(0, |h| h.seq);
+            let theirs = self
+                .peer_heads
+                .get(&(done.peer, author))
+                .copied()
+                .unwrap_or(0);
+            if report.stored > 0 && theirs > ours {
+                self.request_chain(done.peer, author, ours + 1, theirs);
+            }
+        }
+        for missing in report.waiting {
+            self.follow_up(missing, done.peer);
         }
     }
 
@@ -268,7 +499,10 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 tracing::debug!(peer = %peer_id, "connected");
-                self.connected.insert(peer_id);
+                if self.connected.insert(peer_id) {
+                    self.distrusted.remove(&peer_id);
+                    self.request_heads(peer_id);
+                }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -277,6 +511,7 @@ impl EventLoop {
             } => {
                 tracing::debug!(peer = %peer_id, "disconnected");
                 self.connected.remove(&peer_id);
+                self.peer_heads.retain(|(p, _), _| *p != peer_id);
                 self.subscribed.remove(&peer_id);
                 self.publish_peer_count();
             }
@@ -304,10 +539,12 @@ impl EventLoop {
                 message,
             } => {
                 let acceptance = match self.ingest.receive(&message.data) {
-                    Ok(outcome) => {
-                        self.follow_up(outcome, propagation_source);
+                    Ok(Outcome::Duplicate) => MessageAcceptance::Ignore,
+                    Ok(Outcome::Waiting(missing)) => {
+                        self.follow_up(missing, propagation_source);
                         MessageAcceptance::Accept
                     }
+                    Ok(Outcome::Stored | Outcome::Fork) => MessageAcceptance::Accept,
                     Err(e) if e.is_peer_fault() => {
                         tracing::warn!(peer = %propagation_source, error = %e, "rejected gossiped record");
                         MessageAcceptance::Reject
@@ -335,24 +572,14 @@ impl EventLoop {
     }
 
     /// After an ingest: ask the peer that sent the record for whatever it still needs.
-    fn follow_up(&mut self, outcome: Outcome, peer: PeerId) {
-        let Outcome::Waiting(missing) = outcome else {
-            return;
-        };
-        let (key, request) = match missing {
-            Missing::Target(id) => (WantKey::Record(id), FetchRequest::Records(vec![id])),
-            Missing::Chain { author, from, to } => (
-                WantKey::Chain(author, from),
-                FetchRequest::Chain { author, from, to },
-            ),
-        };
-        if self.wanted.insert(key) {
-            let id = self
-                .swarm
-                .behaviour_mut()
-                .fetch
-                .send_request(&peer, request);
-            self.in_flight.insert(id, peer);
+    fn follow_up(&mut self, missing: Missing, peer: PeerId) {
+        match missing {
+            Missing::Target(id) => self.request_records(peer, vec![id]),
+            Missing::Chain { author, from, to } => {
+                let known = self.peer_heads.get(&(peer, author)).copied().unwrap_or(0);
+                self.peer_heads.insert((peer, author), known.max(to));
+                self.request_chain(peer, author, from, to);
+            }
         }
     }
 
@@ -374,16 +601,31 @@ impl EventLoop {
                     request_id,
                     response,
                 } => {
-                    self.in_flight.remove(&request_id);
-                    self.wanted.clear();
-                    for bytes in response.records.iter().take(MAX_FETCH_RECORDS) {
-                        match self.ingest.receive(bytes) {
-                            Ok(outcome) => self.follow_up(outcome, peer),
-                            Err(e) => {
-                                tracing::warn!(%peer, error = %e, "peer served a bad record");
-                            }
-                        }
+                    let Some((_, want)) = self.in_flight.remove(&request_id) else {
+                        return;
+                    };
+                    let len = response.encode().len() as u64 + 4;
+                    let count = response.records.len().min(MAX_FETCH_RECORDS);
+                    self.stats.send_modify(|s| {
+                        s.response_bytes += len;
+                        s.records_received += count as u64;
+                    });
+                    if let Want::Heads = want {
+                        self.handle_heads(peer, response);
+                        return;
                     }
+                    let ingest = self.ingest.clone();
+                    let done = self.batches_tx.clone();
+                    let stats = self.stats.clone();
+                    let mut records = response.records;
+                    records.truncate(MAX_FETCH_RECORDS);
+                    tokio::task::spawn_blocking(move || {
+                        let report = ingest.receive_batch(&records);
+                        if let Ok(r) = &report {
+                            stats.send_modify(|s| s.invalid_received += r.invalid as u64);
+                        }
+                        let _ = done.blocking_send(BatchDone { peer, want, report });
+                    });
                 }
             },
             request_response::Event::OutboundFailure {
@@ -392,8 +634,19 @@ impl EventLoop {
                 error,
                 ..
             } => {
-                self.in_flight.remove(&request_id);
-                self.wanted.clear();
+                if let Some((_, want)) = self.in_flight.remove(&request_id) {
+                    match want {
+                        Want::Chain { author } => {
+                            self.chain_in_flight.remove(&author);
+                        }
+                        Want::Records(ids) => {
+                            for id in ids {
+                                self.records_in_flight.remove(&id);
+                            }
+                        }
+                        Want::Heads => {}
+                    }
+                }
                 tracing::debug!(%peer, %error, "fetch failed");
             }
             _ => {}

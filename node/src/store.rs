@@ -2,7 +2,8 @@
 //!
 //! Trees: `records` (id → cursor ‖ bytes), `chain` (author ‖ seq ‖ id), `heads` (author →
 //! contiguous head seq ‖ id), `feed` (cursor → id), `responses` (target ‖ cursor → id),
-//! `pending` (id → bytes: valid records waiting for a chain gap or a response target),
+//! `pending` (author ‖ seq ‖ id → bytes: valid records waiting for a chain gap or a response
+//! target), `pending_targets` (target ‖ author ‖ seq ‖ id → pending key),
 //! `forks` (proof id → proof bytes) and `equivocators` (author → proof id).
 //!
 //! Guarantees:
@@ -14,6 +15,7 @@
 //! - Only records that passed [`attrib_protocol::check_record`] are given to `append`; it adds
 //!   the chain rules and the response rules, which need what the store holds.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -24,8 +26,13 @@ use attrib_protocol::{
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-/// Most records kept pending (waiting for a gap or a target) at once.
+/// Most records kept pending (waiting for a gap or a target) at once, in total.
 pub const MAX_PENDING: usize = 10_000;
+/// Most records of one author kept pending at once.
+pub const MAX_PENDING_PER_AUTHOR: usize = 2_000;
+/// How far beyond an author's contiguous head a record may be and still be kept pending;
+/// records further ahead are refused (sync fetches them in order when the gap closes).
+pub const MAX_SEQ_AHEAD: u64 = 100_000;
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +48,20 @@ pub enum StoreError {
     #[error("record refused: {0}")]
     Rejected(#[from] RecordError),
     /// Too many records are waiting for gaps to fill.
-    #[error("too many pending records ({MAX_PENDING}); refusing more until gaps are filled")]
+    #[error(
+        "too many pending records (at most {MAX_PENDING} in all, {MAX_PENDING_PER_AUTHOR} per author); refusing more until gaps are filled"
+    )]
     PendingFull,
+    /// The record is too far beyond its author's contiguous head to be kept.
+    #[error(
+        "record seq {seq} is more than {MAX_SEQ_AHEAD} beyond its author's head {head}; it will be fetched in order"
+    )]
+    TooFarAhead {
+        /// The record's seq.
+        seq: u64,
+        /// The author's contiguous head.
+        head: u64,
+    },
 }
 
 /// What is missing before a pending record can be stored.
@@ -76,12 +95,13 @@ pub enum Appended {
     /// Valid but waiting for `Missing`; kept in the pending tree.
     Pending(Missing),
     /// Conflicts with a held record: the proof is stored and the author marked equivocating;
-    /// the record is kept (at `cursor`) but never becomes part of the contiguous chain.
+    /// the record is kept (at `cursor`) but never becomes part of the contiguous chain. If it
+    /// responds to a claim this node does not hold, only the proof is kept (`cursor` is `None`).
     Fork {
         /// The proof.
         proof: ForkProof,
-        /// Its feed cursor.
-        cursor: u64,
+        /// Its feed cursor, if the record was stored.
+        cursor: Option<u64>,
     },
 }
 
@@ -105,10 +125,18 @@ pub struct Store {
     feed: sled::Tree,
     responses: sled::Tree,
     pending: sled::Tree,
+    pending_targets: sled::Tree,
     forks: sled::Tree,
     equivocators: sled::Tree,
-    /// Guards appends; holds the next cursor.
-    append_lock: Mutex<u64>,
+    /// Guards appends; holds the next cursor and pending counts.
+    append_lock: Mutex<AppendState>,
+}
+
+struct AppendState {
+    next: u64,
+    records_total: usize,
+    pending_total: usize,
+    pending_by_author: HashMap<MemberKey, usize>,
 }
 
 impl Store {
@@ -128,17 +156,35 @@ impl Store {
             Some((k, _)) => cursor_of(&k)? + 1,
             None => 1,
         };
+        let pending = db.open_tree("pending")?;
+        let mut pending_by_author: HashMap<MemberKey, usize> = HashMap::new();
+        let mut pending_total = 0;
+        for k in pending.iter().keys() {
+            let k = k?;
+            *pending_by_author
+                .entry(MemberKey(key32(&k[..32])?))
+                .or_default() += 1;
+            pending_total += 1;
+        }
+        let records = db.open_tree("records")?;
+        let records_total = records.len();
         Ok(Store {
-            records: db.open_tree("records")?,
+            records,
             chain: db.open_tree("chain")?,
             heads: db.open_tree("heads")?,
             responses: db.open_tree("responses")?,
-            pending: db.open_tree("pending")?,
+            pending_targets: db.open_tree("pending_targets")?,
             forks: db.open_tree("forks")?,
             equivocators: db.open_tree("equivocators")?,
+            pending,
             feed,
             db,
-            append_lock: Mutex::new(next),
+            append_lock: Mutex::new(AppendState {
+                next,
+                records_total,
+                pending_total,
+                pending_by_author,
+            }),
         })
     }
 
@@ -148,40 +194,88 @@ impl Store {
         Ok(())
     }
 
-    /// Appends a checked record (see the module docs). Idempotent.
-    pub fn append(&self, record: Record) -> Result<Appended, StoreError> {
-        let mut next = self.append_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let out = self.append_locked(&mut next, record)?;
-        if let Appended::Stored { released, .. } = &out {
-            debug_assert!(released.iter().all(|(c, _)| *c < *next));
-        }
-        Ok(out)
+    fn lock(&self) -> std::sync::MutexGuard<'_, AppendState> {
+        self.append_lock.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn append_locked(&self, next: &mut u64, record: Record) -> Result<Appended, StoreError> {
+    /// Appends a checked record (see the module docs). Idempotent.
+    pub fn append(&self, record: Record) -> Result<Appended, StoreError> {
+        let mut state = self.lock();
+        self.append_locked(&mut state, record)
+    }
+
+    fn append_locked(
+        &self,
+        state: &mut AppendState,
+        record: Record,
+    ) -> Result<Appended, StoreError> {
         let id = record.id();
-        if self.records.contains_key(id.as_bytes())? || self.pending.contains_key(id.as_bytes())? {
+        if self.records.contains_key(id.as_bytes())? {
             return Ok(Appended::Duplicate);
         }
-        match self.place(next, &record)? {
+        let pkey = pending_key(&record);
+        let already_pending = self.pending.contains_key(&pkey)?;
+        match self.place(state, &record)? {
             Placement::Stored(cursor) => {
-                let released = self.release_pending(next)?;
+                if already_pending {
+                    self.unpend(state, &record)?;
+                }
+                let released = self.release_pending(state, &record)?;
                 Ok(Appended::Stored { cursor, released })
             }
             Placement::Duplicate => Ok(Appended::Duplicate),
             Placement::Fork(proof, cursor) => Ok(Appended::Fork { proof, cursor }),
             Placement::Wait(missing) => {
-                if self.pending.len() >= MAX_PENDING {
-                    return Err(StoreError::PendingFull);
+                if !already_pending {
+                    let author = record.author();
+                    let head = self.head_of(&author)?.map_or(0, |h| h.seq);
+                    if record.seq() > head.saturating_add(MAX_SEQ_AHEAD) {
+                        return Err(StoreError::TooFarAhead {
+                            seq: record.seq(),
+                            head,
+                        });
+                    }
+                    let of_author = state.pending_by_author.get(&author).copied().unwrap_or(0);
+                    if state.pending_total >= MAX_PENDING || of_author >= MAX_PENDING_PER_AUTHOR {
+                        return Err(StoreError::PendingFull);
+                    }
+                    self.pending.insert(&pkey, record.as_bytes())?;
+                    state.pending_total += 1;
+                    *state.pending_by_author.entry(author).or_default() += 1;
                 }
-                self.pending.insert(id.as_bytes(), record.as_bytes())?;
+                if let Missing::Target(t) = &missing {
+                    let mut k = t.as_bytes().to_vec();
+                    k.extend_from_slice(&pkey);
+                    self.pending_targets.insert(k, pkey.as_slice())?;
+                }
                 Ok(Appended::Pending(missing))
             }
         }
     }
 
+    /// Removes a record from the pending indexes.
+    fn unpend(&self, state: &mut AppendState, record: &Record) -> Result<(), StoreError> {
+        let pkey = pending_key(record);
+        if self.pending.remove(&pkey)?.is_some() {
+            state.pending_total = state.pending_total.saturating_sub(1);
+            if let Some(n) = state.pending_by_author.get_mut(&record.author()) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        if let Some(t) = record.body().target() {
+            let mut k = t.as_bytes().to_vec();
+            k.extend_from_slice(&pkey);
+            self.pending_targets.remove(k)?;
+        }
+        Ok(())
+    }
+
     /// Decides where a record goes and writes it if it can be stored now.
-    fn place(&self, next: &mut u64, record: &Record) -> Result<Placement, StoreError> {
+    fn place(&self, state: &mut AppendState, record: &Record) -> Result<Placement, StoreError> {
+        let target = match record.body().target() {
+            Some(t) => Some((t, self.get(&t)?)),
+            None => None,
+        };
         match chain::classify(record, self) {
             ChainPosition::Duplicate => Ok(Placement::Duplicate),
             ChainPosition::Gap { from, to } => Ok(Placement::Wait(Missing::Chain {
@@ -190,69 +284,99 @@ impl Store {
                 to,
             })),
             ChainPosition::Fork(proof) => {
+                let stored = match &target {
+                    Some((_, Some(t))) => {
+                        check_response(record, t)?;
+                        true
+                    }
+                    Some((_, None)) => false,
+                    None => true,
+                };
                 let proof_id = proof.id();
                 self.forks.insert(proof_id.as_bytes(), proof.encode())?;
                 self.equivocators
                     .insert(proof.author().as_bytes(), proof_id.as_bytes())?;
-                let cursor = self.insert(next, record, false)?;
+                let cursor = if stored {
+                    Some(self.insert(state, record, false)?)
+                } else {
+                    None
+                };
                 Ok(Placement::Fork(proof, cursor))
             }
             ChainPosition::Next => {
-                if let Some(target) = record.body().target() {
-                    match self.get(&target)? {
-                        None => return Ok(Placement::Wait(Missing::Target(target))),
-                        Some(t) => check_response(record, &t)?,
-                    }
+                match &target {
+                    Some((t, None)) => return Ok(Placement::Wait(Missing::Target(*t))),
+                    Some((_, Some(t))) => check_response(record, t)?,
+                    None => {}
                 }
-                Ok(Placement::Stored(self.insert(next, record, true)?))
+                Ok(Placement::Stored(self.insert(state, record, true)?))
             }
         }
     }
 
-    /// Stores pending records that can now be placed, until none can.
-    fn release_pending(&self, next: &mut u64) -> Result<Vec<(u64, Record)>, StoreError> {
+    /// After `stored` is stored: stores the pending records that were waiting for it (its
+    /// successor in the author's chain, responses to it), and theirs, and so on.
+    fn release_pending(
+        &self,
+        state: &mut AppendState,
+        stored: &Record,
+    ) -> Result<Vec<(u64, Record)>, StoreError> {
         let mut released = Vec::new();
-        loop {
-            let mut progressed = false;
-            for entry in self.pending.iter() {
-                let (k, v) = entry?;
-                let record = Record::decode(&v)
-                    .map_err(|e| StoreError::Corrupt(format!("pending record: {e}")))?;
-                let placement = match self.place(next, &record) {
-                    Ok(p) => p,
-                    Err(StoreError::Rejected(e)) => {
-                        tracing::warn!(id = %record.id(), error = %e, "dropping pending record that breaks a response rule");
-                        self.pending.remove(&k)?;
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
-                match placement {
-                    Placement::Wait(_) => {}
-                    Placement::Duplicate => {
-                        self.pending.remove(&k)?;
-                    }
-                    Placement::Stored(cursor) | Placement::Fork(_, cursor) => {
-                        self.pending.remove(&k)?;
-                        released.push((cursor, record));
-                        progressed = true;
-                    }
+        let mut queue = vec![stored.clone()];
+        while let Some(r) = queue.pop() {
+            let mut candidates = Vec::new();
+            if let Some(next) = r.seq().checked_add(1) {
+                for entry in self.pending.scan_prefix(chain_key(&r.author(), next, None)) {
+                    candidates.push(entry?.1);
                 }
             }
-            if !progressed {
-                return Ok(released);
+            for entry in self.pending_targets.scan_prefix(r.id().as_bytes()) {
+                if let Some(v) = self.pending.get(entry?.1)? {
+                    candidates.push(v);
+                }
+            }
+            for bytes in candidates {
+                let record = Record::decode(&bytes)
+                    .map_err(|e| StoreError::Corrupt(format!("pending record: {e}")))?;
+                match self.place(state, &record) {
+                    Ok(Placement::Wait(Missing::Target(t))) => {
+                        let pkey = pending_key(&record);
+                        let mut k = t.as_bytes().to_vec();
+                        k.extend_from_slice(&pkey);
+                        self.pending_targets.insert(k, pkey.as_slice())?;
+                    }
+                    Ok(Placement::Wait(_)) => {}
+                    Ok(Placement::Duplicate) => self.unpend(state, &record)?,
+                    Ok(Placement::Stored(cursor)) => {
+                        self.unpend(state, &record)?;
+                        released.push((cursor, record.clone()));
+                        queue.push(record);
+                    }
+                    Ok(Placement::Fork(_, cursor)) => {
+                        self.unpend(state, &record)?;
+                        if let Some(cursor) = cursor {
+                            released.push((cursor, record));
+                        }
+                    }
+                    Err(StoreError::Rejected(e)) => {
+                        tracing::warn!(id = %record.id(), error = %e, "dropping pending record that breaks a response rule");
+                        self.unpend(state, &record)?;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
+        Ok(released)
     }
 
     /// Writes a record and its index entries in one transaction; returns its cursor.
     fn insert(
         &self,
-        next: &mut u64,
+        state: &mut AppendState,
         record: &Record,
         extends_head: bool,
     ) -> Result<u64, StoreError> {
-        let cursor = *next;
+        let cursor = state.next;
         let id = record.id();
         let author = record.author();
         let mut value = Vec::with_capacity(8 + record.as_bytes().len());
@@ -291,7 +415,8 @@ impl Store {
                 return Err(StoreError::Corrupt("transaction aborted".into()));
             }
         }
-        *next += 1;
+        state.next += 1;
+        state.records_total += 1;
         Ok(cursor)
     }
 
@@ -328,7 +453,7 @@ impl Store {
 
     /// The last assigned feed cursor (0 if empty).
     pub fn last_cursor(&self) -> u64 {
-        *self.append_lock.lock().unwrap_or_else(|e| e.into_inner()) - 1
+        self.lock().next - 1
     }
 
     /// Records whose target is `claim` (responses and revisions), in feed order.
@@ -368,6 +493,30 @@ impl Store {
         Ok(out)
     }
 
+    /// Claims that pending responses wait for and that are not stored, at most `limit`.
+    pub fn missing_targets(&self, limit: usize) -> Result<Vec<RecordId>, StoreError> {
+        let mut out: Vec<RecordId> = Vec::new();
+        for k in self.pending_targets.iter().keys() {
+            let id = record_id(&k?[..32])?;
+            if out.last() != Some(&id) && !self.records.contains_key(id.as_bytes())? {
+                out.push(id);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many of this author's records are pending.
+    pub fn pending_of(&self, author: &MemberKey) -> usize {
+        self.lock()
+            .pending_by_author
+            .get(author)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// The fork proofs held.
     pub fn forks(&self) -> Result<Vec<ForkProof>, StoreError> {
         self.forks
@@ -404,11 +553,21 @@ impl Store {
             .collect()
     }
 
+    /// SHA-256 over the sorted ids of all stored records.
+    pub fn record_set_digest(&self) -> Result<RecordId, StoreError> {
+        let mut all = Vec::with_capacity(self.records.len() * 32);
+        for k in self.records.iter().keys() {
+            all.extend_from_slice(&k?);
+        }
+        Ok(RecordId::of_encoding(&all))
+    }
+
     /// Counts for status.
     pub fn counts(&self) -> Counts {
+        let state = self.lock();
         Counts {
-            records: self.records.len(),
-            pending: self.pending.len(),
+            records: state.records_total,
+            pending: state.pending_total,
             forks: self.forks.len(),
         }
     }
@@ -432,7 +591,7 @@ impl Store {
 enum Placement {
     Stored(u64),
     Duplicate,
-    Fork(ForkProof, u64),
+    Fork(ForkProof, Option<u64>),
     Wait(Missing),
 }
 
@@ -453,6 +612,10 @@ impl Store {
     pub fn chain_head(&self, author: &MemberKey) -> Result<Option<ChainHead>, StoreError> {
         self.head_of(author)
     }
+}
+
+fn pending_key(record: &Record) -> Vec<u8> {
+    chain_key(&record.author(), record.seq(), Some(&record.id()))
 }
 
 fn chain_key(author: &MemberKey, seq: u64, id: Option<&RecordId>) -> Vec<u8> {

@@ -69,14 +69,14 @@ pub fn classify(record: &Record, view: &impl ChainView) -> ChainPosition {
     {
         return ChainPosition::Fork(proof);
     }
-    if let Some(after) = view.at(&author, seq + 1)
+    if let Some(after) = seq.checked_add(1).and_then(|next| view.at(&author, next))
         && after.prev() != Some(record.id())
         && let Some(proof) = ForkProof::new(record.clone(), after)
     {
         return ChainPosition::Fork(proof);
     }
     let head = view.head(&author).map_or(0, |h| h.seq);
-    if seq > head + 1 {
+    if seq > head.saturating_add(1) {
         ChainPosition::Gap {
             from: head + 1,
             to: seq - 1,

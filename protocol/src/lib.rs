@@ -84,4 +84,6 @@ pub use record::{
 };
 pub use roster::{Member, Observer, Roster, RosterError, RosterFile};
 pub use thread::{Position, ThreadStatus, opinion_label, stance_label};
-pub use validate::{RecordError, check_clock, check_content, check_record, check_response};
+pub use validate::{
+    RecordError, check_clock, check_content, check_record, check_records, check_response,
+};

@@ -1,6 +1,12 @@
-//! Peer-to-peer fetch messages: how a node asks a peer for records it lacks (a response's
-//! missing target, a gap in an author's chain). Any peer can answer for any author, because
-//! records are self-authenticating: the asker checks every record it gets.
+//! Peer-to-peer fetch and catch-up messages: how a node asks a peer for records it lacks (a
+//! response's missing target, a gap in an author's chain) and learns what a peer holds (its
+//! contiguous chain head per author, and the fork proofs it knows). Any peer can answer for any
+//! author, because records are self-authenticating: the asker checks every record it gets.
+//!
+//! Catch-up: a node sends [`FetchRequest::Heads`]; the answer's `heads` say, per author, how far
+//! the peer's contiguous chain goes. For each author where the peer is ahead, the node asks
+//! [`FetchRequest::Chain`] from its own head + 1, batch after batch, until it has caught up.
+//! A head at the same seq with a different id reveals a fork; fetching that one record proves it.
 
 use bincode::{Decode, Encode};
 
@@ -11,6 +17,10 @@ use crate::id::{MemberKey, RecordId};
 pub const MAX_FETCH_IDS: usize = 256;
 /// Most records in one [`FetchResponse`].
 pub const MAX_FETCH_RECORDS: usize = 512;
+/// Most record bytes in one [`FetchResponse`], leaving room under the message limit.
+pub const MAX_FETCH_BYTES: usize = encoding::MAX_MESSAGE_BYTES - 64 * 1024;
+/// Most fork proofs in one [`FetchResponse`].
+pub const MAX_FETCH_FORKS: usize = 64;
 
 /// A request for records.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
@@ -26,13 +36,31 @@ pub enum FetchRequest {
         /// Last seq wanted.
         to: u64,
     },
+    /// The peer's contiguous chain heads and its fork proofs.
+    Heads,
 }
 
-/// Records sent in answer, as their exact bytes (each checked by the receiver).
+/// A peer's contiguous chain head for one author.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub struct HeadEntry {
+    /// The author.
+    pub author: MemberKey,
+    /// Every record `1..=seq` is held.
+    pub seq: u64,
+    /// The id of the record at `seq`.
+    pub id: RecordId,
+}
+
+/// The answer to a [`FetchRequest`]: records as their exact bytes (each checked by the
+/// receiver), and for [`FetchRequest::Heads`] the chain heads and fork proofs.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Default)]
 pub struct FetchResponse {
-    /// Encoded records (at most [`MAX_FETCH_RECORDS`]).
+    /// Encoded records (at most [`MAX_FETCH_RECORDS`] and [`MAX_FETCH_BYTES`]).
     pub records: Vec<Vec<u8>>,
+    /// Contiguous chain heads, one per author (for `Heads`).
+    pub heads: Vec<HeadEntry>,
+    /// Encoded fork proofs (for `Heads`; at most [`MAX_FETCH_FORKS`]).
+    pub forks: Vec<Vec<u8>>,
 }
 
 impl FetchRequest {

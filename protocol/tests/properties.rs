@@ -30,7 +30,7 @@ fn claim_body() -> impl Strategy<Value = Body> {
     (
         text(60),
         text(200),
-        0u64..NOW,
+        0u64..NOW - 1_000_000,
         0u64..1_000_000,
         proptest::collection::vec(text(12), 0..4),
         proptest::option::of(text(20)),
