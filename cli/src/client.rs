@@ -21,15 +21,17 @@ impl Client {
         api: Option<String>,
         token_file: Option<PathBuf>,
     ) -> Result<Client> {
-        let file = if api.is_none() || token_file.is_none() {
-            Some(FileConfig::read(config).with_context(|| {
+        // The config is needed for the API address, and for the token unless --token-file is
+        // given; read-only commands with --api work without any config.
+        let file = match (&api, &token_file) {
+            (Some(_), Some(_)) => None,
+            (Some(_), None) => FileConfig::read(config).ok(),
+            (None, _) => Some(FileConfig::read(config).with_context(|| {
                 format!(
                     "no node config at {} (pass --config, or --api and --token-file)",
                     config.display()
                 )
-            })?)
-        } else {
-            None
+            })?),
         };
         let base = match api {
             Some(a) => a.trim_end_matches('/').to_string(),
@@ -44,9 +46,10 @@ impl Client {
             file.as_ref()
                 .map(|f| config.parent().unwrap_or(Path::new(".")).join(&f.api_token))
         });
-        let token = token_path
-            .map(|p| read_secret_file(&p).map(|t| t.trim().to_string()))
-            .transpose()?;
+        let token = match token_path {
+            Some(p) => Some(read_secret_file(&p)?.trim().to_string()),
+            None => None,
+        };
         Ok(Client {
             base,
             token,

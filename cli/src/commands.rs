@@ -32,6 +32,8 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Show(a) => show(&client()?, a).await,
         Command::Feed(a) => feed(&client()?, a).await,
         Command::Status(a) => status(&client()?, a).await,
+        Command::Forks(a) => forks(&client()?, a).await,
+        Command::VerifyProof(a) => verify_proof(a),
         Command::Demo(a) => demo(a).await,
     }
 }
@@ -128,14 +130,23 @@ fn init(a: InitArgs) -> Result<()> {
         println!("Send this roster entry (also in roster-entry.toml) to the other members:\n");
         println!("{}", entry.trim());
     } else {
-        let entry = format!(
-            "[[observer]]\nname = \"{}\"\nnodes = [\"{peer_id}\"]\n",
-            if a.name.is_empty() {
-                "Observer"
-            } else {
-                &a.name
-            }
-        );
+        let entry = toml::to_string(&RosterFile {
+            observers: vec![attrib_protocol::Observer {
+                name: if a.name.is_empty() {
+                    "Observer".into()
+                } else {
+                    a.name.clone()
+                },
+                nodes: vec![peer_id.clone()],
+            }],
+            ..Default::default()
+        })?;
+        let entry = entry
+            .lines()
+            .filter(|l| !l.starts_with("network") && !l.starts_with("epoch"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let entry = entry.trim_start().to_string() + "\n";
         std::fs::write(a.dir.join("roster-entry.toml"), &entry)?;
         println!("Created observer node directory {}.", a.dir.display());
         println!("Send this roster entry (also in roster-entry.toml) to the members:\n\n{entry}");
@@ -616,13 +627,12 @@ async fn feed(client: &Client, a: FeedArgs) -> Result<()> {
         .stream(&format!("/v1/feed/stream?{}", query.join("&")))
         .await?;
     let mut body = resp.bytes_stream();
-    let mut buf = String::new();
+    let mut buf: Vec<u8> = Vec::new();
     while let Some(chunk) = body.next().await {
-        buf.push_str(&String::from_utf8_lossy(
-            &chunk.context("feed stream broke")?,
-        ));
-        while let Some(end) = buf.find("\n\n") {
-            let event: String = buf.drain(..end + 2).collect();
+        buf.extend_from_slice(&chunk.context("feed stream broke")?);
+        while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+            let raw: Vec<u8> = buf.drain(..end + 2).collect();
+            let event = String::from_utf8_lossy(&raw);
             let data: String = event
                 .lines()
                 .filter_map(|l| l.strip_prefix("data:"))
@@ -652,6 +662,96 @@ async fn status(client: &Client, a: StatusArgs) -> Result<()> {
     } else {
         print!("{}", render::status(&s));
     }
+    Ok(())
+}
+
+#[derive(Args)]
+pub(crate) struct ForksArgs {
+    /// Also write each proof to DIR/<proof id>.proof (hex), for `attrib verify-proof`.
+    #[arg(long)]
+    export: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+async fn forks(client: &Client, a: ForksArgs) -> Result<()> {
+    let proofs: Vec<serde_json::Value> = client.get("/v1/forks").await?;
+    for p in &proofs {
+        if a.json {
+            println!("{p}");
+        } else {
+            println!(
+                "{} EQUIVOCATED: records {} (seq {}) and {} (seq {}) conflict; proof {}",
+                p["author_state"].as_str().unwrap_or("?"),
+                p["records"][0]
+                    .as_str()
+                    .and_then(|s| s.get(..12))
+                    .unwrap_or("?"),
+                p["seqs"][0],
+                p["records"][1]
+                    .as_str()
+                    .and_then(|s| s.get(..12))
+                    .unwrap_or("?"),
+                p["seqs"][1],
+                p["id"].as_str().unwrap_or(""),
+            );
+        }
+        if let Some(dir) = &a.export {
+            std::fs::create_dir_all(dir)?;
+            let path = dir.join(format!("{}.proof", p["id"].as_str().unwrap_or("proof")));
+            std::fs::write(&path, p["proof"].as_str().unwrap_or(""))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
+    if proofs.is_empty() && !a.json {
+        println!("no forks known: no state has signed conflicting records");
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub(crate) struct VerifyProofArgs {
+    /// The proof file (hex, as written by `attrib forks --export`, or raw bytes).
+    file: PathBuf,
+    /// The network's roster file.
+    #[arg(long)]
+    roster: PathBuf,
+}
+
+fn verify_proof(a: VerifyProofArgs) -> Result<()> {
+    let raw =
+        std::fs::read(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
+    let bytes = match std::str::from_utf8(&raw)
+        .ok()
+        .and_then(|t| hex::decode(t.trim()).ok())
+    {
+        Some(b) => b,
+        None => raw,
+    };
+    let text = std::fs::read_to_string(&a.roster)
+        .with_context(|| format!("cannot read {}", a.roster.display()))?;
+    let roster = Roster::from_toml(&text)?;
+    let proof = attrib_protocol::ForkProof::decode(&bytes)
+        .with_context(|| format!("{} is not a fork proof", a.file.display()))?;
+    let author = proof.verify(&roster).with_context(|| {
+        format!(
+            "{} does not prove a fork on network {}",
+            a.file.display(),
+            roster.network_id()
+        )
+    })?;
+    let state = roster
+        .member_by_key(&author)
+        .map_or("?".to_string(), |m| m.code.to_string());
+    let (x, y) = proof.records();
+    println!(
+        "VALID: {state} signed two conflicting records: {} (seq {}) and {} (seq {})",
+        x.id(),
+        x.seq(),
+        y.id(),
+        y.seq()
+    );
     Ok(())
 }
 

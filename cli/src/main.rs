@@ -58,6 +58,10 @@ enum Command {
     Feed(commands::FeedArgs),
     /// Show the node's status.
     Status(commands::StatusArgs),
+    /// List the fork proofs the node holds (states that signed conflicting records).
+    Forks(commands::ForksArgs),
+    /// Verify a fork proof offline, against a roster: proves that a state equivocated.
+    VerifyProof(commands::VerifyProofArgs),
     /// Run a local demo network in this process and exit.
     Demo(commands::DemoArgs),
 }

@@ -15,8 +15,11 @@ fn short(v: &Value) -> &str {
 
 fn time(ms: &Value) -> String {
     let ms = ms.as_u64().unwrap_or(0);
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
-        .to_string()
+    let mut out = String::new();
+    match std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_millis(ms)) {
+        Some(t) if write!(out, "{}", humantime::format_rfc3339_seconds(t)).is_ok() => out,
+        _ => format!("{ms} ms after 1970"),
+    }
 }
 
 /// One record as a block of lines.

@@ -7,7 +7,9 @@
 //! | POST | `/v1/rebuttals` | submit a [`Rebuttal`] (token) |
 //! | POST | `/v1/endorsements` | submit an [`Endorsement`] (token) |
 //! | POST | `/v1/retractions` | submit a [`Retraction`] (token) |
+//! | POST | `/v1/records` | publish a record signed elsewhere: the exact record bytes as `application/octet-stream` (token) |
 //! | GET | `/v1/records/{id}` | one record with its cursor |
+//! | GET | `/v1/forks` | fork proofs held: who equivocated, with the proof bytes (hex) |
 //! | GET | `/v1/threads/{id}` | a claim, its responses, its status |
 //! | GET | `/v1/feed?since=&limit=&kind=&author=&about=` | a page of the feed |
 //! | GET | `/v1/feed/stream?since=...` | the feed live, as Server-Sent Events (`id` = cursor; `Last-Event-ID` resumes) |
@@ -51,7 +53,9 @@ pub fn router(node: NodeHandle, token: String) -> Router {
         .route("/v1/rebuttals", post(submit::<Rebuttal>))
         .route("/v1/endorsements", post(submit::<Endorsement>))
         .route("/v1/retractions", post(submit::<Retraction>))
+        .route("/v1/records", post(publish_signed))
         .route("/v1/records/{id}", get(record))
+        .route("/v1/forks", get(forks))
         .route("/v1/threads/{id}", get(thread))
         .route("/v1/feed", get(feed))
         .route("/v1/feed/stream", get(feed_stream))
@@ -152,17 +156,55 @@ async fn submit<T: Submission>(
             ),
         )
     })?;
-    match api.node.submit(value.into_body()).await {
-        Ok(s) => Ok((StatusCode::CREATED, axum::Json(s))),
-        Err(e @ SubmitError::Observer) => Err(ApiError(StatusCode::FORBIDDEN, e.to_string())),
-        Err(e @ SubmitError::UnknownTarget(_)) => {
-            Err(ApiError(StatusCode::NOT_FOUND, e.to_string()))
-        }
-        Err(e @ SubmitError::Invalid(_)) => {
-            Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))
-        }
-        Err(e) => Err(internal(e)),
-    }
+    submitted(api.node.submit(value.into_body()).await)
+}
+
+fn submitted(
+    result: Result<crate::Submitted, SubmitError>,
+) -> Result<(StatusCode, axum::Json<crate::Submitted>), ApiError> {
+    let code = match &result {
+        Ok(_) => StatusCode::CREATED,
+        Err(SubmitError::Observer) => StatusCode::FORBIDDEN,
+        Err(SubmitError::UnknownTarget(_)) => StatusCode::NOT_FOUND,
+        Err(SubmitError::Invalid(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+        Err(SubmitError::Conflict { .. } | SubmitError::OutOfOrder { .. }) => StatusCode::CONFLICT,
+        Err(SubmitError::CatchingUp { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    result
+        .map(|s| (code, axum::Json(s)))
+        .map_err(|e| ApiError(code, e.to_string()))
+}
+
+async fn publish_signed(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, axum::Json<crate::Submitted>), ApiError> {
+    authorize(&api, &headers)?;
+    submitted(api.node.publish_signed(&body).await)
+}
+
+async fn forks(State(api): State<Api>) -> Result<impl IntoResponse, ApiError> {
+    let roster = api.node.roster();
+    let proofs: Vec<serde_json::Value> = api
+        .node
+        .forks()
+        .map_err(internal)?
+        .iter()
+        .map(|p| {
+            let (a, b) = p.records();
+            serde_json::json!({
+                "id": p.id(),
+                "author": p.author(),
+                "author_state": roster.member_by_key(&p.author()).map(|m| m.code),
+                "seqs": [a.seq(), b.seq()],
+                "records": [a.id(), b.id()],
+                "proof": hex::encode(p.encode()),
+            })
+        })
+        .collect();
+    Ok(axum::Json(proofs))
 }
 
 async fn status(State(api): State<Api>) -> Result<impl IntoResponse, ApiError> {

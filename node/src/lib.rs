@@ -36,7 +36,9 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 pub use config::NodeConfig;
-pub use network::{MAX_GOSSIP_BYTES, PeerInfo, SyncStats, gossip_config, gossip_topic};
+pub use network::{
+    FetchCodec, MAX_GOSSIP_BYTES, PeerInfo, SyncStats, fetch_behaviour, gossip_config, gossip_topic,
+};
 pub use store::{Counts, Store, StoreError};
 
 use ingest::Ingest;
@@ -93,6 +95,15 @@ pub enum SubmitError {
     CatchingUp {
         /// Own records held pending.
         pending: usize,
+    },
+    /// A pre-signed record does not follow its author's chain on this node (earlier records
+    /// are missing); it was kept pending, not published.
+    #[error(
+        "record seq {seq} does not follow its author's chain on this node (earlier records are missing); publish them first"
+    )]
+    OutOfOrder {
+        /// Its seq.
+        seq: u64,
     },
     /// Another node of this state signed the same seq first; nothing was published.
     #[error(
@@ -442,6 +453,45 @@ impl NodeHandle {
         let cursor = store.get_with_cursor(&id)?.map_or(0, |(cursor, _)| cursor);
         let _ = self.shared.commands.send(Command::Publish(bytes)).await;
         Ok(Submitted { id, seq, cursor })
+    }
+
+    /// Publishes a record signed elsewhere (e.g. by an offline key): checks it like any
+    /// received record, stores it durably, then gossips it.
+    pub async fn publish_signed(&self, bytes: &[u8]) -> Result<Submitted, SubmitError> {
+        let record = check_record(bytes, &self.shared.roster, now_ms())?;
+        let (id, seq) = (record.id(), record.seq());
+        let shared = record.bytes();
+        match self.shared.ingest.append(record) {
+            Ok(ingest::Outcome::Stored | ingest::Outcome::Duplicate) => {}
+            Ok(ingest::Outcome::Waiting(_)) => return Err(SubmitError::OutOfOrder { seq }),
+            Ok(ingest::Outcome::Fork) => return Err(SubmitError::Conflict { seq }),
+            Err(ingest::IngestError::Invalid(e)) => return Err(SubmitError::Invalid(e)),
+            Err(ingest::IngestError::Store(e)) => return Err(SubmitError::Store(e)),
+        }
+        self.shared.store.flush().await?;
+        let cursor = self
+            .shared
+            .store
+            .get_with_cursor(&id)?
+            .map_or(0, |(cursor, _)| cursor);
+        let _ = self.shared.commands.send(Command::Publish(shared)).await;
+        Ok(Submitted { id, seq, cursor })
+    }
+
+    /// Imports many records signed elsewhere at once (one batch signature check), without
+    /// gossiping them: peers get them by catch-up sync. Returns (stored, invalid).
+    pub async fn import(&self, items: Vec<Vec<u8>>) -> Result<(usize, usize), StoreError> {
+        let ingest = self.shared.ingest.clone();
+        let report = tokio::task::spawn_blocking(move || ingest.receive_batch(&items))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("import task failed: {e}")))??;
+        self.shared.store.flush().await?;
+        Ok((report.stored, report.invalid))
+    }
+
+    /// The fork proofs this node holds.
+    pub fn forks(&self) -> Result<Vec<attrib_protocol::ForkProof>, StoreError> {
+        self.shared.store.forks()
     }
 
     /// A stored record with its cursor.

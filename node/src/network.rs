@@ -187,11 +187,7 @@ impl EventLoop {
             .map_err(|e| crate::NodeError::Network(e.to_string()))?
             .with_behaviour(|key| {
                 let gossip = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_cfg)?;
-                let fetch = request_response::Behaviour::new(
-                    [(FETCH_PROTOCOL, ProtocolSupport::Full)],
-                    request_response::Config::default()
-                        .with_request_timeout(Duration::from_secs(30)),
-                );
+                let fetch = fetch_behaviour();
                 Ok(Behaviour {
                     allowed,
                     limits: connection_limits::Behaviour::new(limits),
@@ -654,9 +650,18 @@ impl EventLoop {
     }
 }
 
+/// The request-response behaviour for attrib's fetch protocol (`/attrib/fetch/1`), as nodes
+/// run it; test harnesses use it to speak the protocol.
+pub fn fetch_behaviour() -> request_response::Behaviour<FetchCodec> {
+    request_response::Behaviour::new(
+        [(FETCH_PROTOCOL, ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+    )
+}
+
 /// Frames fetch messages as a u32 big-endian length and the bincode encoding.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct FetchCodec;
+pub struct FetchCodec;
 
 async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];

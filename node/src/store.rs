@@ -665,3 +665,198 @@ fn key32(k: &[u8]) -> Result<[u8; 32], StoreError> {
 fn record_id(v: &[u8]) -> Result<RecordId, StoreError> {
     Ok(RecordId(key32(v)?))
 }
+
+#[cfg(test)]
+mod tests {
+    use attrib_protocol::{
+        Attribution, Body, Claim, Incident, MemberSigningKey, NetworkId, Rebuttal, RecordContent,
+        Retraction, Stance, Tlp, member_key,
+    };
+
+    use super::*;
+
+    fn sign(key: &MemberSigningKey, seq: u64, prev: Option<RecordId>, body: Body) -> Record {
+        let content = RecordContent {
+            author: member_key(key),
+            seq,
+            prev,
+            created_at: 1_000 + seq,
+            body,
+        };
+        Record::sign(content, key, NetworkId([0; 32]))
+    }
+
+    fn claim(title: &str) -> Body {
+        Body::Claim(Claim {
+            incident: Incident {
+                title: title.into(),
+                summary: String::new(),
+                observed_from: 1,
+                observed_to: 2,
+                sectors: vec![],
+                tags: vec![],
+            },
+            attributed_to: Attribution {
+                state: None,
+                actor: Some("X".into()),
+            },
+            confidence: 10,
+            evidence: vec![],
+            tlp: Tlp::Clear,
+            supersedes: None,
+        })
+    }
+
+    fn rebut(target: RecordId) -> Body {
+        Body::Rebuttal(Rebuttal {
+            target,
+            stance: Stance::Deny,
+            statement: "no".into(),
+            evidence: vec![],
+        })
+    }
+
+    fn chain(key: &MemberSigningKey, n: u64) -> Vec<Record> {
+        let mut out: Vec<Record> = Vec::new();
+        for seq in 1..=n {
+            let prev = out.last().map(Record::id);
+            out.push(sign(key, seq, prev, claim(&format!("c{seq}"))));
+        }
+        out
+    }
+
+    #[test]
+    fn out_of_order_chain_is_released_in_order_with_increasing_cursors() {
+        let store = Store::temporary().unwrap();
+        let key = MemberSigningKey::from_bytes(&[1; 32]);
+        let c = chain(&key, 4);
+        assert!(matches!(
+            store.append(c[3].clone()).unwrap(),
+            Appended::Pending(Missing::Chain { from: 1, to: 3, .. })
+        ));
+        assert!(matches!(
+            store.append(c[2].clone()).unwrap(),
+            Appended::Pending(_)
+        ));
+        // Appending a pending record again says what it still waits for.
+        assert!(matches!(
+            store.append(c[3].clone()).unwrap(),
+            Appended::Pending(_)
+        ));
+        assert!(matches!(
+            store.append(c[0].clone()).unwrap(),
+            Appended::Stored { cursor: 1, .. }
+        ));
+        let Appended::Stored { cursor, released } = store.append(c[1].clone()).unwrap() else {
+            panic!("seq 2 not stored");
+        };
+        assert_eq!(cursor, 2);
+        let released: Vec<(u64, u64)> = released.iter().map(|(c, r)| (*c, r.seq())).collect();
+        assert_eq!(released, vec![(3, 3), (4, 4)]);
+        assert_eq!(store.counts().pending, 0);
+        assert_eq!(
+            store.chain_head(&member_key(&key)).unwrap().map(|h| h.seq),
+            Some(4)
+        );
+        assert!(matches!(
+            store.append(c[0].clone()).unwrap(),
+            Appended::Duplicate
+        ));
+    }
+
+    #[test]
+    fn a_response_waits_for_its_claim() {
+        let store = Store::temporary().unwrap();
+        let fra = MemberSigningKey::from_bytes(&[1; 32]);
+        let rus = MemberSigningKey::from_bytes(&[2; 32]);
+        let c = sign(&fra, 1, None, claim("c"));
+        let r = sign(&rus, 1, None, rebut(c.id()));
+        assert!(
+            matches!(store.append(r.clone()).unwrap(), Appended::Pending(Missing::Target(t)) if t == c.id())
+        );
+        assert_eq!(store.missing_targets(10).unwrap(), vec![c.id()]);
+        let Appended::Stored { released, .. } = store.append(c.clone()).unwrap() else {
+            panic!("claim not stored");
+        };
+        assert_eq!(released.len(), 1);
+        assert_eq!(store.responses(&c.id()).unwrap(), vec![r]);
+        assert!(store.missing_targets(10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn forks_are_kept_with_a_proof_and_invalid_fork_responses_refused() {
+        let store = Store::temporary().unwrap();
+        let fra = MemberSigningKey::from_bytes(&[1; 32]);
+        let rus = MemberSigningKey::from_bytes(&[2; 32]);
+        let c = sign(&fra, 1, None, claim("c"));
+        store.append(c.clone()).unwrap();
+        let other = sign(&fra, 1, None, claim("other"));
+        assert!(matches!(
+            store.append(other).unwrap(),
+            Appended::Fork {
+                cursor: Some(2),
+                ..
+            }
+        ));
+        assert!(store.is_equivocator(&member_key(&fra)).unwrap());
+        assert_eq!(store.forks().unwrap().len(), 1);
+        // RUS's seq 1 is a rebuttal; a conflicting seq 1 that retracts FRA's claim breaks the
+        // response rules and is refused even though it is a fork.
+        store.append(sign(&rus, 1, None, rebut(c.id()))).unwrap();
+        let bad = sign(
+            &rus,
+            1,
+            None,
+            Body::Retraction(Retraction {
+                target: c.id(),
+                reason: "not mine".into(),
+            }),
+        );
+        assert!(matches!(store.append(bad), Err(StoreError::Rejected(_))));
+    }
+
+    #[test]
+    fn records_far_beyond_the_head_are_refused() {
+        let store = Store::temporary().unwrap();
+        let key = MemberSigningKey::from_bytes(&[1; 32]);
+        let far = sign(
+            &key,
+            MAX_SEQ_AHEAD + 2,
+            Some(RecordId([1; 32])),
+            claim("far"),
+        );
+        assert!(matches!(
+            store.append(far),
+            Err(StoreError::TooFarAhead { .. })
+        ));
+        assert_eq!(store.counts().pending, 0);
+    }
+
+    #[test]
+    fn reopened_store_keeps_records_cursors_and_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MemberSigningKey::from_bytes(&[1; 32]);
+        let c = chain(&key, 3);
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.append(c[0].clone()).unwrap();
+            store.append(c[2].clone()).unwrap();
+            futures::executor::block_on(store.flush()).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.counts().records, 1);
+        assert_eq!(store.counts().pending, 1);
+        assert_eq!(store.last_cursor(), 1);
+        let Appended::Stored { cursor, released } = store.append(c[1].clone()).unwrap() else {
+            panic!("not stored");
+        };
+        assert_eq!((cursor, released.len()), (2, 1));
+        let feed: Vec<u64> = store
+            .feed_after(0, 10)
+            .unwrap()
+            .iter()
+            .map(|(c, _)| *c)
+            .collect();
+        assert_eq!(feed, vec![1, 2, 3]);
+    }
+}
