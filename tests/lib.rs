@@ -13,7 +13,46 @@ use libp2p::{Multiaddr, gossipsub, noise, tcp, yamux};
 use tokio::sync::{mpsc, watch};
 
 /// How long any single wait in a test may take before the test fails.
-pub const DEADLINE: Duration = Duration::from_secs(20);
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Waits until `node` holds at least `n` records, or fails after [`DEADLINE`].
+pub async fn wait_for_count(node: &NodeHandle, n: usize, what: &str) -> anyhow::Result<()> {
+    let mut updates = node.feed_updates();
+    let wait = async {
+        while node.record_count() < n {
+            if updates.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(DEADLINE, wait).await.map_err(|_| {
+        anyhow::anyhow!(
+            "timed out waiting for {what}: holds {} of {n}",
+            node.record_count()
+        )
+    })?;
+    Ok(())
+}
+
+/// Waits until every running node holds the same record set as `nodes[0]` with `n` records.
+pub async fn wait_converged(net: &TestNet, n: usize) -> anyhow::Result<()> {
+    for (i, node) in net.nodes.iter().enumerate() {
+        if let Some(node) = node {
+            wait_for_count(&node.handle(), n, &format!("node {i} to converge")).await?;
+        }
+    }
+    let digests: Vec<_> = net
+        .nodes
+        .iter()
+        .flatten()
+        .map(|n| n.handle().record_set_digest())
+        .collect::<Result<_, _>>()?;
+    anyhow::ensure!(
+        digests.windows(2).all(|w| w[0] == w[1]),
+        "record sets differ: {digests:?}"
+    );
+    Ok(())
+}
 
 /// Logs to the test output when `RUST_LOG` is set.
 pub fn init_logs() {
@@ -98,12 +137,26 @@ impl TestNet {
         Ok(())
     }
 
+    /// Node `i`'s data dir.
+    pub fn data_dir(&self, i: usize) -> std::path::PathBuf {
+        self.dir.path().join(format!("node{i}"))
+    }
+
     /// Restarts node `i` on its data dir, dialing the other running nodes.
     pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
         let bootstrap = (0..self.nodes.len())
             .filter(|j| *j != i && self.nodes[*j].is_some())
             .map(|j| self.addrs[j].clone())
             .collect();
+        self.restart_with(i, bootstrap).await
+    }
+
+    /// Restarts node `i` on its data dir, dialing only `bootstrap`.
+    pub async fn restart_with(
+        &mut self,
+        i: usize,
+        bootstrap: Vec<Multiaddr>,
+    ) -> anyhow::Result<()> {
         let cfg = local_config(
             &self.members[i],
             &self.roster,
@@ -225,5 +278,93 @@ impl HarnessPeer {
     pub async fn publish(&self, bytes: Vec<u8>) -> anyhow::Result<()> {
         self.publish.send(bytes).await?;
         Ok(())
+    }
+}
+
+/// A roster peer that speaks only the fetch protocol and lies: it claims to hold `author`'s
+/// chain up to `records.len()` and serves `records` (e.g. forged) for any chain request.
+pub struct LyingPeer {
+    served: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for LyingPeer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl LyingPeer {
+    /// Starts the liar and dials `addr`.
+    pub fn start(
+        member: &LocalMember,
+        _network: NetworkId,
+        addr: Multiaddr,
+        records: Vec<Vec<u8>>,
+        author: attrib_protocol::MemberKey,
+    ) -> anyhow::Result<LyingPeer> {
+        use attrib_protocol::sync::{FetchRequest, FetchResponse, HeadEntry};
+        use libp2p::request_response;
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(member.node_key.clone())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )?
+            .with_behaviour(|_| attrib_node::fetch_behaviour())
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        swarm.dial(addr)?;
+        let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = served.clone();
+        let head_id = records
+            .last()
+            .map(|b| attrib_protocol::RecordId::of_encoding(b))
+            .unwrap_or(attrib_protocol::RecordId([0; 32]));
+        let task = tokio::spawn(async move {
+            while let Some(event) = swarm.next().await {
+                if let SwarmEvent::Behaviour(request_response::Event::Message {
+                    message:
+                        request_response::Message::Request {
+                            request, channel, ..
+                        },
+                    ..
+                }) = event
+                {
+                    let response = match request {
+                        FetchRequest::Heads => FetchResponse {
+                            heads: vec![HeadEntry {
+                                author,
+                                seq: records.len() as u64,
+                                id: head_id,
+                            }],
+                            ..Default::default()
+                        },
+                        FetchRequest::Chain { from, to, .. } => {
+                            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let lo = (from.max(1) - 1) as usize;
+                            let hi = (to as usize).min(records.len());
+                            FetchResponse {
+                                records: records
+                                    .get(lo..hi)
+                                    .map(<[Vec<u8>]>::to_vec)
+                                    .unwrap_or_default(),
+                                ..Default::default()
+                            }
+                        }
+                        FetchRequest::Records(_) => FetchResponse::default(),
+                    };
+                    let _ = swarm.behaviour_mut().send_response(channel, response);
+                }
+            }
+        });
+        Ok(LyingPeer { served, task })
+    }
+
+    /// How many chain requests it answered.
+    pub fn served(&self) -> usize {
+        self.served.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

@@ -706,6 +706,11 @@ impl NodeHandle {
         *self.shared.sync_stats.borrow()
     }
 
+    /// A receiver of the catch-up counters, updated as they change.
+    pub fn sync_updates(&self) -> watch::Receiver<SyncStats> {
+        self.shared.sync_stats.clone()
+    }
+
     /// Starts a catch-up round with every connected peer now.
     pub async fn sync_now(&self) -> Result<(), NodeError> {
         self.shared

@@ -424,3 +424,47 @@ fn roster_file(members: &[&TestMember]) -> RosterFile {
         observers: vec![],
     }
 }
+
+#[test]
+fn batch_check_agrees_with_single_checks() {
+    // A batch mixing valid records, a forged signature, garbage and a non-member gives, record
+    // by record, the same verdicts as checking each alone.
+    let n = net();
+    let good1 = n.fra.sign(&n.roster, 1, None, Body::Claim(claim("a")));
+    let good2 = n.rus.sign(&n.roster, 1, None, rebuttal(good1.id()));
+    let forged = Record::sign(good2.content().clone(), &n.deu.key, n.roster.network_id());
+    let outsider = TestMember::new("XYZ", 9).sign(&n.roster, 1, None, Body::Claim(claim("x")));
+    let items: Vec<&[u8]> = vec![
+        good1.as_bytes(),
+        forged.as_bytes(),
+        &[1, 2, 3],
+        outsider.as_bytes(),
+        good2.as_bytes(),
+    ];
+    let batch = check_records(&items, &n.roster, NOW);
+    let single: Vec<_> = items
+        .iter()
+        .map(|b| check_record(b, &n.roster, NOW))
+        .collect();
+    assert_eq!(batch, single);
+    assert!(batch[0].is_ok() && batch[4].is_ok());
+    assert!(matches!(batch[1], Err(RecordError::BadSignature { .. })));
+    // An all-valid batch passes in one go.
+    let ok = check_records(&[good1.as_bytes(), good2.as_bytes()], &n.roster, NOW);
+    assert!(ok.iter().all(Result::is_ok));
+}
+
+#[test]
+fn observed_times_cannot_be_after_the_record() {
+    let n = net();
+    let mut c = claim("x");
+    c.incident.observed_to = NOW + limits::MAX_CLOCK_SKEW_MS * 10;
+    let r = n.fra.sign(&n.roster, 1, None, Body::Claim(c));
+    assert!(matches!(
+        check_record(r.as_bytes(), &n.roster, NOW),
+        Err(RecordError::InvalidField {
+            field: "incident.observed_to",
+            ..
+        })
+    ));
+}

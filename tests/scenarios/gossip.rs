@@ -198,10 +198,10 @@ async fn a_peer_outside_the_roster_cannot_connect() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_response_that_arrives_before_its_claim_is_kept_and_the_claim_fetched() {
-    // DEU goes offline; FRA claims; DEU comes back connected to RUS only... here: RUS rebuts
-    // while DEU is back, so DEU gets the rebuttal by gossip before it has the claim; DEU keeps
-    // the rebuttal pending, fetches the claim from the peer that sent it, and stores both.
+async fn a_node_back_from_downtime_threads_a_new_response_under_the_claim_it_missed() {
+    // DEU is offline when FRA claims; when DEU is back, RUS rebuts. Whether DEU first gets the
+    // claim by catch-up or the rebuttal by gossip (then keeping it pending and fetching its
+    // target; see the store's unit tests), it ends with both, threaded.
     let mut net = TestNet::start(3, &[]).await.unwrap();
     net.stop(1).await.unwrap();
     let (fra, rus) = (net.node(0), net.node(2));

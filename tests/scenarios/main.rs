@@ -5,3 +5,4 @@
 mod api;
 mod gossip;
 mod restart;
+mod sync;

@@ -1,0 +1,293 @@
+//! Nothing lost: catch-up after downtime, a wiped data dir, a partition, churn, a lying peer,
+//! and forks.
+
+use attrib_node::localnet::LocalMember;
+use attrib_protocol::*;
+use attrib_tests::{DEADLINE, HarnessPeer, TestNet, wait_converged, wait_for_count};
+use rand::{Rng, SeedableRng};
+
+fn claim(title: &str) -> Body {
+    Body::Claim(Claim {
+        incident: Incident {
+            title: title.into(),
+            summary: String::new(),
+            observed_from: 1,
+            observed_to: 2,
+            sectors: vec![],
+            tags: vec![],
+        },
+        attributed_to: Attribution {
+            state: None,
+            actor: Some("APT-X".into()),
+        },
+        confidence: 50,
+        evidence: vec![],
+        tlp: Tlp::Green,
+        supersedes: None,
+    })
+}
+
+/// `n` claims by `member` starting at `first_seq` after `prev`, signed offline.
+fn signed_chain(
+    member: &LocalMember,
+    network: NetworkId,
+    first_seq: u64,
+    mut prev: Option<RecordId>,
+    n: u64,
+) -> Vec<Record> {
+    let mut out = Vec::new();
+    for seq in first_seq..first_seq + n {
+        let content = RecordContent {
+            author: member_key(&member.state_key),
+            seq,
+            prev,
+            created_at: attrib_node::now_ms(),
+            body: claim(&format!("{} #{seq}", member.code)),
+        };
+        let r = Record::sign(content, &member.state_key, network);
+        prev = Some(r.id());
+        out.push(r);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_was_offline_catches_up_without_operator_action() {
+    // DEU is down while FRA and RUS publish 60 claims each by gossip; when DEU restarts it
+    // fetches exactly what it missed and ends with the same record set.
+    let mut net = TestNet::start(3, &[]).await.unwrap();
+    net.stop(1).await.unwrap();
+    for i in 0..60 {
+        net.node(0)
+            .submit(claim(&format!("FRA {i}")))
+            .await
+            .unwrap();
+        net.node(2)
+            .submit(claim(&format!("RUS {i}")))
+            .await
+            .unwrap();
+    }
+    wait_for_count(&net.node(2), 120, "RUS to hold all 120")
+        .await
+        .unwrap();
+    net.restart(1).await.unwrap();
+    wait_converged(&net, 120).await.unwrap();
+    let stats = net.node(1).sync_stats();
+    assert!(
+        stats.records_received >= 120,
+        "DEU got its records by sync: {stats:?}"
+    );
+    assert_eq!(stats.invalid_received, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_node_rebuilds_the_record_and_continues_its_own_chain() {
+    // FRA publishes 5 claims, loses its data dir, restarts empty: it fetches everything back,
+    // its own chain included, and its next claim is seq 6, not a fork at seq 1.
+    let mut net = TestNet::start(2, &[]).await.unwrap();
+    let mut last = None;
+    for i in 0..5 {
+        last = Some(
+            net.node(0)
+                .submit(claim(&format!("FRA {i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    let last = last.unwrap();
+    net.node(1).submit(claim("DEU 0")).await.unwrap();
+    wait_for_count(&net.node(1), 6, "DEU to hold 6")
+        .await
+        .unwrap();
+    net.stop(0).await.unwrap();
+    std::fs::remove_dir_all(net.data_dir(0)).unwrap();
+    net.restart(0).await.unwrap();
+    let fra = net.node(0);
+    assert!(
+        fra.wait_for_record(&last.id, DEADLINE).await,
+        "FRA did not get its own chain back"
+    );
+    wait_converged(&net, 6).await.unwrap();
+    let next = fra.submit(claim("FRA after the wipe")).await.unwrap();
+    assert_eq!(next.seq, 6);
+    assert!(net.node(1).wait_for_record(&next.id, DEADLINE).await);
+    assert!(net.node(1).status().await.unwrap().equivocators.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_sides_of_a_partition_converge_on_the_union_after_healing() {
+    // Four nodes split {FRA, DEU} | {RUS, USA}; each half publishes; the partition heals and
+    // every node ends with the union.
+    let net = TestNet::start(4, &[]).await.unwrap();
+    let ids: Vec<_> = (0..4).map(|i| net.node(i).peer_id()).collect();
+    let (left, right) = ([0usize, 1], [2usize, 3]);
+    for l in left {
+        for r in right {
+            net.node(l).set_peer_blocked(ids[r], true).await.unwrap();
+            net.node(r).set_peer_blocked(ids[l], true).await.unwrap();
+        }
+    }
+    for i in 0..20 {
+        net.node(0)
+            .submit(claim(&format!("left {i}")))
+            .await
+            .unwrap();
+        net.node(3)
+            .submit(claim(&format!("right {i}")))
+            .await
+            .unwrap();
+    }
+    wait_for_count(&net.node(1), 20, "DEU to see the left half")
+        .await
+        .unwrap();
+    wait_for_count(&net.node(2), 20, "RUS to see the right half")
+        .await
+        .unwrap();
+    assert_eq!(net.node(1).record_count(), 20, "the partition leaked");
+    for l in left {
+        for r in right {
+            net.node(l).set_peer_blocked(ids[r], false).await.unwrap();
+            net.node(r).set_peer_blocked(ids[l], false).await.unwrap();
+        }
+        for r in right {
+            net.node(l).dial(net.addrs[r].clone()).await.unwrap();
+        }
+    }
+    wait_converged(&net, 40).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_nodes_converge_after_random_churn() {
+    // Eight nodes; four states publish a stream of claims while nodes are stopped and restarted
+    // at random (seeded). After the churn, all nodes hold exactly the same set.
+    let mut net = TestNet::start(8, &[]).await.unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2026);
+    let publishers = [0usize, 1, 2, 3];
+    let mut published = 0;
+    for round in 0..12 {
+        let victim = rng.gen_range(4..8);
+        if net.nodes[victim].is_some() {
+            net.stop(victim).await.unwrap();
+        } else {
+            net.restart(victim).await.unwrap();
+        }
+        for p in publishers {
+            if rng.gen_bool(0.8) {
+                net.node(p)
+                    .submit(claim(&format!("round {round} by {p}")))
+                    .await
+                    .unwrap();
+                published += 1;
+            }
+        }
+    }
+    for i in 4..8 {
+        if net.nodes[i].is_none() {
+            net.restart(i).await.unwrap();
+        }
+    }
+    wait_converged(&net, published).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_serving_forged_records_is_detected_and_sync_completes_from_honest_peers() {
+    // A roster peer (QAA's node) answers catch-up requests with FRA records whose signatures
+    // are corrupted. DEU, coming back after FRA published 30 records, rejects the forged ones,
+    // stops syncing from the liar, and gets every real record from FRA.
+    let mut net = TestNet::start(2, &[(12, true)]).await.unwrap();
+    net.stop(1).await.unwrap();
+    let mut real = Vec::new();
+    for i in 0..30 {
+        real.push(
+            net.node(0)
+                .submit(claim(&format!("real {i}")))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    // The liar serves FRA's chain with a flipped bit in every signature.
+    let forged: Vec<Vec<u8>> = real
+        .iter()
+        .map(|id| {
+            let mut b = net
+                .node(0)
+                .get(id)
+                .unwrap()
+                .unwrap()
+                .record
+                .as_bytes()
+                .to_vec();
+            let last = b.len() - 1;
+            b[last] ^= 1;
+            b
+        })
+        .collect();
+    // DEU comes back connected to the liar only.
+    net.restart_with(1, vec![]).await.unwrap();
+    let deu = net.node(1);
+    let liar = attrib_tests::LyingPeer::start(
+        &net.extra[0].0,
+        net.roster.network_id(),
+        net.addrs[1].clone(),
+        forged,
+        member_key(&net.members[0].state_key),
+    )
+    .unwrap();
+    let mut stats = deu.sync_updates();
+    tokio::time::timeout(DEADLINE, stats.wait_for(|s| s.invalid_received > 0))
+        .await
+        .expect("DEU never received the forged records")
+        .unwrap();
+    assert!(liar.served() > 0);
+    assert_eq!(deu.record_count(), 0, "a forged record was stored");
+    // Now DEU reaches honest FRA too, and completes the catch-up from it.
+    deu.dial(net.addrs[0].clone()).await.unwrap();
+    wait_converged(&net, 30).await.unwrap();
+    for id in &real {
+        assert!(deu.get(id).unwrap().is_some());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_equivocating_author_is_caught_everywhere_with_a_verifiable_proof() {
+    // Member QAA signs two different records with seq 1 and gossips them. Every node keeps
+    // both, stores the fork proof, and flags QAA; the proof verifies from the two records alone.
+    let net = TestNet::start(3, &[(12, true)]).await.unwrap();
+    let qaa = net.extra[0].0.clone();
+    let network = net.roster.network_id();
+    let mut peer = HarnessPeer::connect(&qaa, network, net.addrs[0].clone()).unwrap();
+    peer.wait_for("FRA subscribed", |v| v.subscribed >= 1)
+        .await
+        .unwrap();
+    let a = signed_chain(&qaa, network, 1, None, 1).remove(0);
+    let mut content = a.content().clone();
+    content.body = claim("the other story");
+    let b = Record::sign(content, &qaa.state_key, network);
+    peer.publish(a.as_bytes().to_vec()).await.unwrap();
+    peer.publish(b.as_bytes().to_vec()).await.unwrap();
+    for i in 0..3 {
+        let node = net.node(i);
+        assert!(
+            node.wait_for_record(&a.id(), DEADLINE).await,
+            "node {i} lacks the first record"
+        );
+        assert!(
+            node.wait_for_record(&b.id(), DEADLINE).await,
+            "node {i} lacks the second record"
+        );
+        let status = node.status().await.unwrap();
+        assert_eq!(
+            status.equivocators,
+            vec![qaa.code],
+            "node {i} did not flag QAA"
+        );
+        let forks = node.forks().unwrap();
+        assert_eq!(forks.len(), 1);
+        let proof = ForkProof::decode(&forks[0].encode()).unwrap();
+        assert_eq!(
+            proof.verify(&net.roster).unwrap(),
+            member_key(&qaa.state_key)
+        );
+    }
+}
