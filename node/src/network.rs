@@ -556,6 +556,7 @@ impl EventLoop {
                     .report_message_validation_result(&message_id, &propagation_source, acceptance);
             }
             gossipsub::Event::Subscribed { peer_id, topic } if topic == self.topic.hash() => {
+                tracing::info!(peer = %peer_id, "peer joined the record topic");
                 self.subscribed.insert(peer_id);
                 self.publish_peer_count();
             }
