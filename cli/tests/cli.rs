@@ -400,3 +400,69 @@ fn kill_9_during_a_burst_of_submissions_loses_no_acknowledged_record() {
     let next: serde_json::Value = serde_json::from_str(&next).unwrap();
     assert_eq!(next["seq"].as_u64(), Some(head + 1));
 }
+
+#[test]
+fn verify_proof_checks_a_fork_offline() {
+    // A state's key signs two different records with seq 1; `attrib verify-proof` proves the
+    // equivocation from the proof file and the roster alone, and refuses a tampered proof.
+    use attrib_protocol::*;
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| dir.path().join(p).to_str().unwrap().to_string();
+    ok(&["init", "--state", "FRA", "--dir", &d("fra")]);
+    ok(&[
+        "roster",
+        "build",
+        "--network",
+        "proof-test",
+        "--out",
+        &d("roster.toml"),
+        &d("fra/roster-entry.toml"),
+    ]);
+    let roster = Roster::from_toml(&std::fs::read_to_string(d("roster.toml")).unwrap()).unwrap();
+    let hex_key = std::fs::read_to_string(d("fra/state.key")).unwrap();
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(hex_key.trim(), &mut key).unwrap();
+    let key = MemberSigningKey::from_bytes(&key);
+    let record = |title: &str| {
+        let content = RecordContent {
+            author: member_key(&key),
+            seq: 1,
+            prev: None,
+            created_at: 1_800_000_000_000,
+            body: Body::Retraction(Retraction {
+                target: RecordId([7; 32]),
+                reason: title.into(),
+            }),
+        };
+        Record::sign(content, &key, roster.network_id())
+    };
+    let proof = ForkProof::new(record("one"), record("two")).unwrap();
+    std::fs::write(d("fork.proof"), hex::encode(proof.encode())).unwrap();
+    let out = ok(&[
+        "verify-proof",
+        &d("fork.proof"),
+        "--roster",
+        &d("roster.toml"),
+    ]);
+    assert!(
+        out.contains("VALID: FRA signed two conflicting records"),
+        "{out}"
+    );
+
+    let mut tampered = proof.encode();
+    let n = tampered.len();
+    tampered[n - 1] ^= 1;
+    std::fs::write(d("bad.proof"), hex::encode(tampered)).unwrap();
+    let out = attrib(&[
+        "verify-proof",
+        &d("bad.proof"),
+        "--roster",
+        &d("roster.toml"),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("fork proof") || err.contains("does not prove a fork"),
+        "{err}"
+    );
+}

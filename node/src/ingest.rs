@@ -7,7 +7,7 @@ use attrib_protocol::sync::{
     FetchRequest, FetchResponse, HeadEntry, MAX_FETCH_BYTES, MAX_FETCH_FORKS, MAX_FETCH_RECORDS,
 };
 use attrib_protocol::{
-    ChainHead, MemberKey, Record, RecordError, Roster, check_record, check_records,
+    ChainHead, MemberKey, Record, RecordError, RecordId, Roster, check_record, check_records,
 };
 use tokio::sync::watch;
 
@@ -31,7 +31,7 @@ pub(crate) enum Outcome {
 pub(crate) enum IngestError {
     /// The record is invalid.
     #[error("invalid record: {0}")]
-    Invalid(#[from] RecordError),
+    Invalid(RecordError),
     /// The store failed or refused (full, too far ahead).
     #[error(transparent)]
     Store(StoreError),
@@ -92,16 +92,31 @@ impl Ingest {
         &self.store
     }
 
-    /// Checks and stores received bytes.
+    /// Checks and stores received bytes. A record already stored is recognised by its id
+    /// before any signature check.
     pub(crate) fn receive(&self, bytes: &[u8]) -> Result<Outcome, IngestError> {
+        if bytes.len() <= attrib_protocol::limits::MAX_RECORD_BYTES
+            && self.store.contains(&RecordId::of_encoding(bytes))?
+        {
+            return Ok(Outcome::Duplicate);
+        }
         let record = check_record(bytes, &self.roster, crate::now_ms())?;
         self.append(record)
     }
 
     /// Checks a batch (one batch signature verification) and stores what is valid.
     pub(crate) fn receive_batch(&self, items: &[Vec<u8>]) -> Result<BatchReport, StoreError> {
-        let refs: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
         let mut report = BatchReport::default();
+        let mut refs: Vec<&[u8]> = Vec::with_capacity(items.len());
+        for item in items {
+            // Already stored: no need to verify its signature again.
+            if item.len() <= attrib_protocol::limits::MAX_RECORD_BYTES
+                && self.store.contains(&RecordId::of_encoding(item))?
+            {
+                continue;
+            }
+            refs.push(item);
+        }
         for checked in check_records(&refs, &self.roster, crate::now_ms()) {
             let record = match checked {
                 Ok(r) => r,
@@ -212,5 +227,11 @@ impl Ingest {
             records,
             ..Default::default()
         }
+    }
+}
+
+impl From<RecordError> for IngestError {
+    fn from(e: RecordError) -> Self {
+        IngestError::Invalid(e)
     }
 }

@@ -86,7 +86,7 @@ pub enum SubmitError {
     Observer,
     /// The record would be invalid.
     #[error("{0}")]
-    Invalid(#[from] RecordError),
+    Invalid(RecordError),
     /// The state's own chain on this node is behind what peers hold (e.g. a wiped or restored
     /// data dir that is still catching up): signing now would fork the chain.
     #[error(
@@ -754,4 +754,11 @@ pub struct ApiConfig {
 /// Default data directory name inside a node directory.
 pub fn default_data_dir(base: &std::path::Path) -> PathBuf {
     base.join("data")
+}
+
+// Manual conversion (not `#[from]`): the message already includes the cause.
+impl From<RecordError> for SubmitError {
+    fn from(e: RecordError) -> Self {
+        SubmitError::Invalid(e)
+    }
 }

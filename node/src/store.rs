@@ -40,13 +40,13 @@ pub const MAX_SEQ_AHEAD: u64 = 100_000;
 pub enum StoreError {
     /// sled failed (disk full, I/O error, corrupt file).
     #[error("store I/O error: {0}")]
-    Sled(#[from] sled::Error),
+    Sled(sled::Error),
     /// A stored entry does not decode: the data dir is damaged.
     #[error("store is damaged: {0}; run `attrib verify --all` or restore the data dir from a peer")]
     Corrupt(String),
     /// The record breaks a rule that needs the store to check (e.g. retraction by non-author).
     #[error("record refused: {0}")]
-    Rejected(#[from] RecordError),
+    Rejected(RecordError),
     /// Too many records are waiting for gaps to fill.
     #[error(
         "too many pending records (at most {MAX_PENDING} in all, {MAX_PENDING_PER_AUTHOR} per author); refusing more until gaps are filled"
@@ -420,6 +420,11 @@ impl Store {
         Ok(cursor)
     }
 
+    /// Whether a record with this id is stored.
+    pub fn contains(&self, id: &RecordId) -> Result<bool, StoreError> {
+        Ok(self.records.contains_key(id.as_bytes())?)
+    }
+
     /// The record with this id, if stored (pending records are not returned).
     pub fn get(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {
         Ok(self.get_with_cursor(id)?.map(|(_, r)| r))
@@ -664,6 +669,19 @@ fn key32(k: &[u8]) -> Result<[u8; 32], StoreError> {
 
 fn record_id(v: &[u8]) -> Result<RecordId, StoreError> {
     Ok(RecordId(key32(v)?))
+}
+
+// Manual conversions (not `#[from]`): the messages already include the cause.
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Sled(e)
+    }
+}
+
+impl From<RecordError> for StoreError {
+    fn from(e: RecordError) -> Self {
+        StoreError::Rejected(e)
+    }
 }
 
 #[cfg(test)]

@@ -103,10 +103,10 @@ pub struct ForkProof {
 pub enum ForkProofError {
     /// The proof bytes are not two length-prefixed records.
     #[error("fork proof does not decode: {0}")]
-    Encoding(#[from] EncodingError),
+    Encoding(EncodingError),
     /// One of the records is invalid.
     #[error("fork proof holds an invalid record: {0}")]
-    Record(#[from] RecordError),
+    Record(RecordError),
     /// The two records are valid but do not show equivocation.
     #[error("not a fork: {0}")]
     NotAFork(&'static str),
@@ -189,5 +189,19 @@ impl ForkProof {
             return Err(ForkProofError::Encoding(EncodingError::NonCanonical));
         }
         Ok(proof)
+    }
+}
+
+// Manual conversions (not `#[from]`): the message already includes the cause, so it is not
+// also reported as a `source` (which would print it twice in error chains).
+impl From<EncodingError> for ForkProofError {
+    fn from(e: EncodingError) -> Self {
+        ForkProofError::Encoding(e)
+    }
+}
+
+impl From<RecordError> for ForkProofError {
+    fn from(e: RecordError) -> Self {
+        ForkProofError::Record(e)
     }
 }

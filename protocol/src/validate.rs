@@ -14,7 +14,7 @@ use crate::roster::Roster;
 pub enum RecordError {
     /// The bytes are not a canonical record encoding.
     #[error("record bytes do not decode: {0}")]
-    Encoding(#[from] EncodingError),
+    Encoding(EncodingError),
     /// The encoded record is over [`MAX_RECORD_BYTES`].
     #[error("record is {size} bytes, over the {max}-byte limit; shorten texts or evidence lists")]
     TooLarge {
@@ -115,6 +115,13 @@ pub enum RecordError {
         /// The claim.
         target: RecordId,
     },
+}
+
+// A manual conversion (not `#[from]`): the message already includes the cause.
+impl From<EncodingError> for RecordError {
+    fn from(e: EncodingError) -> Self {
+        RecordError::Encoding(e)
+    }
 }
 
 /// The full stand-alone check of received bytes: decode (bounded, canonical), field limits,

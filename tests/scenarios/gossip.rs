@@ -240,3 +240,41 @@ async fn a_node_back_from_downtime_threads_a_new_response_under_the_claim_it_mis
     let thread = deu.thread(&claim.id).unwrap().unwrap();
     assert_eq!(thread.responses.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_receives_the_record_but_cannot_author() {
+    // An observer node (listed under [[observer]], no state key) connects to FRA, receives
+    // FRA's claim, and is refused when it tries to submit.
+    let net = TestNet::start(2, &[(12, false)]).await.unwrap();
+    let observer_identity = &net.extra[0].0;
+    let mut cfg = attrib_node::localnet::local_config(
+        observer_identity,
+        &net.roster,
+        None,
+        vec![net.addrs[0].clone()],
+        None,
+    );
+    cfg.state_key = None;
+    let observer = attrib_node::Node::start(cfg).await.unwrap();
+    let obs = observer.handle();
+    assert!(
+        obs.wait_for_gossip_peers(1, DEADLINE).await,
+        "observer did not join"
+    );
+    let claim = net
+        .node(0)
+        .submit(claim_about(net.members[1].code, "Seen by the observer"))
+        .await
+        .unwrap();
+    assert!(
+        obs.wait_for_record(&claim.id, DEADLINE).await,
+        "observer did not receive the claim"
+    );
+    let err = obs
+        .submit(claim_about(net.members[0].code, "not allowed"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, attrib_node::SubmitError::Observer), "{err}");
+    assert_eq!(obs.status().await.unwrap().state, None);
+    observer.shutdown().await.unwrap();
+}
