@@ -37,7 +37,8 @@ use tracing::Instrument;
 
 pub use config::NodeConfig;
 pub use network::{
-    FetchCodec, MAX_GOSSIP_BYTES, PeerInfo, SyncStats, fetch_behaviour, gossip_config, gossip_topic,
+    BAN_DURATION, FetchCodec, INVALID_STRIKES, MAX_GOSSIP_BYTES, PeerInfo, SyncStats,
+    fetch_behaviour, gossip_config, gossip_scoring, gossip_topic,
 };
 pub use store::{Counts, Store, StoreError};
 

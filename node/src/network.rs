@@ -46,6 +46,40 @@ pub fn gossip_config(heartbeat: Duration) -> Result<gossipsub::Config, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Gossipsub peer scoring for a small permissioned network: nodes often share an IP (NAT,
+/// loopback tests), and quiet periods are normal, so only invalid messages (P4) cost much; a
+/// little credit comes from time in the mesh and first deliveries. One invalid record takes a
+/// peer below the publish threshold, two below the graylist threshold.
+pub fn gossip_scoring(
+    topic: &IdentTopic,
+) -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
+    let topic_params = gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 100.0,
+        first_message_deliveries_weight: 0.5,
+        first_message_deliveries_decay: 0.9,
+        first_message_deliveries_cap: 20.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: -60.0,
+        invalid_message_deliveries_decay: 0.99,
+        ..Default::default()
+    };
+    let mut params = gossipsub::PeerScoreParams {
+        ip_colocation_factor_weight: 0.0,
+        ..Default::default()
+    };
+    params.topics.insert(topic.hash(), topic_params);
+    (params, gossipsub::PeerScoreThresholds::default())
+}
+
+/// How many invalid records a peer may send before it is disconnected and refused.
+pub const INVALID_STRIKES: u32 = 2;
+/// How long such a peer is refused.
+pub const BAN_DURATION: Duration = Duration::from_secs(600);
+
 /// The node's libp2p behaviour.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
@@ -146,6 +180,10 @@ pub(crate) struct EventLoop {
     peer_heads: HashMap<(PeerId, MemberKey), u64>,
     /// Peers that served invalid records; not asked again until they reconnect.
     distrusted: HashSet<PeerId>,
+    /// Invalid records received per peer.
+    strikes: HashMap<PeerId, u32>,
+    /// Peers refused until then.
+    banned: HashMap<PeerId, tokio::time::Instant>,
     batches_tx: mpsc::Sender<BatchDone>,
     batches: mpsc::Receiver<BatchDone>,
     sync_interval: Duration,
@@ -186,7 +224,10 @@ impl EventLoop {
             )
             .map_err(|e| crate::NodeError::Network(e.to_string()))?
             .with_behaviour(|key| {
-                let gossip = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_cfg)?;
+                let mut gossip =
+                    gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_cfg)?;
+                let (params, thresholds) = gossip_scoring(&gossip_topic(network));
+                gossip.with_peer_score(params, thresholds)?;
                 let fetch = fetch_behaviour();
                 Ok(Behaviour {
                     allowed,
@@ -235,6 +276,8 @@ impl EventLoop {
             records_in_flight: HashSet::new(),
             peer_heads: HashMap::new(),
             distrusted: HashSet::new(),
+            strikes: HashMap::new(),
+            banned: HashMap::new(),
             batches_tx,
             batches,
             sync_interval: settings.sync_interval,
@@ -454,6 +497,7 @@ impl EventLoop {
         if report.invalid > 0 {
             tracing::warn!(peer = %done.peer, invalid = report.invalid, "peer served invalid records; not syncing from it until it reconnects");
             self.distrusted.insert(done.peer);
+            self.strike(done.peer);
             return;
         }
         if let Want::Chain { author } = done.want {
@@ -478,7 +522,33 @@ impl EventLoop {
         }
     }
 
+    /// Counts an invalid record against a peer; at [`INVALID_STRIKES`] the peer is disconnected
+    /// and refused for [`BAN_DURATION`].
+    fn strike(&mut self, peer: PeerId) {
+        let strikes = self.strikes.entry(peer).or_default();
+        *strikes += 1;
+        if *strikes >= INVALID_STRIKES {
+            tracing::warn!(%peer, strikes = *strikes, "peer keeps sending invalid records: disconnecting and refusing it for {BAN_DURATION:?}");
+            self.strikes.remove(&peer);
+            self.banned
+                .insert(peer, tokio::time::Instant::now() + BAN_DURATION);
+            self.swarm.behaviour_mut().allowed.disallow_peer(peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
     fn handle_redial_tick(&mut self) {
+        let now = tokio::time::Instant::now();
+        let expired: Vec<PeerId> = self
+            .banned
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in expired {
+            self.banned.remove(&peer);
+            self.swarm.behaviour_mut().allowed.allow_peer(peer);
+        }
         if self.connected.len() < self.bootstrap.len() {
             for addr in self.bootstrap.clone() {
                 let _ = self.swarm.dial(addr);
@@ -543,6 +613,7 @@ impl EventLoop {
                     Ok(Outcome::Stored | Outcome::Fork) => MessageAcceptance::Accept,
                     Err(e) if e.is_peer_fault() => {
                         tracing::warn!(peer = %propagation_source, error = %e, "rejected gossiped record");
+                        self.strike(propagation_source);
                         MessageAcceptance::Reject
                     }
                     Err(e) => {

@@ -81,11 +81,11 @@ async fn claim_reaches_every_node_and_the_thread_builds_everywhere() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_records_are_neither_stored_nor_forwarded() {
+async fn invalid_records_are_neither_stored_nor_forwarded_and_the_sender_is_cut_off() {
     // A roster peer (member QAA) turns hostile and gossips garbage, a forged signature and a
-    // non-member's record to FRA, then one valid record as a sentinel. An observer peer
-    // connected only to FRA records what FRA forwards: the sentinel, and nothing invalid.
-    // DEU, reached only through FRA, stores the sentinel and nothing invalid.
+    // non-member's record to FRA. FRA rejects them, and after the second disconnects and refuses
+    // the peer. An observer peer connected only to FRA records what FRA forwards: none of it.
+    // Honest records submitted afterwards still reach DEU and the observer.
     let net = TestNet::start(2, &[(12, true), (13, false)]).await.unwrap();
     let (fra, deu) = (net.node(0), net.node(1));
     let network = net.roster.network_id();
@@ -127,11 +127,6 @@ async fn invalid_records_are_neither_stored_nor_forwarded() {
         &outsider.state_key,
         network,
     );
-    let sentinel = Record::sign(
-        content(&hostile_member.state_key, "sentinel"),
-        &hostile_member.state_key,
-        network,
-    );
     for bytes in [
         garbage.clone(),
         forged.as_bytes().to_vec(),
@@ -139,15 +134,37 @@ async fn invalid_records_are_neither_stored_nor_forwarded() {
     ] {
         hostile.publish(bytes).await.unwrap();
     }
-    hostile.publish(sentinel.as_bytes().to_vec()).await.unwrap();
-
+    hostile
+        .wait_for("FRA to disconnect the hostile peer", |v| v.closed >= 1)
+        .await
+        .unwrap();
+    let status = fra.status().await.unwrap();
     assert!(
-        deu.wait_for_record(&sentinel.id(), DEADLINE).await,
-        "sentinel did not reach DEU via FRA"
+        status
+            .peers
+            .iter()
+            .all(|p| p.peer_id != hostile_member.peer_id()),
+        "hostile peer still connected"
     );
+
+    let honest = fra
+        .submit(claim_about(net.members[1].code, "honest"))
+        .await
+        .unwrap();
+    assert!(
+        deu.wait_for_record(&honest.id, DEADLINE).await,
+        "honest record did not reach DEU"
+    );
+    let honest_bytes = fra
+        .get(&honest.id)
+        .unwrap()
+        .unwrap()
+        .record
+        .as_bytes()
+        .to_vec();
     watcher
-        .wait_for("the sentinel forwarded by FRA", |v| {
-            v.received.iter().any(|b| b == sentinel.as_bytes())
+        .wait_for("the honest record forwarded by FRA", |v| {
+            v.received.contains(&honest_bytes)
         })
         .await
         .unwrap();
@@ -163,7 +180,7 @@ async fn invalid_records_are_neither_stored_nor_forwarded() {
         assert_eq!(
             node.status().await.unwrap().counts.records,
             1,
-            "only the sentinel is stored"
+            "only the honest record is stored"
         );
     }
     let forwarded = watcher.view.borrow().received.clone();
