@@ -634,6 +634,11 @@ impl NodeHandle {
         tokio::time::timeout(timeout, wait).await.is_ok()
     }
 
+    /// A receiver of the number of peers subscribed to the record topic.
+    pub fn gossip_peer_updates(&self) -> watch::Receiver<usize> {
+        self.shared.gossip_peers.clone()
+    }
+
     /// Waits until at least `n` peers are subscribed to the record topic, or the deadline passes.
     pub async fn wait_for_gossip_peers(&self, n: usize, timeout: Duration) -> bool {
         let mut rx = self.shared.gossip_peers.clone();
