@@ -158,22 +158,33 @@ async fn both_sides_of_a_partition_converge_on_the_union_after_healing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_nodes_converge_after_random_churn() {
-    // Eight nodes; four states publish a stream of claims while nodes are stopped and restarted
-    // at random (seeded). After the churn, all nodes hold exactly the same set.
-    let mut net = TestNet::start(8, &[]).await.unwrap();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(2026);
-    let publishers = [0usize, 1, 2, 3];
+    // Eight nodes; four states publish a stream of claims while the other four nodes are
+    // stopped and restarted at random (seeded). After the churn, all nodes hold the same set.
+    churn(8, 12, 2026).await;
+}
+
+/// The soak variant: `cargo test -p attrib-tests --test scenarios soak -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "soak test: minutes; run explicitly"]
+async fn soak_sixteen_nodes_converge_after_long_churn() {
+    churn(16, 200, 7).await;
+}
+
+async fn churn(nodes: usize, rounds: usize, seed: u64) {
+    let mut net = TestNet::start(nodes, &[]).await.unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let publishers: Vec<usize> = (0..nodes / 2).collect();
     let mut published = 0;
-    for round in 0..12 {
-        let victim = rng.gen_range(4..8);
+    for round in 0..rounds {
+        let victim = rng.gen_range(nodes / 2..nodes);
         if net.nodes[victim].is_some() {
             net.stop(victim).await.unwrap();
         } else {
             net.restart(victim).await.unwrap();
         }
-        for p in publishers {
+        for p in &publishers {
             if rng.gen_bool(0.8) {
-                net.node(p)
+                net.node(*p)
                     .submit(claim(&format!("round {round} by {p}")))
                     .await
                     .unwrap();
@@ -181,7 +192,7 @@ async fn eight_nodes_converge_after_random_churn() {
             }
         }
     }
-    for i in 4..8 {
+    for i in nodes / 2..nodes {
         if net.nodes[i].is_none() {
             net.restart(i).await.unwrap();
         }
