@@ -20,7 +20,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 
-use attrib_protocol::{Body, Claim, Endorsement, Rebuttal, RecordId, Retraction};
+use attrib_protocol::{Body, Claim, Endorsement, Rebuttal, RecordId, Retraction, Tlp};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -28,7 +28,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use futures::Stream;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -65,11 +64,13 @@ pub fn router(node: NodeHandle, token: String) -> Router {
                 "no such endpoint; see the API list in the README".into(),
             )
         })
+        .route("/v1/stix", get(stix_export))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(Api {
-            node,
-            token: token.into(),
+            node: node.clone(),
+            token: token.clone().into(),
         })
+        .merge(crate::taxii::router(node, token))
 }
 
 /// An API error: a status and a message for people.
@@ -131,7 +132,8 @@ fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares secrets in time independent of where they differ.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -216,13 +218,28 @@ fn parse_id(id: &str) -> Result<RecordId, ApiError> {
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{e}")))
 }
 
+fn withheld(id: &RecordId, tlp: Tlp, ceiling: Tlp) -> ApiError {
+    ApiError(
+        StatusCode::FORBIDDEN,
+        format!(
+            "record {id} is TLP:{}, above this node's outbound ceiling TLP:{}; a local reader holding the API token may ask with include_red=true",
+            tlp_name(tlp),
+            tlp_name(ceiling)
+        ),
+    )
+}
+
 async fn record(
     State(api): State<Api>,
+    headers: HeaderMap,
     Path(id): Path<String>,
+    Query(q): Query<ReadQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id)?;
+    let ceiling = reader_ceiling(&api, &headers, q.include_red)?;
     match api.node.get(&id).map_err(internal)? {
-        Some(entry) => Ok(axum::Json(entry)),
+        Some(entry) if entry.tlp > ceiling => Err(withheld(&id, entry.tlp, ceiling)),
+        Some(entry) => Ok(([(TLP_CEILING_HEADER, tlp_name(ceiling))], axum::Json(entry))),
         None => Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("no record {id} on this node"),
@@ -232,11 +249,15 @@ async fn record(
 
 async fn thread(
     State(api): State<Api>,
+    headers: HeaderMap,
     Path(id): Path<String>,
+    Query(q): Query<ReadQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id(&id)?;
+    let ceiling = reader_ceiling(&api, &headers, q.include_red)?;
     match api.node.thread(&id).map_err(internal)? {
-        Some(t) => Ok(axum::Json(t)),
+        Some(t) if t.claim.tlp > ceiling => Err(withheld(&id, t.claim.tlp, ceiling)),
+        Some(t) => Ok(([(TLP_CEILING_HEADER, tlp_name(ceiling))], axum::Json(t))),
         None => Err(ApiError(
             StatusCode::NOT_FOUND,
             format!(
@@ -254,10 +275,57 @@ struct FeedQuery {
     kind: Option<String>,
     author: Option<String>,
     about: Option<String>,
+    about_us: Option<bool>,
+    tlp: Option<String>,
+    include_red: Option<bool>,
+}
+
+/// The query of single-record reads: only the TLP override.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadQuery {
+    include_red: Option<bool>,
+}
+
+/// The header that says which TLP ceiling applied to a response.
+pub const TLP_CEILING_HEADER: &str = "x-attrib-tlp-ceiling";
+
+/// The TLP ceiling for this reader: the node's outbound ceiling, or RED for a local reader
+/// who holds the API token and asks for it with `include_red=true`.
+fn reader_ceiling(
+    api: &Api,
+    headers: &HeaderMap,
+    include_red: Option<bool>,
+) -> Result<Tlp, ApiError> {
+    if include_red == Some(true) {
+        authorize(api, headers)?;
+        return Ok(Tlp::Red);
+    }
+    Ok(api.node.tlp_ceiling())
+}
+
+/// The TLP level as written in TLP 2.0 (`AMBER+STRICT`, ...).
+pub(crate) fn tlp_name(t: Tlp) -> &'static str {
+    match t {
+        Tlp::Clear => "CLEAR",
+        Tlp::Green => "GREEN",
+        Tlp::Amber => "AMBER",
+        Tlp::AmberStrict => "AMBER+STRICT",
+        Tlp::Red => "RED",
+    }
+}
+
+fn parse_tlp(s: &str) -> Result<Tlp, ApiError> {
+    serde_json::from_value(serde_json::Value::String(s.to_uppercase())).map_err(|_| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("unknown TLP level {s:?}; use CLEAR, GREEN, AMBER, AMBER+STRICT or RED"),
+        )
+    })
 }
 
 impl FeedQuery {
-    fn filter(&self) -> Result<FeedFilter, ApiError> {
+    fn filter(&self, api: &Api, headers: &HeaderMap) -> Result<FeedFilter, ApiError> {
         let state = |s: &Option<String>| -> Result<_, ApiError> {
             s.as_deref()
                 .map(|v| {
@@ -274,24 +342,68 @@ impl FeedQuery {
                 format!("unknown kind {k:?}; use claim, rebuttal, endorsement or retraction"),
             ));
         }
+        let mut about = state(&self.about)?;
+        if self.about_us == Some(true) {
+            about = Some(api.node.state().ok_or_else(|| {
+                ApiError(
+                    StatusCode::BAD_REQUEST,
+                    "about_us needs a member node; this node is an observer (use about=XXX)".into(),
+                )
+            })?);
+        }
+        let ceiling = reader_ceiling(api, headers, self.include_red)?;
+        let asked = self.tlp.as_deref().map(parse_tlp).transpose()?;
         Ok(FeedFilter {
             kind: self.kind.clone(),
             author: state(&self.author)?,
-            about: state(&self.about)?,
+            about,
+            max_tlp: Some(asked.map_or(ceiling, |t| t.min(ceiling))),
         })
     }
 }
 
 async fn feed(
     State(api): State<Api>,
+    headers: HeaderMap,
     Query(q): Query<FeedQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let filter = q.filter()?;
+    let filter = q.filter(&api, &headers)?;
     let limit = q.limit.unwrap_or(100).min(MAX_PAGE);
-    Ok(axum::Json(
-        api.node
-            .feed(q.since.unwrap_or(0), limit, &filter)
-            .map_err(internal)?,
+    let page = api
+        .node
+        .feed(q.since.unwrap_or(0), limit, &filter)
+        .map_err(internal)?;
+    Ok((
+        [(TLP_CEILING_HEADER, tlp_name(page.tlp_ceiling))],
+        axum::Json(page),
+    ))
+}
+
+/// A STIX 2.1 bundle of the feed page selected by the same query as `/v1/feed`.
+async fn stix_export(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Query(q): Query<FeedQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let filter = q.filter(&api, &headers)?;
+    let limit = q.limit.unwrap_or(MAX_PAGE).min(10 * MAX_PAGE);
+    let page = api
+        .node
+        .feed(q.since.unwrap_or(0), limit, &filter)
+        .map_err(internal)?;
+    let store = api.node.shared.store.clone();
+    let lookup = move |id: &RecordId| store.get(id).ok().flatten();
+    let bundle = crate::stix::bundle(&page.entries, api.node.roster(), &lookup);
+    Ok((
+        [
+            (TLP_CEILING_HEADER, tlp_name(page.tlp_ceiling).to_string()),
+            ("x-attrib-next", page.next.to_string()),
+            (
+                "content-type",
+                "application/stix+json;version=2.1".to_string(),
+            ),
+        ],
+        bundle.to_string(),
     ))
 }
 
@@ -299,8 +411,9 @@ async fn feed_stream(
     State(api): State<Api>,
     headers: HeaderMap,
     Query(q): Query<FeedQuery>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let filter = q.filter()?;
+) -> Result<impl IntoResponse, ApiError> {
+    let filter = q.filter(&api, &headers)?;
+    let ceiling = filter.max_tlp.unwrap_or(Tlp::Red);
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -320,7 +433,10 @@ async fn feed_stream(
                         .event(entry.record.body().kind_name())
                         .json_data(&entry)
                         .unwrap_or_else(|_| Event::default().comment("unencodable entry"));
-                    return Some((Ok(event), (node, cursor, updates, buf, filter)));
+                    return Some((
+                        Ok::<Event, Infallible>(event),
+                        (node, cursor, updates, buf, filter),
+                    ));
                 }
                 updates.borrow_and_update();
                 let page = match node.feed(cursor, 256, &filter) {
@@ -339,5 +455,8 @@ async fn feed_stream(
             }
         },
     );
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok((
+        [(TLP_CEILING_HEADER, tlp_name(ceiling))],
+        Sse::new(stream).keep_alive(KeepAlive::default()),
+    ))
 }

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use attrib_protocol::{MemberSigningKey, Roster, StateCode};
+use attrib_protocol::{MemberSigningKey, Roster, StateCode, Tlp};
 use libp2p::Multiaddr;
 pub use libp2p::identity::Keypair;
 use serde::{Deserialize, Serialize};
@@ -45,6 +45,12 @@ pub struct NodeConfig {
     pub heartbeat: Duration,
     /// How often to run a catch-up round with a few peers.
     pub sync_interval: Duration,
+    /// The most sensitive TLP level served to outside readers (feed API, STIX, TAXII,
+    /// webhooks). RED is never served except to a local reader holding the API token who asks
+    /// for it; a configured RED is treated as AMBER+STRICT.
+    pub tlp_ceiling: Tlp,
+    /// Outbound webhooks.
+    pub webhooks: Vec<crate::webhook::WebhookConfig>,
 }
 
 /// The config file, as written by `attrib init`.
@@ -78,6 +84,12 @@ pub struct FileConfig {
     /// Catch-up round interval in ms (default 10000).
     #[serde(default)]
     pub sync_interval_ms: Option<u64>,
+    /// TLP ceiling for outbound interfaces (default AMBER).
+    #[serde(default)]
+    pub tlp_ceiling: Option<Tlp>,
+    /// Outbound webhooks: `[[webhook]]` tables.
+    #[serde(default, rename = "webhook")]
+    pub webhooks: Vec<crate::webhook::WebhookConfig>,
 }
 
 impl FileConfig {
@@ -138,6 +150,8 @@ impl FileConfig {
             }),
             heartbeat: Duration::from_millis(file.heartbeat_ms.unwrap_or(1000)),
             sync_interval: Duration::from_millis(file.sync_interval_ms.unwrap_or(10_000).max(100)),
+            tlp_ceiling: file.tlp_ceiling.unwrap_or(Tlp::Amber),
+            webhooks: file.webhooks.clone(),
         };
         Ok((file, config))
     }

@@ -18,7 +18,10 @@ pub mod config;
 mod ingest;
 pub mod localnet;
 mod network;
+pub mod stix;
 pub mod store;
+pub mod taxii;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use attrib_protocol::{
     Body, ChainHead, MemberSigningKey, NetworkId, Record, RecordContent, RecordError, RecordId,
-    Roster, StateCode, ThreadStatus, check_record, check_response, member_key,
+    Roster, StateCode, ThreadStatus, Tlp, check_record, check_response, member_key,
 };
 use libp2p::{Multiaddr, PeerId};
 use serde::Serialize;
@@ -40,7 +43,7 @@ pub use network::{
     BAN_DURATION, FetchCodec, INVALID_STRIKES, MAX_GOSSIP_BYTES, PeerInfo, SyncStats,
     fetch_behaviour, gossip_config, gossip_scoring, gossip_topic,
 };
-pub use store::{Counts, Store, StoreError};
+pub use store::{Counts, Store, StoreError, Stored};
 
 use ingest::Ingest;
 use network::{Command, EventLoop, NetworkSettings};
@@ -50,6 +53,13 @@ pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Microseconds since the Unix epoch, by this machine's clock.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// Why a node could not start or a call failed.
@@ -142,6 +152,9 @@ pub struct FeedFilter {
     pub author: Option<StateCode>,
     /// Only claims attributing to this state, and responses to such claims.
     pub about: Option<StateCode>,
+    /// Only records marked at most this TLP level (see [`NodeHandle::tlp_of`]). Outbound
+    /// interfaces always set it to at most the node's TLP ceiling.
+    pub max_tlp: Option<Tlp>,
 }
 
 /// One feed entry.
@@ -149,8 +162,12 @@ pub struct FeedFilter {
 pub struct FeedEntry {
     /// Feed cursor on this node (resume after it).
     pub cursor: u64,
+    /// When this node stored the record, µs since the Unix epoch.
+    pub received_us: u64,
     /// The author's state code.
     pub author_state: Option<StateCode>,
+    /// The TLP marking that governs the record (a claim's own; a response's claim's).
+    pub tlp: Tlp,
     /// The record.
     pub record: Record,
 }
@@ -162,6 +179,8 @@ pub struct FeedPage {
     pub entries: Vec<FeedEntry>,
     /// The cursor to pass as `since` for the next page.
     pub next: u64,
+    /// The highest TLP level this page could contain.
+    pub tlp_ceiling: Tlp,
 }
 
 /// A claim with its responses and status.
@@ -216,6 +235,7 @@ struct Shared {
     listen_addrs: watch::Receiver<Vec<Multiaddr>>,
     sync_stats: watch::Receiver<SyncStats>,
     commands: mpsc::Sender<Command>,
+    tlp_ceiling: Tlp,
 }
 
 /// A cheap, cloneable handle to a running node.
@@ -233,6 +253,7 @@ pub struct Node {
     api_addr: Option<SocketAddr>,
     stop_network: Option<oneshot::Sender<()>>,
     stop_api: Option<oneshot::Sender<()>>,
+    webhooks: Vec<JoinHandle<()>>,
 }
 
 impl Node {
@@ -301,6 +322,7 @@ impl Node {
                 listen_addrs: addrs_rx,
                 sync_stats: stats_rx,
                 commands: cmd_tx,
+                tlp_ceiling: config.tlp_ceiling.min(Tlp::AmberStrict),
             }),
         };
         let mut node = Node {
@@ -310,7 +332,13 @@ impl Node {
             api_addr: None,
             stop_network: Some(stop_network),
             stop_api: None,
+            webhooks: Vec::new(),
         };
+        for hook in config.webhooks {
+            node.webhooks.push(tokio::spawn(
+                webhook::run(handle.clone(), hook).instrument(span.clone()),
+            ));
+        }
         if let Some(api) = config.api {
             let listener = tokio::net::TcpListener::bind(api.listen)
                 .await
@@ -354,6 +382,9 @@ impl Node {
 
     /// Stops the node: API, swarm, then flushes the store.
     pub async fn shutdown(mut self) -> Result<(), NodeError> {
+        for hook in self.webhooks.drain(..) {
+            hook.abort();
+        }
         if let Some(stop) = self.stop_api.take() {
             let _ = stop.send(());
         }
@@ -373,6 +404,9 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        for hook in self.webhooks.drain(..) {
+            hook.abort();
+        }
         if let Some(t) = self.api.take() {
             t.abort();
         }
@@ -451,7 +485,7 @@ impl NodeHandle {
             return Err(SubmitError::Conflict { seq });
         }
         store.flush().await?;
-        let cursor = store.get_with_cursor(&id)?.map_or(0, |(cursor, _)| cursor);
+        let cursor = store.get_stored(&id)?.map_or(0, |s| s.cursor);
         let _ = self.shared.commands.send(Command::Publish(bytes)).await;
         Ok(Submitted { id, seq, cursor })
     }
@@ -470,11 +504,7 @@ impl NodeHandle {
             Err(ingest::IngestError::Store(e)) => return Err(SubmitError::Store(e)),
         }
         self.shared.store.flush().await?;
-        let cursor = self
-            .shared
-            .store
-            .get_with_cursor(&id)?
-            .map_or(0, |(cursor, _)| cursor);
+        let cursor = self.shared.store.get_stored(&id)?.map_or(0, |s| s.cursor);
         let _ = self.shared.commands.send(Command::Publish(shared)).await;
         Ok(Submitted { id, seq, cursor })
     }
@@ -497,23 +527,46 @@ impl NodeHandle {
 
     /// A stored record with its cursor.
     pub fn get(&self, id: &RecordId) -> Result<Option<FeedEntry>, StoreError> {
-        Ok(self
-            .shared
-            .store
-            .get_with_cursor(id)?
-            .map(|(cursor, record)| self.entry(cursor, record)))
+        match self.shared.store.get_stored(id)? {
+            Some(stored) => Ok(Some(self.entry(stored)?)),
+            None => Ok(None),
+        }
     }
 
-    fn entry(&self, cursor: u64, record: Record) -> FeedEntry {
-        FeedEntry {
-            cursor,
+    fn entry(&self, stored: Stored) -> Result<FeedEntry, StoreError> {
+        Ok(FeedEntry {
+            cursor: stored.cursor,
+            received_us: stored.received_us,
             author_state: self
                 .shared
                 .roster
-                .member_by_key(&record.author())
+                .member_by_key(&stored.record.author())
                 .map(|m| m.code),
-            record,
-        }
+            tlp: self.tlp_of(&stored.record)?,
+            record: stored.record,
+        })
+    }
+
+    /// The TLP level that governs a record outside the member network: a claim's own marking;
+    /// for a response, its claim's; RED for anything else (unknown kinds, missing targets).
+    pub fn tlp_of(&self, record: &Record) -> Result<Tlp, StoreError> {
+        Ok(match record.body() {
+            Body::Claim(c) => c.tlp,
+            Body::Unknown { .. } => Tlp::Red,
+            other => match other.target() {
+                Some(t) => match self.shared.store.get(&t)? {
+                    Some(target) => target.body().as_claim().map_or(Tlp::Red, |c| c.tlp),
+                    None => Tlp::Red,
+                },
+                None => Tlp::Red,
+            },
+        })
+    }
+
+    /// The most sensitive TLP level this node lets out through its outbound interfaces (feed,
+    /// STIX, TAXII, webhooks) to readers without the API token. Never RED.
+    pub fn tlp_ceiling(&self) -> Tlp {
+        self.shared.tlp_ceiling
     }
 
     /// A claim's thread, or `None` if no such claim is stored.
@@ -560,22 +613,30 @@ impl NodeHandle {
         let mut next = since;
         while entries.len() < limit {
             let batch = self.shared.store.feed_after(next, SCAN)?;
-            let Some((last, _)) = batch.last() else { break };
-            let last = *last;
-            for (cursor, record) in batch {
+            let Some(last) = batch.last().map(|s| s.cursor) else {
+                break;
+            };
+            for stored in batch {
                 if entries.len() >= limit {
                     break;
                 }
-                next = cursor;
-                if self.matches(&record, filter)? {
-                    entries.push(self.entry(cursor, record));
+                next = stored.cursor;
+                if self.matches(&stored.record, filter)? {
+                    let entry = self.entry(stored)?;
+                    if filter.max_tlp.is_none_or(|max| entry.tlp <= max) {
+                        entries.push(entry);
+                    }
                 }
             }
             if next < last {
                 break;
             }
         }
-        Ok(FeedPage { entries, next })
+        Ok(FeedPage {
+            entries,
+            next,
+            tlp_ceiling: filter.max_tlp.unwrap_or(Tlp::Red),
+        })
     }
 
     fn matches(&self, record: &Record, filter: &FeedFilter) -> Result<bool, StoreError> {

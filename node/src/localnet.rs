@@ -115,6 +115,8 @@ pub fn local_config(
         }),
         heartbeat: Duration::from_millis(100),
         sync_interval: Duration::from_millis(500),
+        tlp_ceiling: attrib_protocol::Tlp::Amber,
+        webhooks: Vec::new(),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The local record store, in sled.
 //!
-//! Trees: `records` (id → cursor ‖ bytes), `chain` (author ‖ seq ‖ id), `heads` (author →
+//! Trees: `records` (id → cursor ‖ received-at µs ‖ bytes), `chain` (author ‖ seq ‖ id), `heads` (author →
 //! contiguous head seq ‖ id), `feed` (cursor → id), `responses` (target ‖ cursor → id),
 //! `pending` (author ‖ seq ‖ id → bytes: valid records waiting for a chain gap or a response
 //! target), `pending_targets` (target ‖ author ‖ seq ‖ id → pending key),
@@ -105,6 +105,17 @@ pub enum Appended {
     },
 }
 
+/// A stored record with where and when it entered this node's feed.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// Feed cursor.
+    pub cursor: u64,
+    /// When this node stored it, µs since the Unix epoch; strictly increasing with the cursor.
+    pub received_us: u64,
+    /// The record.
+    pub record: Record,
+}
+
 /// Record counts for status.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Counts {
@@ -128,12 +139,14 @@ pub struct Store {
     pending_targets: sled::Tree,
     forks: sled::Tree,
     equivocators: sled::Tree,
+    meta: sled::Tree,
     /// Guards appends; holds the next cursor and pending counts.
     append_lock: Mutex<AppendState>,
 }
 
 struct AppendState {
     next: u64,
+    last_received_us: u64,
     records_total: usize,
     pending_total: usize,
     pending_by_author: HashMap<MemberKey, usize>,
@@ -152,9 +165,16 @@ impl Store {
 
     fn from_db(db: sled::Db) -> Result<Store, StoreError> {
         let feed = db.open_tree("feed")?;
-        let next = match feed.last()? {
-            Some((k, _)) => cursor_of(&k)? + 1,
-            None => 1,
+        let records = db.open_tree("records")?;
+        let (next, last_received_us) = match feed.last()? {
+            Some((k, id)) => {
+                let received = match records.get(&id)? {
+                    Some(v) => decode_stored(&v)?.received_us,
+                    None => 0,
+                };
+                (cursor_of(&k)? + 1, received)
+            }
+            None => (1, 0),
         };
         let pending = db.open_tree("pending")?;
         let mut pending_by_author: HashMap<MemberKey, usize> = HashMap::new();
@@ -166,7 +186,6 @@ impl Store {
                 .or_default() += 1;
             pending_total += 1;
         }
-        let records = db.open_tree("records")?;
         let records_total = records.len();
         Ok(Store {
             records,
@@ -176,11 +195,13 @@ impl Store {
             pending_targets: db.open_tree("pending_targets")?,
             forks: db.open_tree("forks")?,
             equivocators: db.open_tree("equivocators")?,
+            meta: db.open_tree("meta")?,
             pending,
             feed,
             db,
             append_lock: Mutex::new(AppendState {
                 next,
+                last_received_us,
                 records_total,
                 pending_total,
                 pending_by_author,
@@ -377,10 +398,12 @@ impl Store {
         extends_head: bool,
     ) -> Result<u64, StoreError> {
         let cursor = state.next;
+        let received_us = crate::now_us().max(state.last_received_us + 1);
         let id = record.id();
         let author = record.author();
-        let mut value = Vec::with_capacity(8 + record.as_bytes().len());
+        let mut value = Vec::with_capacity(16 + record.as_bytes().len());
         value.extend_from_slice(&cursor.to_be_bytes());
+        value.extend_from_slice(&received_us.to_be_bytes());
         value.extend_from_slice(record.as_bytes());
         let chain_key = chain_key(&author, record.seq(), Some(&id));
         let mut head = Vec::with_capacity(40);
@@ -416,8 +439,23 @@ impl Store {
             }
         }
         state.next += 1;
+        state.last_received_us = received_us;
         state.records_total += 1;
         Ok(cursor)
+    }
+
+    /// A small persistent number kept by the node (e.g. a webhook's delivery cursor).
+    pub fn meta_u64(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        match self.meta.get(key.as_bytes())? {
+            Some(v) => Ok(Some(cursor_of(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Sets a persistent number (see [`Store::meta_u64`]).
+    pub fn set_meta_u64(&self, key: &str, value: u64) -> Result<(), StoreError> {
+        self.meta.insert(key.as_bytes(), &value.to_be_bytes())?;
+        Ok(())
     }
 
     /// Whether a record with this id is stored.
@@ -427,11 +465,11 @@ impl Store {
 
     /// The record with this id, if stored (pending records are not returned).
     pub fn get(&self, id: &RecordId) -> Result<Option<Record>, StoreError> {
-        Ok(self.get_with_cursor(id)?.map(|(_, r)| r))
+        Ok(self.get_stored(id)?.map(|s| s.record))
     }
 
-    /// The record and its feed cursor.
-    pub fn get_with_cursor(&self, id: &RecordId) -> Result<Option<(u64, Record)>, StoreError> {
+    /// The record with its feed cursor and arrival time.
+    pub fn get_stored(&self, id: &RecordId) -> Result<Option<Stored>, StoreError> {
         match self.records.get(id.as_bytes())? {
             None => Ok(None),
             Some(v) => decode_stored(&v).map(Some),
@@ -439,7 +477,7 @@ impl Store {
     }
 
     /// Records in feed order with cursor > `after`, at most `limit`.
-    pub fn feed_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Record)>, StoreError> {
+    pub fn feed_after(&self, after: u64, limit: usize) -> Result<Vec<Stored>, StoreError> {
         let mut out = Vec::new();
         for entry in self.feed.range((after.saturating_add(1)).to_be_bytes()..) {
             if out.len() >= limit {
@@ -448,10 +486,10 @@ impl Store {
             let (k, id) = entry?;
             let id = record_id(&id)?;
             let cursor = cursor_of(&k)?;
-            let record = self.get(&id)?.ok_or_else(|| {
+            let stored = self.get_stored(&id)?.ok_or_else(|| {
                 StoreError::Corrupt(format!("feed entry {cursor} names missing record {id}"))
             })?;
-            out.push((cursor, record));
+            out.push(stored);
         }
         Ok(out)
     }
@@ -633,14 +671,19 @@ fn chain_key(author: &MemberKey, seq: u64, id: Option<&RecordId>) -> Vec<u8> {
     k
 }
 
-fn decode_stored(v: &[u8]) -> Result<(u64, Record), StoreError> {
-    if v.len() < 8 {
+fn decode_stored(v: &[u8]) -> Result<Stored, StoreError> {
+    if v.len() < 16 {
         return Err(StoreError::Corrupt("record entry too short".into()));
     }
     let cursor = cursor_of(&v[..8])?;
-    let record = Record::decode(&v[8..])
+    let received_us = cursor_of(&v[8..16])?;
+    let record = Record::decode(&v[16..])
         .map_err(|e| StoreError::Corrupt(format!("record at cursor {cursor}: {e}")))?;
-    Ok((cursor, record))
+    Ok(Stored {
+        cursor,
+        received_us,
+        record,
+    })
 }
 
 fn decode_head(v: &[u8]) -> Result<ChainHead, StoreError> {
@@ -873,7 +916,7 @@ mod tests {
             .feed_after(0, 10)
             .unwrap()
             .iter()
-            .map(|(c, _)| *c)
+            .map(|s| s.cursor)
             .collect();
         assert_eq!(feed, vec![1, 2, 3]);
     }

@@ -1,0 +1,562 @@
+//! STIX 2.1: how attrib records look to threat-intelligence tools, and back.
+//!
+//! Mapping (one record gives a few objects, all with ids derived from the record id, so an
+//! export is deterministic and re-exports update rather than duplicate):
+//! - a **claim** becomes a `campaign` (the observed activity: title, summary, first/last seen,
+//!   evidence hashes as external references), a `threat-actor` (the named actor, or "state
+//!   actor of XXX"), an `identity` for the accused state, and `relationship`s `attributed-to`
+//!   (campaign → threat-actor with the claim's `confidence`; threat-actor → state identity);
+//! - a **rebuttal** or **endorsement** becomes an `opinion` on the claim's relationship
+//!   (rebuttal stances map to disagreement, endorsements to their STIX opinion);
+//! - a **retraction**, or a revision that supersedes a claim, becomes a new version of the
+//!   claim's relationship with `revoked: true`;
+//! - every author is an `identity` (`created_by_ref`), TLP is a marking definition.
+//!
+//! Each object made from a record carries `x_attrib_record` (the exact signed record, hex) and
+//! `x_attrib_network` (the network id): the signature travels with the export and
+//! [`verify_bundle`] checks a bundle offline against the roster.
+
+use attrib_protocol::{
+    Body, Claim, Evidence, Opinion, Record, RecordId, Roster, Stance, StateCode, Tlp, check_record,
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::FeedEntry;
+
+/// Namespace of attrib's deterministic STIX ids (UUIDv5).
+const NAMESPACE: Uuid = Uuid::from_u128(0x6a1f_3c2e_9b7d_4e58_8f10_2c4b_a7d3_e915);
+
+/// Where the original record travels in exported objects.
+pub const RECORD_PROPERTY: &str = "x_attrib_record";
+
+/// The STIX 2.1 TLP 1.0 marking definitions (TLP 2.0 has no predefined STIX ids; CLEAR is
+/// TLP:WHITE, AMBER+STRICT is exported as TLP:AMBER with a `tlp:amber+strict` label).
+pub fn tlp_marking(tlp: Tlp) -> &'static str {
+    match tlp {
+        Tlp::Clear => "marking-definition--613f2e26-407d-48c7-9eca-b8e91df99dc9",
+        Tlp::Green => "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da",
+        Tlp::Amber | Tlp::AmberStrict => "marking-definition--f88d31f6-486f-44da-b317-01333bde0b82",
+        Tlp::Red => "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed",
+    }
+}
+
+fn stix_id(kind: &str, name: &str) -> String {
+    format!("{kind}--{}", Uuid::new_v5(&NAMESPACE, name.as_bytes()))
+}
+
+/// The id of the claim relationship (campaign → actor) made from claim `id`.
+pub fn claim_relationship_id(id: &RecordId) -> String {
+    stix_id("relationship", &format!("{id}/attributed-to"))
+}
+
+/// The id of the `identity` of a state.
+pub fn state_identity_id(code: StateCode) -> String {
+    stix_id("identity", &format!("state/{code}"))
+}
+
+/// STIX timestamp (UTC, millisecond precision) of ms since the epoch.
+pub fn timestamp_ms(ms: u64) -> String {
+    timestamp_us(ms.saturating_mul(1000))
+}
+
+/// STIX timestamp (UTC, microsecond precision) of µs since the epoch.
+pub fn timestamp_us(us: u64) -> String {
+    let t = std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_micros(us));
+    let mut text = t.map_or_else(
+        || "9999-12-31T23:59:59.999999Z".to_string(),
+        |t| humantime::format_rfc3339_micros(t).to_string(),
+    );
+    if !text.ends_with('Z') || text.len() != 27 {
+        text = "9999-12-31T23:59:59.999999Z".to_string();
+    }
+    text
+}
+
+/// Parses a STIX/TAXII timestamp into µs since the epoch.
+pub fn parse_timestamp_us(s: &str) -> Option<u64> {
+    let t = humantime::parse_rfc3339_weak(s.trim_end_matches('Z')).ok()?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_micros() as u64)
+}
+
+const FIXED_CREATED: &str = "2020-01-01T00:00:00.000Z";
+
+fn state_identity(roster: &Roster, code: StateCode) -> Value {
+    let name = roster
+        .member_by_code(code)
+        .map_or(code.to_string(), |m| format!("{} ({code})", m.name));
+    json!({
+        "type": "identity",
+        "spec_version": "2.1",
+        "id": state_identity_id(code),
+        "created": FIXED_CREATED,
+        "modified": FIXED_CREATED,
+        "name": name,
+        "identity_class": "organization",
+        "sectors": ["government-national"],
+    })
+}
+
+fn external_references(evidence: &[Evidence]) -> Vec<Value> {
+    evidence
+        .iter()
+        .map(|e| {
+            let mut r = json!({
+                "source_name": format!("attrib-evidence:{}", e.kind),
+                "description": if e.description.is_empty() { e.kind.clone() } else { e.description.clone() },
+                "hashes": { "SHA-256": e.sha256.to_hex() },
+            });
+            if let Some(l) = &e.locator {
+                r["external_id"] = json!(l);
+            }
+            r
+        })
+        .collect()
+}
+
+fn opinion_of_stance(s: Stance) -> &'static str {
+    match s {
+        Stance::Deny => "strongly-disagree",
+        Stance::DisputeEvidence | Stance::DisputeAttribution => "disagree",
+        Stance::PartiallyAccept | Stance::RequestInformation => "neutral",
+    }
+}
+
+fn opinion_name(o: Opinion) -> &'static str {
+    attrib_protocol::opinion_label(o)
+}
+
+/// The claim's relationship object (the version made from the claim itself, or a revoked
+/// version at `revoked_at`).
+fn claim_relationship(
+    claim_record: &Record,
+    claim: &Claim,
+    author: Option<StateCode>,
+    network: &str,
+    revoked_at: Option<(u64, &Record)>,
+) -> Value {
+    let id = claim_record.id();
+    let created = timestamp_ms(claim_record.created_at());
+    let mut rel = json!({
+        "type": "relationship",
+        "spec_version": "2.1",
+        "id": claim_relationship_id(&id),
+        "created": created,
+        "modified": created,
+        "relationship_type": "attributed-to",
+        "source_ref": stix_id("campaign", &format!("{id}/campaign")),
+        "target_ref": stix_id("threat-actor", &format!("{id}/actor")),
+        "confidence": claim.confidence,
+        "description": format!("{} attributes \"{}\" to {}", author.map_or("?".into(), |c| c.to_string()), claim.incident.title, attribution_text(claim)),
+        "object_marking_refs": [tlp_marking(claim.tlp)],
+        "external_references": external_references(&claim.evidence),
+        RECORD_PROPERTY: hex::encode(claim_record.as_bytes()),
+        "x_attrib_network": network,
+    });
+    if rel["external_references"]
+        .as_array()
+        .is_some_and(Vec::is_empty)
+    {
+        rel.as_object_mut().map(|o| o.remove("external_references"));
+    }
+    if let Some(code) = author {
+        rel["created_by_ref"] = json!(state_identity_id(code));
+    }
+    if claim.tlp == Tlp::AmberStrict {
+        rel["labels"] = json!(["tlp:amber+strict"]);
+    }
+    if let Some((at_ms, by)) = revoked_at {
+        let modified = timestamp_ms(at_ms.max(claim_record.created_at() + 1));
+        rel["modified"] = json!(modified);
+        rel["revoked"] = json!(true);
+        rel[RECORD_PROPERTY] = json!(hex::encode(by.as_bytes()));
+    }
+    rel
+}
+
+fn attribution_text(claim: &Claim) -> String {
+    match (&claim.attributed_to.state, &claim.attributed_to.actor) {
+        (Some(s), Some(a)) => format!("{a} ({s})"),
+        (Some(s), None) => format!("a state actor of {s}"),
+        (None, Some(a)) => a.clone(),
+        (None, None) => "an unknown actor".into(),
+    }
+}
+
+/// The STIX objects made from one stored record. `lookup` finds the claim a response targets.
+pub fn objects_of(
+    entry: &FeedEntry,
+    roster: &Roster,
+    lookup: &dyn Fn(&RecordId) -> Option<Record>,
+) -> Vec<Value> {
+    let record = &entry.record;
+    let network = roster.network_id().to_hex();
+    let author = entry.author_state;
+    let mut out = Vec::new();
+    if let Some(code) = author {
+        out.push(state_identity(roster, code));
+    }
+    let created = timestamp_ms(record.created_at());
+    match record.body() {
+        Body::Claim(claim) => {
+            let id = record.id();
+            let marking = json!([tlp_marking(claim.tlp)]);
+            let mut campaign = json!({
+                "type": "campaign",
+                "spec_version": "2.1",
+                "id": stix_id("campaign", &format!("{id}/campaign")),
+                "created": created,
+                "modified": created,
+                "name": claim.incident.title,
+                "first_seen": timestamp_ms(claim.incident.observed_from),
+                "last_seen": timestamp_ms(claim.incident.observed_to.max(claim.incident.observed_from + 1)),
+                "object_marking_refs": marking,
+                "x_attrib_network": network,
+            });
+            if !claim.incident.summary.is_empty() {
+                campaign["description"] = json!(claim.incident.summary);
+            }
+            let labels: Vec<&String> = claim
+                .incident
+                .sectors
+                .iter()
+                .chain(&claim.incident.tags)
+                .collect();
+            if !labels.is_empty() {
+                campaign["labels"] = json!(labels);
+            }
+            let actor_name = claim.attributed_to.actor.clone().unwrap_or_else(|| {
+                format!(
+                    "State actor of {}",
+                    claim
+                        .attributed_to
+                        .state
+                        .map_or("?".into(), |s| s.to_string())
+                )
+            });
+            let mut actor = json!({
+                "type": "threat-actor",
+                "spec_version": "2.1",
+                "id": stix_id("threat-actor", &format!("{id}/actor")),
+                "created": created,
+                "modified": created,
+                "name": actor_name,
+                "object_marking_refs": marking,
+            });
+            if claim.attributed_to.state.is_some() {
+                actor["threat_actor_types"] = json!(["nation-state"]);
+            }
+            if let Some(code) = author {
+                campaign["created_by_ref"] = json!(state_identity_id(code));
+                actor["created_by_ref"] = json!(state_identity_id(code));
+            }
+            out.push(campaign);
+            out.push(actor);
+            out.push(claim_relationship(record, claim, author, &network, None));
+            if let Some(accused) = claim.attributed_to.state {
+                out.push(state_identity(roster, accused));
+                let mut rel = json!({
+                    "type": "relationship",
+                    "spec_version": "2.1",
+                    "id": stix_id("relationship", &format!("{id}/actor-state")),
+                    "created": created,
+                    "modified": created,
+                    "relationship_type": "attributed-to",
+                    "source_ref": stix_id("threat-actor", &format!("{id}/actor")),
+                    "target_ref": state_identity_id(accused),
+                    "confidence": claim.confidence,
+                    "object_marking_refs": marking,
+                });
+                if let Some(code) = author {
+                    rel["created_by_ref"] = json!(state_identity_id(code));
+                }
+                out.push(rel);
+            }
+            if let Some(old) = claim.supersedes
+                && let Some(old_record) = lookup(&old)
+                && let Some(old_claim) = old_record.body().as_claim()
+            {
+                out.push(claim_relationship(
+                    &old_record,
+                    old_claim,
+                    author,
+                    &network,
+                    Some((record.created_at(), record)),
+                ));
+            }
+        }
+        Body::Rebuttal(_) | Body::Endorsement(_) => {
+            let (target, opinion, explanation) = match record.body() {
+                Body::Rebuttal(r) => (
+                    r.target,
+                    opinion_of_stance(r.stance),
+                    format!(
+                        "rebuttal ({}): {}",
+                        attrib_protocol::stance_label(r.stance),
+                        r.statement
+                    ),
+                ),
+                Body::Endorsement(e) => (
+                    e.target,
+                    opinion_name(e.agreement),
+                    format!("endorsement: {}", e.statement),
+                ),
+                _ => unreachable!("matched above"),
+            };
+            let tlp = lookup(&target)
+                .and_then(|t| t.body().as_claim().map(|c| c.tlp))
+                .unwrap_or(Tlp::Red);
+            let mut op = json!({
+                "type": "opinion",
+                "spec_version": "2.1",
+                "id": stix_id("opinion", &format!("{}/opinion", record.id())),
+                "created": created,
+                "modified": created,
+                "opinion": opinion,
+                "explanation": explanation,
+                "object_refs": [claim_relationship_id(&target)],
+                "object_marking_refs": [tlp_marking(tlp)],
+                RECORD_PROPERTY: hex::encode(record.as_bytes()),
+                "x_attrib_network": network,
+            });
+            let evidence = match record.body() {
+                Body::Rebuttal(r) => &r.evidence,
+                Body::Endorsement(e) => &e.evidence,
+                _ => unreachable!("matched above"),
+            };
+            if !evidence.is_empty() {
+                op["external_references"] = json!(external_references(evidence));
+            }
+            if let Some(code) = author {
+                op["created_by_ref"] = json!(state_identity_id(code));
+                op["authors"] = json!([code.to_string()]);
+            }
+            out.push(op);
+        }
+        Body::Retraction(r) => {
+            if let Some(target) = lookup(&r.target)
+                && let Some(claim) = target.body().as_claim()
+            {
+                out.push(claim_relationship(
+                    &target,
+                    claim,
+                    author,
+                    &network,
+                    Some((record.created_at(), record)),
+                ));
+            }
+        }
+        Body::Unknown { .. } => {}
+    }
+    out
+}
+
+/// A STIX 2.1 bundle of the objects made from `entries` (identities deduplicated).
+pub fn bundle(
+    entries: &[FeedEntry],
+    roster: &Roster,
+    lookup: &dyn Fn(&RecordId) -> Option<Record>,
+) -> Value {
+    let mut seen = std::collections::HashSet::new();
+    let mut objects = Vec::new();
+    for e in entries {
+        for o in objects_of(e, roster, lookup) {
+            let key = format!("{}|{}", o["id"], o["modified"]);
+            if seen.insert(key) {
+                objects.push(o);
+            }
+        }
+    }
+    let mut id_source = String::new();
+    for e in entries {
+        id_source.push_str(&e.record.id().to_hex());
+    }
+    json!({
+        "type": "bundle",
+        "id": stix_id("bundle", &id_source),
+        "objects": objects,
+    })
+}
+
+/// What [`verify_bundle`] found.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BundleReport {
+    /// Objects carrying a record whose signature and object id check out.
+    pub verified: usize,
+    /// Objects without an attrib record (identities, campaigns, actors, ...).
+    pub unsigned: usize,
+    /// Problems, one line each.
+    pub problems: Vec<String>,
+}
+
+/// Verifies every attrib record carried in a bundle against the roster (signature, network,
+/// and that the carrying object's id derives from the record), offline.
+pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
+    let mut report = BundleReport::default();
+    let Some(objects) = bundle["objects"].as_array() else {
+        report
+            .problems
+            .push("not a STIX bundle: no `objects` array".into());
+        return report;
+    };
+    for o in objects {
+        let Some(hex_record) = o[RECORD_PROPERTY].as_str() else {
+            report.unsigned += 1;
+            continue;
+        };
+        let oid = o["id"].as_str().unwrap_or("?");
+        let bytes = match hex::decode(hex_record) {
+            Ok(b) => b,
+            Err(_) => {
+                report
+                    .problems
+                    .push(format!("{oid}: {RECORD_PROPERTY} is not hex"));
+                continue;
+            }
+        };
+        let record = match check_record(&bytes, roster, u64::MAX / 2) {
+            Ok(r) => r,
+            Err(e) => {
+                report.problems.push(format!("{oid}: {e}"));
+                continue;
+            }
+        };
+        let expected = match record.body() {
+            Body::Claim(_) if o["revoked"] != json!(true) => {
+                Some(claim_relationship_id(&record.id()))
+            }
+            Body::Claim(c) => c.supersedes.map(|t| claim_relationship_id(&t)),
+            Body::Retraction(r) => Some(claim_relationship_id(&r.target)),
+            Body::Rebuttal(_) | Body::Endorsement(_) => {
+                Some(stix_id("opinion", &format!("{}/opinion", record.id())))
+            }
+            Body::Unknown { .. } => None,
+        };
+        if expected.as_deref() != Some(oid) {
+            report.problems.push(format!(
+                "{oid}: does not correspond to the record it carries ({})",
+                record.id()
+            ));
+            continue;
+        }
+        report.verified += 1;
+    }
+    report
+}
+
+/// Turns a STIX bundle's attribution (a `relationship` `attributed-to`, with its source
+/// campaign/intrusion-set/incident and target threat-actor/identity, or a `report`) into a
+/// claim draft for a person to review and submit. Fails with a message naming what is missing.
+pub fn claim_from_stix(bundle: &Value) -> Result<Claim, String> {
+    let objects = bundle["objects"]
+        .as_array()
+        .ok_or("not a STIX bundle: no `objects` array")?;
+    let by_id = |id: &str| objects.iter().find(|o| o["id"] == id);
+    let rel = objects
+        .iter()
+        .find(|o| o["type"] == "relationship" && o["relationship_type"] == "attributed-to")
+        .ok_or("the bundle has no `attributed-to` relationship to import")?;
+    let source = rel["source_ref"].as_str().and_then(by_id);
+    let target = rel["target_ref"].as_str().and_then(by_id);
+    let report = objects.iter().find(|o| o["type"] == "report");
+    let title = source
+        .and_then(|s| s["name"].as_str())
+        .or_else(|| report.and_then(|r| r["name"].as_str()))
+        .unwrap_or("Imported attribution")
+        .chars()
+        .take(attrib_protocol::limits::MAX_TITLE)
+        .collect::<String>();
+    let summary = source
+        .and_then(|s| s["description"].as_str())
+        .or_else(|| report.and_then(|r| r["description"].as_str()))
+        .or_else(|| rel["description"].as_str())
+        .unwrap_or("")
+        .to_string();
+    let time = |v: &Value| v.as_str().and_then(parse_timestamp_us).map(|us| us / 1000);
+    let now = crate::now_ms();
+    let from = source
+        .and_then(|s| time(&s["first_seen"]))
+        .or_else(|| time(&rel["created"]))
+        .unwrap_or(now);
+    let to = source
+        .and_then(|s| time(&s["last_seen"]))
+        .unwrap_or(from)
+        .max(from);
+    let mut state = None;
+    let mut actor = None;
+    if let Some(t) = target {
+        match t["type"].as_str() {
+            Some("identity") | Some("location") => {
+                state = t["name"]
+                    .as_str()
+                    .and_then(|n| n.rsplit('(').next())
+                    .map(|n| n.trim_end_matches(')').trim().to_string())
+                    .and_then(|c| c.parse().ok());
+            }
+            _ => actor = t["name"].as_str().map(str::to_string),
+        }
+    }
+    if state.is_none() && actor.is_none() {
+        actor = Some("unnamed actor (imported)".into());
+    }
+    let tlp = rel["object_marking_refs"]
+        .as_array()
+        .and_then(|m| m.first())
+        .and_then(|m| m.as_str())
+        .and_then(|m| {
+            [Tlp::Clear, Tlp::Green, Tlp::Amber, Tlp::Red]
+                .into_iter()
+                .find(|t| tlp_marking(*t) == m)
+        })
+        .unwrap_or(Tlp::Amber);
+    let evidence = rel["external_references"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(
+            source
+                .and_then(|s| s["external_references"].as_array())
+                .into_iter()
+                .flatten(),
+        )
+        .filter_map(|r| {
+            let sha = r["hashes"]["SHA-256"].as_str()?.parse().ok()?;
+            Some(Evidence {
+                kind: r["source_name"]
+                    .as_str()
+                    .unwrap_or("reference")
+                    .trim_start_matches("attrib-evidence:")
+                    .chars()
+                    .take(64)
+                    .collect(),
+                sha256: sha,
+                description: r["description"]
+                    .as_str()
+                    .unwrap_or("")
+                    .chars()
+                    .take(1024)
+                    .collect(),
+                locator: r["url"]
+                    .as_str()
+                    .or(r["external_id"].as_str())
+                    .map(str::to_string),
+            })
+        })
+        .take(attrib_protocol::limits::MAX_EVIDENCE)
+        .collect();
+    Ok(Claim {
+        incident: attrib_protocol::Incident {
+            title,
+            summary,
+            observed_from: from,
+            observed_to: to,
+            sectors: vec![],
+            tags: vec![],
+        },
+        attributed_to: attrib_protocol::Attribution { state, actor },
+        confidence: rel["confidence"].as_u64().unwrap_or(50).min(100) as u8,
+        evidence,
+        tlp,
+        supersedes: None,
+    })
+}

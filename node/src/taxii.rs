@@ -1,0 +1,365 @@
+//! A read-only TAXII 2.1 server over the node's record (one collection with every record the
+//! reader may see, as STIX 2.1 objects; see [`crate::stix`]).
+//!
+//! Endpoints: discovery `/taxii2/`, API root `/taxii2/attrib/`, `collections/`,
+//! `collections/{id}/`, `collections/{id}/objects/` (`added_after`, `limit`, `next`,
+//! `match[type]`) and `collections/{id}/manifest/`. Every endpoint needs the API token, as HTTP
+//! Basic (any user name, the token as password) or Bearer. Responses use
+//! `application/taxii+json;version=2.1` and carry `X-TAXII-Date-Added-First/Last` where the
+//! spec asks. Only records at or below the node's TLP ceiling are served.
+
+use std::collections::HashSet;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use crate::stix::{objects_of, parse_timestamp_us, timestamp_us};
+use crate::{FeedFilter, NodeHandle};
+
+/// The TAXII 2.1 media type.
+pub const TAXII_MEDIA_TYPE: &str = "application/taxii+json;version=2.1";
+const STIX_MEDIA_TYPE: &str = "application/stix+json;version=2.1";
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+#[derive(Clone)]
+struct Taxii {
+    node: NodeHandle,
+    token: std::sync::Arc<str>,
+}
+
+/// The TAXII routes, to merge into the API router.
+pub fn router(node: NodeHandle, token: String) -> Router {
+    Router::new()
+        .route("/taxii2/", get(discovery))
+        .route("/taxii2/attrib/", get(api_root))
+        .route("/taxii2/attrib/collections/", get(collections))
+        .route("/taxii2/attrib/collections/{id}/", get(collection))
+        .route("/taxii2/attrib/collections/{id}/objects/", get(objects))
+        .route("/taxii2/attrib/collections/{id}/manifest/", get(manifest))
+        .with_state(Taxii {
+            node,
+            token: token.into(),
+        })
+}
+
+/// The collection id: derived from the network id, stable across nodes of one network.
+pub fn collection_id(node: &NodeHandle) -> String {
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_URL,
+        format!("attrib:{}/records", node.roster().network_id()).as_bytes(),
+    )
+    .to_string()
+}
+
+struct TaxiiError(StatusCode, String);
+
+impl IntoResponse for TaxiiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "title": self.0.canonical_reason().unwrap_or("error"), "description": self.1, "http_status": self.0.as_u16().to_string() });
+        let mut resp = (self.0, body.to_string()).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(TAXII_MEDIA_TYPE),
+        );
+        if self.0 == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"attrib\""),
+            );
+        }
+        resp
+    }
+}
+
+fn taxii_json(value: Value, extra: Vec<(&'static str, String)>) -> Response {
+    let mut resp = (StatusCode::OK, value.to_string()).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(TAXII_MEDIA_TYPE),
+    );
+    for (k, v) in extra {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            headers.insert(k, v);
+        }
+    }
+    resp
+}
+
+/// Checks the token (Basic password or Bearer) and the Accept header.
+fn check(t: &Taxii, headers: &HeaderMap) -> Result<(), TaxiiError> {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let given = if let Some(b) = auth.strip_prefix("Bearer ") {
+        Some(b.trim().to_string())
+    } else if let Some(b) = auth.strip_prefix("Basic ") {
+        base64_decode(b.trim())
+            .and_then(|d| String::from_utf8(d).ok())
+            .and_then(|s| s.split_once(':').map(|(_, p)| p.to_string()))
+    } else {
+        None
+    };
+    match given {
+        Some(g) if crate::api::constant_time_eq(g.as_bytes(), t.token.as_bytes()) => {}
+        _ => {
+            return Err(TaxiiError(
+                StatusCode::UNAUTHORIZED,
+                "TAXII needs the node's API token: HTTP Basic with the token as password, or Bearer".into(),
+            ));
+        }
+    }
+    if let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())
+        && !(accept.contains("application/taxii+json")
+            || accept.contains("*/*")
+            || accept.contains("application/*"))
+    {
+        return Err(TaxiiError(
+            StatusCode::NOT_ACCEPTABLE,
+            format!("this server answers {TAXII_MEDIA_TYPE}"),
+        ));
+    }
+    Ok(())
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let mut buf = 0u32;
+    let mut bits = 0;
+    for c in s.bytes().filter(|c| *c != b'=') {
+        let v = ALPHABET.iter().position(|a| *a == c)? as u32;
+        buf = (buf << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+            buf &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+fn root_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    format!("http://{host}/taxii2/attrib/")
+}
+
+async fn discovery(State(t): State<Taxii>, headers: HeaderMap) -> Result<Response, TaxiiError> {
+    check(&t, &headers)?;
+    let root = root_url(&headers);
+    Ok(taxii_json(
+        json!({
+            "title": format!("attrib node {}", t.node.state().map_or("observer".into(), |s| s.to_string())),
+            "description": "The attrib attribution-claim record, read-only, as STIX 2.1.",
+            "default": root,
+            "api_roots": [root],
+        }),
+        vec![],
+    ))
+}
+
+async fn api_root(State(t): State<Taxii>, headers: HeaderMap) -> Result<Response, TaxiiError> {
+    check(&t, &headers)?;
+    Ok(taxii_json(
+        json!({
+            "title": format!("attrib network {}", t.node.roster().network_name()),
+            "versions": [TAXII_MEDIA_TYPE],
+            "max_content_length": crate::api::MAX_BODY_BYTES,
+        }),
+        vec![],
+    ))
+}
+
+fn collection_json(t: &Taxii) -> Value {
+    json!({
+        "id": collection_id(&t.node),
+        "title": "attrib records",
+        "description": format!("Every attribution claim, rebuttal, endorsement and retraction up to TLP:{}", crate::api::tlp_name(t.node.tlp_ceiling())),
+        "can_read": true,
+        "can_write": false,
+        "media_types": [STIX_MEDIA_TYPE],
+    })
+}
+
+async fn collections(State(t): State<Taxii>, headers: HeaderMap) -> Result<Response, TaxiiError> {
+    check(&t, &headers)?;
+    Ok(taxii_json(
+        json!({ "collections": [collection_json(&t)] }),
+        vec![],
+    ))
+}
+
+fn known_collection(t: &Taxii, id: &str) -> Result<(), TaxiiError> {
+    if id != collection_id(&t.node) {
+        return Err(TaxiiError(
+            StatusCode::NOT_FOUND,
+            format!("no collection {id}"),
+        ));
+    }
+    Ok(())
+}
+
+async fn collection(
+    State(t): State<Taxii>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, TaxiiError> {
+    check(&t, &headers)?;
+    known_collection(&t, &id)?;
+    Ok(taxii_json(collection_json(&t), vec![]))
+}
+
+/// One page of objects, with the date each was added and the cursor to continue from.
+struct ObjectPage {
+    objects: Vec<(Value, u64)>,
+    more: bool,
+    next: u64,
+}
+
+fn page(t: &Taxii, query: &[(String, String)]) -> Result<ObjectPage, TaxiiError> {
+    let get = |k: &str| query.iter().find(|(q, _)| q == k).map(|(_, v)| v.as_str());
+    let bad = |m: String| TaxiiError(StatusCode::BAD_REQUEST, m);
+    let limit = match get("limit") {
+        Some(l) => l
+            .parse::<usize>()
+            .map_err(|_| bad(format!("limit {l:?} is not a number")))?
+            .clamp(1, MAX_LIMIT),
+        None => DEFAULT_LIMIT,
+    };
+    let mut cursor = match get("next") {
+        Some(n) => n
+            .parse::<u64>()
+            .map_err(|_| bad(format!("next {n:?} is not a value this server gave")))?,
+        None => 0,
+    };
+    let added_after = match get("added_after") {
+        Some(a) => Some(
+            parse_timestamp_us(a)
+                .ok_or_else(|| bad(format!("added_after {a:?} is not a timestamp")))?,
+        ),
+        None => None,
+    };
+    let types: Option<HashSet<String>> =
+        get("match[type]").map(|v| v.split(',').map(str::to_string).collect());
+    let filter = FeedFilter {
+        max_tlp: Some(t.node.tlp_ceiling()),
+        ..Default::default()
+    };
+    let store = t.node.shared.store.clone();
+    let lookup = move |id: &attrib_protocol::RecordId| store.get(id).ok().flatten();
+    let mut objects: Vec<(Value, u64)> = Vec::new();
+    let mut seen = HashSet::new();
+    loop {
+        let feed = t
+            .node
+            .feed(cursor, 64, &filter)
+            .map_err(|e| TaxiiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        if feed.entries.is_empty() {
+            let more = feed.next != cursor;
+            cursor = feed.next;
+            if more {
+                continue;
+            }
+            return Ok(ObjectPage {
+                objects,
+                more: false,
+                next: cursor,
+            });
+        }
+        for entry in &feed.entries {
+            if added_after.is_some_and(|a| entry.received_us <= a) {
+                cursor = entry.cursor;
+                continue;
+            }
+            let mut new: Vec<(Value, u64)> = objects_of(entry, t.node.roster(), &lookup)
+                .into_iter()
+                .filter(|o| {
+                    types
+                        .as_ref()
+                        .is_none_or(|ts| o["type"].as_str().is_some_and(|ty| ts.contains(ty)))
+                })
+                .filter(|o| seen.insert(format!("{}|{}", o["id"], o["modified"])))
+                .map(|o| (o, entry.received_us))
+                .collect();
+            if !objects.is_empty() && objects.len() + new.len() > limit {
+                return Ok(ObjectPage {
+                    objects,
+                    more: true,
+                    next: cursor,
+                });
+            }
+            objects.append(&mut new);
+            cursor = entry.cursor;
+        }
+        cursor = feed.next;
+    }
+}
+
+fn date_headers(objects: &[(Value, u64)]) -> Vec<(&'static str, String)> {
+    match (objects.first(), objects.last()) {
+        (Some(first), Some(last)) => vec![
+            ("X-TAXII-Date-Added-First", timestamp_us(first.1)),
+            ("X-TAXII-Date-Added-Last", timestamp_us(last.1)),
+        ],
+        _ => vec![],
+    }
+}
+
+async fn objects(
+    State(t): State<Taxii>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, TaxiiError> {
+    check(&t, &headers)?;
+    known_collection(&t, &id)?;
+    let page = page(&t, &query)?;
+    let extra = date_headers(&page.objects);
+    let mut body = json!({
+        "more": page.more,
+        "objects": page.objects.into_iter().map(|(o, _)| o).collect::<Vec<_>>(),
+    });
+    if page.more {
+        body["next"] = json!(page.next.to_string());
+    }
+    Ok(taxii_json(body, extra))
+}
+
+async fn manifest(
+    State(t): State<Taxii>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, TaxiiError> {
+    check(&t, &headers)?;
+    known_collection(&t, &id)?;
+    let page = page(&t, &query)?;
+    let extra = date_headers(&page.objects);
+    let objects: Vec<Value> = page
+        .objects
+        .iter()
+        .map(|(o, added)| {
+            json!({
+                "id": o["id"],
+                "date_added": timestamp_us(*added),
+                "version": o["modified"],
+                "media_type": STIX_MEDIA_TYPE,
+            })
+        })
+        .collect();
+    let mut body = json!({ "more": page.more, "objects": objects });
+    if page.more {
+        body["next"] = json!(page.next.to_string());
+    }
+    Ok(taxii_json(body, extra))
+}
