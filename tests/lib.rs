@@ -157,18 +157,47 @@ impl TestNet {
         i: usize,
         bootstrap: Vec<Multiaddr>,
     ) -> anyhow::Result<()> {
-        let cfg = local_config(
+        self.restart_configured(i, bootstrap, |_| {}).await
+    }
+
+    /// Restarts node `i` on its data dir, dialing only `bootstrap`, with `adjust` applied to
+    /// its config (webhooks, TLP ceiling, ...).
+    pub async fn restart_configured(
+        &mut self,
+        i: usize,
+        bootstrap: Vec<Multiaddr>,
+        adjust: impl FnOnce(&mut attrib_node::NodeConfig),
+    ) -> anyhow::Result<()> {
+        let mut cfg = local_config(
             &self.members[i],
             &self.roster,
             Some(self.dir.path().join(format!("node{i}"))),
             bootstrap,
             Some("test-token".into()),
         );
+        adjust(&mut cfg);
         let node = Node::start(cfg).await?;
         self.addrs[i] = node.handle().listen_addrs(DEADLINE).await[0].clone();
         self.nodes[i] = Some(node);
         Ok(())
     }
+}
+
+/// Runs a Python 3 script (`python3 -c`) with arguments; returns its stdout. The interop tests
+/// use the OASIS tools: `pip install stix2-validator stix2 taxii2-client` (`.ci/run` does).
+pub fn python(script: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run python3: {e}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "python failed (are stix2-validator, stix2 and taxii2-client installed? `pip install stix2-validator stix2 taxii2-client`):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
 }
 
 /// What a harness peer saw.

@@ -81,10 +81,17 @@ impl Client {
         bail!("the node refused the request ({status}): {msg}")
     }
 
+    /// A GET that carries the token when there is one (some reads, e.g. `include_red`, need it).
+    fn get_request(&self, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.get(self.url(path));
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
     pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        let resp = self
-            .check(self.http.get(self.url(path)).send().await)
-            .await?;
+        let resp = self.check(self.get_request(path).send().await).await?;
         Ok(resp.json().await?)
     }
 
@@ -111,6 +118,6 @@ impl Client {
     }
 
     pub(crate) async fn stream(&self, path: &str) -> Result<reqwest::Response> {
-        self.check(self.http.get(self.url(path)).send().await).await
+        self.check(self.get_request(path).send().await).await
     }
 }

@@ -33,6 +33,9 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Feed(a) => feed(&client()?, a).await,
         Command::Status(a) => status(&client()?, a).await,
         Command::Forks(a) => forks(&client()?, a).await,
+        Command::Export(a) => export(&client()?, a).await,
+        Command::Import(a) => import(a),
+        Command::Verify(a) => verify(a),
         Command::VerifyProof(a) => verify_proof(a),
         Command::Demo(a) => demo(a).await,
     }
@@ -360,6 +363,16 @@ impl EvidenceArgs {
     }
 }
 
+fn tlp_query(t: TlpArg) -> &'static str {
+    match t {
+        TlpArg::Clear => "CLEAR",
+        TlpArg::Green => "GREEN",
+        TlpArg::Amber => "AMBER",
+        TlpArg::AmberStrict => "AMBER%2BSTRICT",
+        TlpArg::Red => "RED",
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum TlpArg {
     Clear,
@@ -546,13 +559,21 @@ async fn retract(client: &Client, a: RetractArgs) -> Result<()> {
 pub(crate) struct ShowArgs {
     /// The claim's (or any record's) id.
     id: RecordId,
+    /// Show it even if it is above the node's TLP ceiling (needs the API token).
+    #[arg(long)]
+    include_red: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
 }
 
 async fn show(client: &Client, a: ShowArgs) -> Result<()> {
-    let record: serde_json::Value = client.get(&format!("/v1/records/{}", a.id)).await?;
+    let q = if a.include_red {
+        "?include_red=true"
+    } else {
+        ""
+    };
+    let record: serde_json::Value = client.get(&format!("/v1/records/{}{q}", a.id)).await?;
     if record["record"]["body"]["kind"] != "claim" {
         if a.json {
             println!("{record}");
@@ -561,7 +582,7 @@ async fn show(client: &Client, a: ShowArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let thread: serde_json::Value = client.get(&format!("/v1/threads/{}", a.id)).await?;
+    let thread: serde_json::Value = client.get(&format!("/v1/threads/{}{q}", a.id)).await?;
     if a.json {
         println!("{thread}");
     } else {
@@ -587,6 +608,15 @@ pub(crate) struct FeedArgs {
     /// Only claims about (attributing to) this state, and responses to them.
     #[arg(long)]
     about: Option<StateCode>,
+    /// Only claims about this node's own state (what a national CERT most needs to see).
+    #[arg(long, conflicts_with = "about")]
+    about_us: bool,
+    /// Only records marked at most this TLP level.
+    #[arg(long, value_enum)]
+    tlp: Option<TlpArg>,
+    /// Include records above the node's TLP ceiling, up to RED (needs the API token).
+    #[arg(long)]
+    include_red: bool,
     /// At most this many (without --follow).
     #[arg(long, default_value_t = 100)]
     limit: usize,
@@ -605,6 +635,15 @@ async fn feed(client: &Client, a: FeedArgs) -> Result<()> {
     }
     if let Some(s) = a.about {
         query.push(format!("about={s}"));
+    }
+    if a.about_us {
+        query.push("about_us=true".into());
+    }
+    if let Some(t) = a.tlp {
+        query.push(format!("tlp={}", tlp_query(t)));
+    }
+    if a.include_red {
+        query.push("include_red=true".into());
     }
     let print = |e: &serde_json::Value| {
         if a.json {
@@ -661,6 +700,90 @@ async fn status(client: &Client, a: StatusArgs) -> Result<()> {
         println!("{s}");
     } else {
         print!("{}", render::status(&s));
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub(crate) struct ExportArgs {
+    /// Export as a STIX 2.1 bundle (the only format).
+    #[arg(long, required = true)]
+    stix: bool,
+    /// Start after this feed cursor.
+    #[arg(long, default_value_t = 0)]
+    since: u64,
+    /// At most this many records.
+    #[arg(long, default_value_t = 1000)]
+    limit: usize,
+    /// Include records above the node's TLP ceiling, up to RED (needs the API token; keep the
+    /// result inside your organisation).
+    #[arg(long)]
+    include_red: bool,
+}
+
+async fn export(client: &Client, a: ExportArgs) -> Result<()> {
+    let mut path = format!("/v1/stix?since={}&limit={}", a.since, a.limit);
+    if a.include_red {
+        path.push_str("&include_red=true");
+    }
+    let bundle: serde_json::Value = client.get(&path).await?;
+    println!("{}", serde_json::to_string_pretty(&bundle)?);
+    Ok(())
+}
+
+#[derive(Args)]
+pub(crate) struct ImportArgs {
+    /// The STIX 2.1 bundle to read an attribution from.
+    #[arg(long)]
+    stix: PathBuf,
+}
+
+fn import(a: ImportArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&a.stix)
+        .with_context(|| format!("cannot read {}", a.stix.display()))?;
+    let bundle: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", a.stix.display()))?;
+    let claim = attrib_node::stix::claim_from_stix(&bundle).map_err(anyhow::Error::msg)?;
+    println!("{}", serde_json::to_string_pretty(&claim)?);
+    eprintln!(
+        "This is a draft: review it (save it as claim.json), then `attrib claim submit --file claim.json`."
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub(crate) struct VerifyArgs {
+    /// A STIX bundle exported by attrib.
+    #[arg(long)]
+    stix: PathBuf,
+    /// The network's roster file.
+    #[arg(long)]
+    roster: PathBuf,
+}
+
+fn verify(a: VerifyArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&a.stix)
+        .with_context(|| format!("cannot read {}", a.stix.display()))?;
+    let bundle: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", a.stix.display()))?;
+    let roster_text = std::fs::read_to_string(&a.roster)
+        .with_context(|| format!("cannot read {}", a.roster.display()))?;
+    let roster = Roster::from_toml(&roster_text)?;
+    let report = attrib_node::stix::verify_bundle(&bundle, &roster);
+    for p in &report.problems {
+        eprintln!("problem: {p}");
+    }
+    println!(
+        "{} signed record(s) verified, {} object(s) without a record, {} problem(s)",
+        report.verified,
+        report.unsigned,
+        report.problems.len()
+    );
+    if !report.problems.is_empty() {
+        bail!(
+            "the bundle does not verify against network {}",
+            roster.network_id()
+        );
     }
     Ok(())
 }

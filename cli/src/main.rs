@@ -58,6 +58,12 @@ enum Command {
     Feed(commands::FeedArgs),
     /// Show the node's status.
     Status(commands::StatusArgs),
+    /// Export the record as a STIX 2.1 bundle (up to the node's TLP ceiling).
+    Export(commands::ExportArgs),
+    /// Turn a STIX 2.1 attribution into a claim draft to review and submit.
+    Import(commands::ImportArgs),
+    /// Verify, offline, the signed records inside an exported STIX bundle.
+    Verify(commands::VerifyArgs),
     /// List the fork proofs the node holds (states that signed conflicting records).
     Forks(commands::ForksArgs),
     /// Verify a fork proof offline, against a roster: proves that a state equivocated.

@@ -251,6 +251,25 @@ fn two_national_nodes_from_the_command_line() {
     let status = ok(&["status", "--config", &fra_cfg]);
     assert!(status.contains("state FRA"), "{status}");
 
+    // STIX out, verified offline, and back in as a claim draft.
+    let bundle = ok(&["export", "--stix", "--config", &rus_cfg]);
+    std::fs::write(dir.path().join("bundle.json"), &bundle).unwrap();
+    let verified = ok(&[
+        "verify",
+        "--stix",
+        &d("bundle.json"),
+        "--roster",
+        &d("roster.toml"),
+    ]);
+    assert!(
+        verified.contains("2 signed record(s) verified") && verified.contains("0 problem(s)"),
+        "{verified}"
+    );
+    let draft = ok(&["import", "--stix", &d("bundle.json")]);
+    let draft: serde_json::Value = serde_json::from_str(&draft).unwrap();
+    assert_eq!(draft["confidence"], 80);
+    assert_eq!(draft["attributed_to"]["actor"], "APT-X");
+
     // Errors a person sees.
     let out = attrib(&[
         "show",

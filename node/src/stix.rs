@@ -12,23 +12,69 @@
 //!   claim's relationship with `revoked: true`;
 //! - every author is an `identity` (`created_by_ref`), TLP is a marking definition.
 //!
-//! Each object made from a record carries `x_attrib_record` (the exact signed record, hex) and
-//! `x_attrib_network` (the network id): the signature travels with the export and
-//! [`verify_bundle`] checks a bundle offline against the roster.
+//! The object that stands for a record (the claim's relationship, an opinion, a revoked
+//! relationship version) carries the exact signed record (hex) and the network id in a STIX 2.1
+//! property extension ([`EXTENSION_ID`], defined in every bundle): the signature travels with
+//! the export and [`verify_bundle`] checks a bundle offline against the roster.
+//!
+//! Ids are deterministic (derived from record ids by SHA-256) and shaped as UUIDv4, as STIX
+//! recommends for domain objects.
 
 use attrib_protocol::{
     Body, Claim, Evidence, Opinion, Record, RecordId, Roster, Stance, StateCode, Tlp, check_record,
 };
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use crate::FeedEntry;
 
-/// Namespace of attrib's deterministic STIX ids (UUIDv5).
-const NAMESPACE: Uuid = Uuid::from_u128(0x6a1f_3c2e_9b7d_4e58_8f10_2c4b_a7d3_e915);
+/// The attrib property extension: where the original signed record travels.
+pub const EXTENSION_ID: &str = "extension-definition--3f0c2a8e-5d41-4b9e-9a7c-2e6b1d8f4c30";
+/// The identity that defines the extension.
+const ATTRIB_IDENTITY: &str = "identity--8c1e4f2a-7b3d-4e9a-b6c5-1d2f3a4b5c6d";
 
-/// Where the original record travels in exported objects.
-pub const RECORD_PROPERTY: &str = "x_attrib_record";
+/// The extension definition and its author, included once in every bundle.
+pub fn extension_objects() -> Vec<Value> {
+    vec![
+        json!({
+            "type": "identity",
+            "spec_version": "2.1",
+            "id": ATTRIB_IDENTITY,
+            "created": FIXED_CREATED,
+            "modified": FIXED_CREATED,
+            "name": "attrib",
+            "identity_class": "system",
+            "description": "The attrib multilateral attribution-claim exchange.",
+        }),
+        json!({
+            "type": "extension-definition",
+            "spec_version": "2.1",
+            "id": EXTENSION_ID,
+            "created_by_ref": ATTRIB_IDENTITY,
+            "created": FIXED_CREATED,
+            "modified": FIXED_CREATED,
+            "name": "attrib signed record",
+            "description": "The exact signed attrib record (hex) this object was made from, and its network id; verify with `attrib verify --stix`.",
+            "schema": "https://example.invalid/attrib/stix-extension-v1.json",
+            "version": "1.0.0",
+            "extension_types": ["property-extension"],
+        }),
+    ]
+}
+
+fn record_extension(record: &Record, network: &str) -> Value {
+    json!({
+        EXTENSION_ID: {
+            "extension_type": "property-extension",
+            "record": hex::encode(record.as_bytes()),
+            "network": network,
+        }
+    })
+}
+
+/// The signed record (hex) an exported object carries, if any.
+pub fn carried_record(object: &Value) -> Option<&str> {
+    object["extensions"][EXTENSION_ID]["record"].as_str()
+}
 
 /// The STIX 2.1 TLP 1.0 marking definitions (TLP 2.0 has no predefined STIX ids; CLEAR is
 /// TLP:WHITE, AMBER+STRICT is exported as TLP:AMBER with a `tlp:amber+strict` label).
@@ -42,7 +88,14 @@ pub fn tlp_marking(tlp: Tlp) -> &'static str {
 }
 
 fn stix_id(kind: &str, name: &str) -> String {
-    format!("{kind}--{}", Uuid::new_v5(&NAMESPACE, name.as_bytes()))
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::digest(format!("attrib/stix/v1/{name}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&hash[..16]);
+    format!(
+        "{kind}--{}",
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
+    )
 }
 
 /// The id of the claim relationship (campaign → actor) made from claim `id`.
@@ -150,8 +203,7 @@ fn claim_relationship(
         "description": format!("{} attributes \"{}\" to {}", author.map_or("?".into(), |c| c.to_string()), claim.incident.title, attribution_text(claim)),
         "object_marking_refs": [tlp_marking(claim.tlp)],
         "external_references": external_references(&claim.evidence),
-        RECORD_PROPERTY: hex::encode(claim_record.as_bytes()),
-        "x_attrib_network": network,
+        "extensions": record_extension(claim_record, network),
     });
     if rel["external_references"]
         .as_array()
@@ -169,7 +221,7 @@ fn claim_relationship(
         let modified = timestamp_ms(at_ms.max(claim_record.created_at() + 1));
         rel["modified"] = json!(modified);
         rel["revoked"] = json!(true);
-        rel[RECORD_PROPERTY] = json!(hex::encode(by.as_bytes()));
+        rel["extensions"] = record_extension(by, network);
     }
     rel
 }
@@ -211,7 +263,6 @@ pub fn objects_of(
                 "first_seen": timestamp_ms(claim.incident.observed_from),
                 "last_seen": timestamp_ms(claim.incident.observed_to.max(claim.incident.observed_from + 1)),
                 "object_marking_refs": marking,
-                "x_attrib_network": network,
             });
             if !claim.incident.summary.is_empty() {
                 campaign["description"] = json!(claim.incident.summary);
@@ -316,8 +367,7 @@ pub fn objects_of(
                 "explanation": explanation,
                 "object_refs": [claim_relationship_id(&target)],
                 "object_marking_refs": [tlp_marking(tlp)],
-                RECORD_PROPERTY: hex::encode(record.as_bytes()),
-                "x_attrib_network": network,
+                "extensions": record_extension(record, &network),
             });
             let evidence = match record.body() {
                 Body::Rebuttal(r) => &r.evidence,
@@ -358,7 +408,7 @@ pub fn bundle(
     lookup: &dyn Fn(&RecordId) -> Option<Record>,
 ) -> Value {
     let mut seen = std::collections::HashSet::new();
-    let mut objects = Vec::new();
+    let mut objects = extension_objects();
     for e in entries {
         for o in objects_of(e, roster, lookup) {
             let key = format!("{}|{}", o["id"], o["modified"]);
@@ -400,7 +450,7 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
         return report;
     };
     for o in objects {
-        let Some(hex_record) = o[RECORD_PROPERTY].as_str() else {
+        let Some(hex_record) = carried_record(o) else {
             report.unsigned += 1;
             continue;
         };
@@ -410,7 +460,7 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
             Err(_) => {
                 report
                     .problems
-                    .push(format!("{oid}: {RECORD_PROPERTY} is not hex"));
+                    .push(format!("{oid}: the carried record is not hex"));
                 continue;
             }
         };

@@ -219,11 +219,27 @@ async fn collection(
     Ok(taxii_json(collection_json(&t), vec![]))
 }
 
-/// One page of objects, with the date each was added and the cursor to continue from.
+/// One page of objects, with the date each was added and the token to continue from.
 struct ObjectPage {
     objects: Vec<(Value, u64)>,
     more: bool,
-    next: u64,
+    next: String,
+}
+
+/// Where a page starts: after feed cursor `cursor`, skipping the first `skip` objects of the
+/// next record. Written `cursor.skip` in `next` tokens.
+#[derive(Clone, Copy)]
+struct Position {
+    cursor: u64,
+    skip: usize,
+}
+
+fn parse_position(s: &str) -> Option<Position> {
+    let (c, k) = s.split_once('.').unwrap_or((s, "0"));
+    Some(Position {
+        cursor: c.parse().ok()?,
+        skip: k.parse().ok()?,
+    })
 }
 
 fn page(t: &Taxii, query: &[(String, String)]) -> Result<ObjectPage, TaxiiError> {
@@ -236,11 +252,10 @@ fn page(t: &Taxii, query: &[(String, String)]) -> Result<ObjectPage, TaxiiError>
             .clamp(1, MAX_LIMIT),
         None => DEFAULT_LIMIT,
     };
-    let mut cursor = match get("next") {
-        Some(n) => n
-            .parse::<u64>()
-            .map_err(|_| bad(format!("next {n:?} is not a value this server gave")))?,
-        None => 0,
+    let mut at = match get("next") {
+        Some(n) => parse_position(n)
+            .ok_or_else(|| bad(format!("next {n:?} is not a value this server gave")))?,
+        None => Position { cursor: 0, skip: 0 },
     };
     let added_after = match get("added_after") {
         Some(a) => Some(
@@ -258,50 +273,81 @@ fn page(t: &Taxii, query: &[(String, String)]) -> Result<ObjectPage, TaxiiError>
     let store = t.node.shared.store.clone();
     let lookup = move |id: &attrib_protocol::RecordId| store.get(id).ok().flatten();
     let mut objects: Vec<(Value, u64)> = Vec::new();
-    let mut seen = HashSet::new();
     loop {
         let feed = t
             .node
-            .feed(cursor, 64, &filter)
+            .feed(at.cursor, 64, &filter)
             .map_err(|e| TaxiiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         if feed.entries.is_empty() {
-            let more = feed.next != cursor;
-            cursor = feed.next;
-            if more {
+            if feed.next != at.cursor {
+                at = Position {
+                    cursor: feed.next,
+                    skip: 0,
+                };
                 continue;
             }
             return Ok(ObjectPage {
                 objects,
                 more: false,
-                next: cursor,
+                next: String::new(),
             });
         }
         for entry in &feed.entries {
             if added_after.is_some_and(|a| entry.received_us <= a) {
-                cursor = entry.cursor;
+                at = Position {
+                    cursor: entry.cursor,
+                    skip: 0,
+                };
                 continue;
             }
-            let mut new: Vec<(Value, u64)> = objects_of(entry, t.node.roster(), &lookup)
+            // The objects of one record, in a fixed order, so `skip` means the same thing on
+            // every request.
+            let all: Vec<Value> = objects_of(entry, t.node.roster(), &lookup)
                 .into_iter()
                 .filter(|o| {
                     types
                         .as_ref()
                         .is_none_or(|ts| o["type"].as_str().is_some_and(|ty| ts.contains(ty)))
                 })
-                .filter(|o| seen.insert(format!("{}|{}", o["id"], o["modified"])))
-                .map(|o| (o, entry.received_us))
                 .collect();
-            if !objects.is_empty() && objects.len() + new.len() > limit {
+            let remaining = &all[at.skip.min(all.len())..];
+            let room = limit - objects.len();
+            if remaining.len() > room {
+                objects.extend(
+                    remaining[..room]
+                        .iter()
+                        .map(|o| (o.clone(), entry.received_us)),
+                );
+                let next = format!("{}.{}", at.cursor, at.skip + room);
                 return Ok(ObjectPage {
                     objects,
                     more: true,
-                    next: cursor,
+                    next,
                 });
             }
-            objects.append(&mut new);
-            cursor = entry.cursor;
+            objects.extend(remaining.iter().map(|o| (o.clone(), entry.received_us)));
+            at = Position {
+                cursor: entry.cursor,
+                skip: 0,
+            };
+            if objects.len() == limit {
+                // Anything left after this record? Peek cheaply: the next page says.
+                let more = t
+                    .node
+                    .feed(at.cursor, 1, &filter)
+                    .map(|p| !p.entries.is_empty())
+                    .unwrap_or(false);
+                return Ok(ObjectPage {
+                    objects,
+                    more,
+                    next: format!("{}.0", at.cursor),
+                });
+            }
         }
-        cursor = feed.next;
+        at = Position {
+            cursor: feed.next.max(at.cursor),
+            skip: 0,
+        };
     }
 }
 
@@ -330,7 +376,7 @@ async fn objects(
         "objects": page.objects.into_iter().map(|(o, _)| o).collect::<Vec<_>>(),
     });
     if page.more {
-        body["next"] = json!(page.next.to_string());
+        body["next"] = json!(page.next);
     }
     Ok(taxii_json(body, extra))
 }
@@ -359,7 +405,7 @@ async fn manifest(
         .collect();
     let mut body = json!({ "more": page.more, "objects": objects });
     if page.more {
-        body["next"] = json!(page.next.to_string());
+        body["next"] = json!(page.next);
     }
     Ok(taxii_json(body, extra))
 }

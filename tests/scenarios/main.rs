@@ -4,5 +4,6 @@
 
 mod api;
 mod gossip;
+mod interop;
 mod restart;
 mod sync;
