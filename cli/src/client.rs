@@ -34,7 +34,10 @@ impl Client {
             })?),
         };
         let base = match api {
-            Some(a) => a.trim_end_matches('/').to_string(),
+            Some(a) if a.starts_with("http://") || a.starts_with("https://") => {
+                a.trim_end_matches('/').to_string()
+            }
+            Some(a) => format!("http://{}", a.trim_end_matches('/')),
             None => format!(
                 "http://{}",
                 file.as_ref()
@@ -47,7 +50,16 @@ impl Client {
                 .map(|f| config.parent().unwrap_or(Path::new(".")).join(&f.api_token))
         });
         let token = match token_path {
-            Some(p) => Some(read_secret_file(&p)?.trim().to_string()),
+            Some(p) => {
+                let t = read_secret_file(&p)?.trim().to_string();
+                if t.is_empty() {
+                    bail!(
+                        "the token file {} is empty; it should hold the token `attrib init` wrote",
+                        p.display()
+                    );
+                }
+                Some(t)
+            }
             None => None,
         };
         Ok(Client {
@@ -115,6 +127,23 @@ impl Client {
             )
             .await?;
         Ok(resp.json().await?)
+    }
+
+    /// A full record id from a full id or a unique prefix (asked of the node).
+    pub(crate) async fn resolve(&self, id: &str) -> Result<attrib_protocol::RecordId> {
+        if let Ok(full) = id.parse() {
+            return Ok(full);
+        }
+        let q = if self.token.is_some() {
+            "?include_red=true"
+        } else {
+            ""
+        };
+        let entry: serde_json::Value = self.get(&format!("/v1/records/{id}{q}")).await?;
+        entry["record"]["id"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| anyhow!("the node answered without a record id"))
     }
 
     pub(crate) async fn stream(&self, path: &str) -> Result<reqwest::Response> {

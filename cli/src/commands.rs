@@ -44,7 +44,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
 #[derive(Args)]
 pub(crate) struct InitArgs {
     /// The state's ISO 3166-1 alpha-3 code (e.g. FRA). Omit with --observer.
-    #[arg(long, required_unless_present = "observer")]
+    #[arg(long, required_unless_present = "observer", value_parser = state_arg)]
     state: Option<StateCode>,
     /// The state's display name.
     #[arg(long, default_value = "")]
@@ -184,6 +184,9 @@ pub(crate) enum RosterCommand {
         /// Where to write the roster.
         #[arg(long)]
         out: PathBuf,
+        /// Overwrite an existing roster file.
+        #[arg(long)]
+        force: bool,
         /// Roster entry files (roster-entry.toml from each `attrib init`).
         #[arg(required = true)]
         entries: Vec<PathBuf>,
@@ -200,8 +203,15 @@ fn roster(c: RosterCommand) -> Result<()> {
         RosterCommand::Build {
             network,
             out,
+            force,
             entries,
         } => {
+            if out.exists() && !force {
+                bail!(
+                    "{} exists; a new roster changes the network id. Pass --force to overwrite it",
+                    out.display()
+                );
+            }
             let mut file = RosterFile {
                 network,
                 ..Default::default()
@@ -299,19 +309,19 @@ pub(crate) struct ClaimArgs {
     #[arg(long, default_value = "")]
     summary: String,
     /// Start of the observed activity (RFC 3339, e.g. 2026-11-20T08:00:00Z); default: --to.
-    #[arg(long)]
-    from: Option<String>,
+    #[arg(long, value_parser = time_arg)]
+    from: Option<u64>,
     /// End of the observed activity (RFC 3339); default: now.
-    #[arg(long)]
-    to: Option<String>,
+    #[arg(long, value_parser = time_arg)]
+    to: Option<u64>,
     /// The state held responsible (ISO alpha-3).
-    #[arg(long = "state")]
+    #[arg(long = "state", value_parser = state_arg)]
     accused_state: Option<StateCode>,
     /// The actor or group held responsible.
     #[arg(long)]
     actor: Option<String>,
     /// Confidence 0-100 (STIX 2.1 scale).
-    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+    #[arg(long, required_unless_present = "file", value_parser = clap::value_parser!(u8).range(0..=100), allow_hyphen_values = true)]
     confidence: Option<u8>,
     /// TLP marking.
     #[arg(long, value_enum, default_value = "amber")]
@@ -324,9 +334,9 @@ pub(crate) struct ClaimArgs {
     tag: Vec<String>,
     #[command(flatten)]
     evidence: EvidenceArgs,
-    /// Id of this state's earlier claim that this one revises.
+    /// Id (or unique prefix) of this state's earlier claim that this one revises.
     #[arg(long)]
-    supersedes: Option<RecordId>,
+    supersedes: Option<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -340,6 +350,9 @@ pub(crate) struct EvidenceArgs {
     /// The kind of the --evidence artefacts.
     #[arg(long, default_value = "artefact")]
     evidence_kind: String,
+    /// What the --evidence artefacts show (published with the hash; the file name is not).
+    #[arg(long, default_value = "")]
+    evidence_note: String,
 }
 
 impl EvidenceArgs {
@@ -352,10 +365,7 @@ impl EvidenceArgs {
                 Ok(Evidence {
                     kind: self.evidence_kind.clone(),
                     sha256: Sha256Digest::of(&bytes),
-                    description: p
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
+                    description: self.evidence_note.clone(),
                     locator: None,
                 })
             })
@@ -382,6 +392,18 @@ enum TlpArg {
     Red,
 }
 
+/// A state code, any case.
+fn state_arg(s: &str) -> std::result::Result<StateCode, String> {
+    s.to_ascii_uppercase()
+        .parse()
+        .map_err(|e: attrib_protocol::ParseStateCodeError| e.to_string())
+}
+
+/// An RFC 3339 time, as ms since the epoch.
+fn time_arg(s: &str) -> std::result::Result<u64, String> {
+    parse_time("time", s).map_err(|e| format!("{e:#}"))
+}
+
 fn parse_time(what: &str, s: &str) -> Result<u64> {
     let t = humantime::parse_rfc3339_weak(s).with_context(|| {
         format!("--{what} {s:?} is not a time; write e.g. 2026-11-20T08:00:00Z")
@@ -406,14 +428,8 @@ async fn claim_submit(client: &Client, a: ClaimArgs) -> Result<()> {
             bail!("name who is responsible: --state XXX and/or --actor NAME");
         }
         let confidence = a.confidence.context("--confidence 0-100 is required")?;
-        let to = match &a.to {
-            Some(t) => parse_time("to", t)?,
-            None => attrib_node::now_ms(),
-        };
-        let from = match &a.from {
-            Some(f) => parse_time("from", f)?,
-            None => to,
-        };
+        let to = a.to.unwrap_or_else(attrib_node::now_ms);
+        let from = a.from.unwrap_or(to);
         Claim {
             incident: Incident {
                 title: a.title.clone().unwrap_or_default(),
@@ -436,7 +452,10 @@ async fn claim_submit(client: &Client, a: ClaimArgs) -> Result<()> {
                 TlpArg::AmberStrict => Tlp::AmberStrict,
                 TlpArg::Red => Tlp::Red,
             },
-            supersedes: a.supersedes,
+            supersedes: match &a.supersedes {
+                Some(id) => Some(client.resolve(id).await?),
+                None => None,
+            },
         }
     };
     submitted(client.post("/v1/claims", &claim).await?, a.json)
@@ -453,8 +472,8 @@ fn submitted(v: serde_json::Value, json: bool) -> Result<()> {
 
 #[derive(Args)]
 pub(crate) struct RebutArgs {
-    /// The claim's id.
-    id: RecordId,
+    /// The claim's id (or a unique prefix of it, at least 8 hex digits).
+    id: String,
     /// How the claim is disputed.
     #[arg(long, value_enum, default_value = "deny")]
     stance: StanceArg,
@@ -479,7 +498,7 @@ enum StanceArg {
 
 async fn rebut(client: &Client, a: RebutArgs) -> Result<()> {
     let body = Rebuttal {
-        target: a.id,
+        target: client.resolve(&a.id).await?,
         stance: match a.stance {
             StanceArg::Deny => Stance::Deny,
             StanceArg::DisputeEvidence => Stance::DisputeEvidence,
@@ -495,8 +514,8 @@ async fn rebut(client: &Client, a: RebutArgs) -> Result<()> {
 
 #[derive(Args)]
 pub(crate) struct EndorseArgs {
-    /// The claim's id.
-    id: RecordId,
+    /// The claim's id (or a unique prefix of it, at least 8 hex digits).
+    id: String,
     /// Agreement (STIX opinion scale).
     #[arg(long, value_enum)]
     agreement: OpinionArg,
@@ -521,7 +540,7 @@ enum OpinionArg {
 
 async fn endorse(client: &Client, a: EndorseArgs) -> Result<()> {
     let body = Endorsement {
-        target: a.id,
+        target: client.resolve(&a.id).await?,
         agreement: match a.agreement {
             OpinionArg::StronglyDisagree => Opinion::StronglyDisagree,
             OpinionArg::Disagree => Opinion::Disagree,
@@ -537,8 +556,8 @@ async fn endorse(client: &Client, a: EndorseArgs) -> Result<()> {
 
 #[derive(Args)]
 pub(crate) struct RetractArgs {
-    /// The claim's id (one of this state's own claims).
-    id: RecordId,
+    /// The claim's id, or a unique prefix (one of this state's own claims).
+    id: String,
     /// Why.
     #[arg(long)]
     reason: String,
@@ -549,7 +568,7 @@ pub(crate) struct RetractArgs {
 
 async fn retract(client: &Client, a: RetractArgs) -> Result<()> {
     let body = Retraction {
-        target: a.id,
+        target: client.resolve(&a.id).await?,
         reason: a.reason,
     };
     submitted(client.post("/v1/retractions", &body).await?, a.json)
@@ -557,8 +576,8 @@ async fn retract(client: &Client, a: RetractArgs) -> Result<()> {
 
 #[derive(Args)]
 pub(crate) struct ShowArgs {
-    /// The claim's (or any record's) id.
-    id: RecordId,
+    /// The claim's (or any record's) id, or a unique prefix of at least 8 hex digits.
+    id: String,
     /// Show it even if it is above the node's TLP ceiling (needs the API token).
     #[arg(long)]
     include_red: bool,
@@ -603,10 +622,10 @@ pub(crate) struct FeedArgs {
     #[arg(long, value_parser = ["claim", "rebuttal", "endorsement", "retraction"])]
     kind: Option<String>,
     /// Only records by this state.
-    #[arg(long)]
+    #[arg(long, value_parser = state_arg)]
     author: Option<StateCode>,
     /// Only claims about (attributing to) this state, and responses to them.
-    #[arg(long)]
+    #[arg(long, value_parser = state_arg)]
     about: Option<StateCode>,
     /// Only claims about this node's own state (what a national CERT most needs to see).
     #[arg(long, conflicts_with = "about")]
@@ -800,10 +819,11 @@ pub(crate) struct ForksArgs {
 
 async fn forks(client: &Client, a: ForksArgs) -> Result<()> {
     let proofs: Vec<serde_json::Value> = client.get("/v1/forks").await?;
+    if a.json {
+        println!("{}", serde_json::Value::Array(proofs.clone()));
+    }
     for p in &proofs {
-        if a.json {
-            println!("{p}");
-        } else {
+        if !a.json {
             println!(
                 "{} EQUIVOCATED: records {} (seq {}) and {} (seq {}) conflict; proof {}",
                 p["author_state"].as_str().unwrap_or("?"),

@@ -77,12 +77,13 @@ pub(crate) fn entry(e: &Value) -> String {
             );
         }
         "endorsement" => {
+            let statement = s(&b["statement"]);
+            let sep = if statement.is_empty() { "" } else { ": " };
             let _ = writeln!(
                 out,
-                "  {} with claim {}: {}",
+                "  {} with claim {}{sep}{statement}",
                 s(&b["agreement"]),
-                short(&b["target"]),
-                s(&b["statement"])
+                short(&b["target"])
             );
         }
         "retraction" => {
@@ -267,10 +268,26 @@ pub(crate) fn status(st: &Value) -> String {
         );
     }
     let eq = st["equivocators"].as_array().cloned().unwrap_or_default();
-    if !eq.is_empty() {
+    if eq.is_empty() {
+        let _ = writeln!(out, "equivocators none");
+    } else {
         let list: Vec<&str> = eq.iter().map(s).collect();
-        let _ = writeln!(out, "EQUIVOCATING {}", list.join(", "));
+        let _ = writeln!(
+            out,
+            "EQUIVOCATING {} (signed conflicting records; see `attrib forks`)",
+            list.join(", ")
+        );
     }
+    let sy = &st["sync"];
+    let _ = writeln!(
+        out,
+        "sync        {} rounds, {} requests, {} records received ({} invalid), {} bytes in",
+        sy["rounds"],
+        sy["requests"],
+        sy["records_received"],
+        sy["invalid_received"],
+        sy["response_bytes"]
+    );
     for l in st["listen"].as_array().into_iter().flatten() {
         let _ = writeln!(out, "listening   {}", s(l));
     }

@@ -168,7 +168,10 @@ fn submitted(
         Ok(_) => StatusCode::CREATED,
         Err(SubmitError::Observer) => StatusCode::FORBIDDEN,
         Err(SubmitError::UnknownTarget(_)) => StatusCode::NOT_FOUND,
-        Err(SubmitError::Invalid(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+        Err(SubmitError::Invalid(_) | SubmitError::UnknownState(_)) => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
+        Err(SubmitError::Retracted(_)) => StatusCode::CONFLICT,
         Err(SubmitError::Conflict { .. } | SubmitError::OutOfOrder { .. }) => StatusCode::CONFLICT,
         Err(SubmitError::CatchingUp { .. }) => StatusCode::SERVICE_UNAVAILABLE,
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -213,9 +216,37 @@ async fn status(State(api): State<Api>) -> Result<impl IntoResponse, ApiError> {
     Ok(axum::Json(api.node.status().await.map_err(internal)?))
 }
 
-fn parse_id(id: &str) -> Result<RecordId, ApiError> {
-    id.parse()
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{e}")))
+/// A full id, or a unique prefix of at least 8 hex digits of a stored record's id.
+fn parse_id_or_prefix(api: &Api, id: &str) -> Result<RecordId, ApiError> {
+    if let Ok(full) = id.parse() {
+        return Ok(full);
+    }
+    let lower = id.to_ascii_lowercase();
+    if lower.len() < 8 || lower.len() > 64 || !lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{id:?} is not a record id: give 64 hex digits, or a unique prefix of at least 8"
+            ),
+        ));
+    }
+    let found = api
+        .node
+        .shared
+        .store
+        .find_prefix(&lower, 2)
+        .map_err(internal)?;
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no record starting with {lower} on this node"),
+        )),
+        _ => Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("{lower} is the start of several record ids; give more digits"),
+        )),
+    }
 }
 
 fn withheld(id: &RecordId, tlp: Tlp, ceiling: Tlp) -> ApiError {
@@ -235,7 +266,7 @@ async fn record(
     Path(id): Path<String>,
     Query(q): Query<ReadQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = parse_id(&id)?;
+    let id = parse_id_or_prefix(&api, &id)?;
     let ceiling = reader_ceiling(&api, &headers, q.include_red)?;
     match api.node.get(&id).map_err(internal)? {
         Some(entry) if entry.tlp > ceiling => Err(withheld(&id, entry.tlp, ceiling)),
@@ -253,7 +284,7 @@ async fn thread(
     Path(id): Path<String>,
     Query(q): Query<ReadQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = parse_id(&id)?;
+    let id = parse_id_or_prefix(&api, &id)?;
     let ceiling = reader_ceiling(&api, &headers, q.include_red)?;
     match api.node.thread(&id).map_err(internal)? {
         Some(t) if t.claim.tlp > ceiling => Err(withheld(&id, t.claim.tlp, ceiling)),

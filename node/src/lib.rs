@@ -16,6 +16,7 @@
 pub mod api;
 pub mod config;
 mod ingest;
+mod iso3166;
 pub mod localnet;
 mod network;
 pub mod stix;
@@ -124,6 +125,14 @@ pub enum SubmitError {
         /// The seq that was taken.
         seq: u64,
     },
+    /// A claim names an accused state that is neither a roster member nor an ISO 3166-1 code.
+    #[error(
+        "{0} is neither a member of this network nor an ISO 3166-1 alpha-3 country code; check for a typo (a signed claim cannot be taken back, only retracted)"
+    )]
+    UnknownState(StateCode),
+    /// A response to a claim its author has already retracted.
+    #[error("claim {0} was retracted by its author; nothing more can be said about it here")]
+    Retracted(RecordId),
     /// A response names a claim this node does not hold.
     #[error("no claim {0} is known to this node; check the id (`attrib feed --kind claim`)")]
     UnknownTarget(RecordId),
@@ -281,7 +290,17 @@ impl Node {
         }
         let span = tracing::info_span!("node", state = %state.map_or("observer".to_string(), |s| s.to_string()));
         let store = Arc::new(match &config.data_dir {
-            Some(dir) => Store::open(dir)?,
+            Some(dir) => Store::open(dir).map_err(|e| match e {
+                StoreError::Sled(sled::Error::Io(io))
+                    if io.to_string().contains("could not acquire lock") =>
+                {
+                    NodeError::Config(format!(
+                        "data dir {} is in use: another attrib node is probably running with it; stop that node first",
+                        dir.display()
+                    ))
+                }
+                other => NodeError::Store(other),
+            })?,
             None => Store::temporary()?,
         });
         let (feed_tx, feed_rx) = watch::channel(store.last_cursor());
@@ -448,6 +467,19 @@ impl NodeHandle {
         let roster = &self.shared.roster;
         let _guard = self.shared.author_lock.lock().await;
         let author = member_key(key);
+        if let Body::Claim(c) = &body
+            && let Some(accused) = c.attributed_to.state
+            && roster.member_by_code(accused).is_none()
+            && !iso3166::is_assigned(accused.as_str())
+        {
+            return Err(SubmitError::UnknownState(accused));
+        }
+        if let Some(target) = body.target()
+            && !matches!(body, Body::Claim(_))
+            && self.is_retracted(&target)?
+        {
+            return Err(SubmitError::Retracted(target));
+        }
         let pending = store.pending_of(&author);
         if pending > 0 {
             return Err(SubmitError::CatchingUp { pending });
@@ -488,6 +520,18 @@ impl NodeHandle {
         let cursor = store.get_stored(&id)?.map_or(0, |s| s.cursor);
         let _ = self.shared.commands.send(Command::Publish(bytes)).await;
         Ok(Submitted { id, seq, cursor })
+    }
+
+    /// Whether the claim's author has retracted it (as far as this node knows).
+    pub fn is_retracted(&self, claim: &RecordId) -> Result<bool, StoreError> {
+        let store = &self.shared.store;
+        let Some(c) = store.get(claim)? else {
+            return Ok(false);
+        };
+        Ok(store
+            .responses(claim)?
+            .iter()
+            .any(|r| matches!(r.body(), Body::Retraction(_)) && r.author() == c.author()))
     }
 
     /// Publishes a record signed elsewhere (e.g. by an offline key): checks it like any

@@ -458,6 +458,25 @@ impl Store {
         Ok(())
     }
 
+    /// The stored records whose id starts with the hex digits `prefix` (at most `limit`).
+    pub fn find_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<RecordId>, StoreError> {
+        let even = &prefix[..prefix.len() - prefix.len() % 2];
+        let Ok(bytes) = hex::decode(even) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for k in self.records.scan_prefix(bytes).keys() {
+            let id = record_id(&k?)?;
+            if id.to_hex().starts_with(prefix) {
+                out.push(id);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether a record with this id is stored.
     pub fn contains(&self, id: &RecordId) -> Result<bool, StoreError> {
         Ok(self.records.contains_key(id.as_bytes())?)

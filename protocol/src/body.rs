@@ -53,10 +53,14 @@ pub struct Incident {
     /// A short title.
     pub title: String,
     /// What was observed.
+    #[serde(default)]
     pub summary: String,
-    /// Start of the observed activity, ms since the Unix epoch.
+    /// Start of the observed activity, ms since the Unix epoch (in JSON/TOML also an RFC 3339
+    /// time such as `"2026-11-20T08:00:00Z"`).
+    #[serde(deserialize_with = "time_ms")]
     pub observed_from: u64,
-    /// End of the observed activity, ms since the Unix epoch (≥ `observed_from`).
+    /// End of the observed activity, ms since the Unix epoch (≥ `observed_from`; also RFC 3339).
+    #[serde(deserialize_with = "time_ms")]
     pub observed_to: u64,
     /// Affected sectors (e.g. `energy`, `health`).
     #[serde(default)]
@@ -93,10 +97,31 @@ pub struct Evidence {
     pub locator: Option<String>,
 }
 
-/// Traffic Light Protocol 2.0 marking.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize, Deserialize,
-)]
+/// Accepts ms since the epoch as a number, or an RFC 3339 time as a string.
+fn time_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Time {
+        Ms(u64),
+        Text(String),
+    }
+    match Time::deserialize(d)? {
+        Time::Ms(ms) => Ok(ms),
+        Time::Text(t) => humantime::parse_rfc3339_weak(&t)
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as u64)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "{t:?} is not a time: write ms since 1970 or RFC 3339 like \"2026-11-20T08:00:00Z\""
+                ))
+            }),
+    }
+}
+
+/// Traffic Light Protocol 2.0 marking. In JSON/TOML: `CLEAR`, `GREEN`, `AMBER`,
+/// `AMBER+STRICT`, `RED` (any case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize)]
 pub enum Tlp {
     /// TLP:CLEAR, no limit on disclosure.
     #[serde(rename = "CLEAR")]
@@ -113,6 +138,26 @@ pub enum Tlp {
     /// TLP:RED, named recipients only.
     #[serde(rename = "RED")]
     Red,
+}
+
+impl<'de> Deserialize<'de> for Tlp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s
+            .to_ascii_uppercase()
+            .replace(['_', ' '], "+")
+            .trim_start_matches("TLP:")
+        {
+            "CLEAR" | "WHITE" => Ok(Tlp::Clear),
+            "GREEN" => Ok(Tlp::Green),
+            "AMBER" => Ok(Tlp::Amber),
+            "AMBER+STRICT" => Ok(Tlp::AmberStrict),
+            "RED" => Ok(Tlp::Red),
+            _ => Err(serde::de::Error::custom(format!(
+                "{s:?} is not a TLP level: use CLEAR, GREEN, AMBER, AMBER+STRICT or RED"
+            ))),
+        }
+    }
 }
 
 /// How a rebuttal disputes a claim.

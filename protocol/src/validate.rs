@@ -109,6 +109,12 @@ pub enum RecordError {
         /// The claim.
         target: RecordId,
     },
+    /// A rebuttal of one's own claim (retract or revise it instead).
+    #[error("a state cannot rebut its own claim {target}; retract or revise it instead")]
+    SelfRebuttal {
+        /// The claim.
+        target: RecordId,
+    },
     /// An endorsement of one's own claim.
     #[error("a state cannot endorse its own claim {target}")]
     SelfEndorsement {
@@ -240,6 +246,7 @@ pub fn check_response(record: &Record, target: &Record) -> Result<(), RecordErro
         Body::Endorsement(_) if same_author => {
             Err(RecordError::SelfEndorsement { target: target_id })
         }
+        Body::Rebuttal(_) if same_author => Err(RecordError::SelfRebuttal { target: target_id }),
         _ => Ok(()),
     }
 }

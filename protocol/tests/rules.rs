@@ -227,6 +227,12 @@ fn response_rules() {
         Err(RecordError::SelfEndorsement { target: c.id() })
     );
 
+    let self_rebut = n.fra.sign(&n.roster, 2, Some(c.id()), rebuttal(c.id()));
+    assert_eq!(
+        check_response(&self_rebut, &c),
+        Err(RecordError::SelfRebuttal { target: c.id() })
+    );
+
     let bad = n.deu.sign(&n.roster, 2, Some(e.id()), retraction(c.id()));
     assert_eq!(
         check_response(&bad, &c),
@@ -467,4 +473,24 @@ fn observed_times_cannot_be_after_the_record() {
             ..
         })
     ));
+}
+
+#[test]
+fn claim_files_accept_rfc3339_times_and_any_case_tlp() {
+    let json = r#"{
+        "incident": { "title": "t", "observed_from": "2026-11-20T08:00:00Z", "observed_to": 1763629200000 },
+        "attributed_to": { "state": "RUS" },
+        "confidence": 60,
+        "tlp": "amber+strict"
+    }"#;
+    let c: Claim = serde_json::from_str(json).unwrap();
+    assert_eq!(c.incident.observed_from, 1_795_161_600_000);
+    assert_eq!(c.tlp, Tlp::AmberStrict);
+    assert_eq!(c.incident.summary, "");
+    let bad = json.replace("amber+strict", "orange");
+    let err = serde_json::from_str::<Claim>(&bad).unwrap_err().to_string();
+    assert!(err.contains("not a TLP level"), "{err}");
+    let bad = json.replace("2026-11-20T08:00:00Z", "yesterday");
+    let err = serde_json::from_str::<Claim>(&bad).unwrap_err().to_string();
+    assert!(err.contains("not a time"), "{err}");
 }
