@@ -183,6 +183,20 @@ impl TestNet {
     }
 }
 
+/// An HTTP client that sends the test nodes' API token (reads need it unless the node serves
+/// public reads).
+pub fn reader() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_static("Bearer test-token"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("http client")
+}
+
 /// Runs a Python 3 script (`python3 -c`) with arguments; returns its stdout. The interop tests
 /// use the OASIS tools: `pip install stix2-validator stix2 taxii2-client` (`.ci/run` does).
 pub fn python(script: &str, args: &[&str]) -> anyhow::Result<String> {
@@ -233,6 +247,17 @@ impl HarnessPeer {
         network: NetworkId,
         addr: Multiaddr,
     ) -> anyhow::Result<HarnessPeer> {
+        Self::connect_sized(member, network, addr, attrib_node::MAX_GOSSIP_BYTES)
+    }
+
+    /// Like [`HarnessPeer::connect`], but willing to send messages up to `max_transmit` bytes
+    /// (to send oversized messages).
+    pub fn connect_sized(
+        member: &LocalMember,
+        network: NetworkId,
+        addr: Multiaddr,
+        max_transmit: usize,
+    ) -> anyhow::Result<HarnessPeer> {
         let topic = gossip_topic(network);
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(member.node_key.clone())
             .with_tokio()
@@ -242,7 +267,11 @@ impl HarnessPeer {
                 yamux::Config::default,
             )?
             .with_behaviour(|_| {
-                let cfg = gossip_config(Duration::from_millis(100)).map_err(anyhow::Error::msg)?;
+                let cfg = gossipsub::ConfigBuilder::from(
+                    gossip_config(Duration::from_millis(100)).map_err(anyhow::Error::msg)?,
+                )
+                .max_transmit_size(max_transmit)
+                .build()?;
                 Ok(gossipsub::Behaviour::<
                     gossipsub::IdentityTransform,
                     gossipsub::AllowAllSubscriptionFilter,
@@ -395,5 +424,102 @@ impl LyingPeer {
     /// How many chain requests it answered.
     pub fn served(&self) -> usize {
         self.served.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A roster peer that only sends fetch requests (to probe a node's bounds) and reports the
+/// answers: `Ok(response)` or `Err(reason)` when the node refused the stream.
+pub struct FetchProbe {
+    requests: mpsc::Sender<(
+        attrib_protocol::sync::FetchRequest,
+        tokio::sync::oneshot::Sender<Result<attrib_protocol::sync::FetchResponse, String>>,
+    )>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FetchProbe {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FetchProbe {
+    /// Connects with `member`'s node identity to the node at `addr`.
+    pub fn connect(member: &LocalMember, addr: Multiaddr) -> anyhow::Result<FetchProbe> {
+        use libp2p::request_response;
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(member.node_key.clone())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )?
+            .with_behaviour(|_| attrib_node::fetch_behaviour())
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        let target = addr.clone();
+        swarm.dial(addr)?;
+        let (requests, mut rx) = mpsc::channel::<(
+            attrib_protocol::sync::FetchRequest,
+            tokio::sync::oneshot::Sender<Result<attrib_protocol::sync::FetchResponse, String>>,
+        )>(1024);
+        let task = tokio::spawn(async move {
+            let mut peer = None;
+            let mut queued = Vec::new();
+            let mut waiting = std::collections::HashMap::new();
+            loop {
+                tokio::select! {
+                    req = rx.recv() => match req {
+                        Some((request, reply)) => match peer {
+                            Some(p) => {
+                                let id = swarm.behaviour_mut().send_request(&p, request);
+                                waiting.insert(id, reply);
+                            }
+                            None => queued.push((request, reply)),
+                        },
+                        None => break,
+                    },
+                    event = swarm.select_next_some() => match event {
+                        SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                            peer = Some(peer_id);
+                            for (request, reply) in queued.drain(..) {
+                                let id = swarm.behaviour_mut().send_request(&peer_id, request);
+                                waiting.insert(id, reply);
+                            }
+                        }
+                        SwarmEvent::Behaviour(request_response::Event::Message {
+                            message: request_response::Message::Response { request_id, response },
+                            ..
+                        }) => {
+                            if let Some(reply) = waiting.remove(&request_id) {
+                                let _ = reply.send(Ok(response));
+                            }
+                        }
+                        SwarmEvent::Behaviour(request_response::Event::OutboundFailure { request_id, error, .. }) => {
+                            if let Some(reply) = waiting.remove(&request_id) {
+                                let _ = reply.send(Err(error.to_string()));
+                            }
+                        }
+                        SwarmEvent::ConnectionClosed { num_established: 0, .. } => {
+                            peer = None;
+                            let _ = swarm.dial(target.clone());
+                        }
+                        _ => {}
+                    },
+                }
+            }
+        });
+        Ok(FetchProbe { requests, task })
+    }
+
+    /// Sends one request and waits (up to [`DEADLINE`]) for its outcome.
+    pub async fn ask(
+        &self,
+        request: attrib_protocol::sync::FetchRequest,
+    ) -> anyhow::Result<Result<attrib_protocol::sync::FetchResponse, String>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.requests.send((request, tx)).await?;
+        Ok(tokio::time::timeout(DEADLINE, rx).await??)
     }
 }

@@ -24,7 +24,9 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init(a) => init(a),
         Command::Roster(c) => roster(c),
-        Command::Node(NodeCommand::Run) => node_run(&cli.config).await,
+        Command::Node(NodeCommand::Run { verify_store }) => {
+            node_run(&cli.config, verify_store).await
+        }
         Command::Claim(ClaimCommand::Submit(a)) => claim_submit(&client()?, a).await,
         Command::Rebut(a) => rebut(&client()?, a).await,
         Command::Endorse(a) => endorse(&client()?, a).await,
@@ -35,6 +37,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Forks(a) => forks(&client()?, a).await,
         Command::Export(a) => export(&client()?, a).await,
         Command::Import(a) => import(a),
+        Command::Verify(a) if a.all => verify_all(&client()?).await,
         Command::Verify(a) => verify(a),
         Command::VerifyProof(a) => verify_proof(a),
         Command::Demo(a) => demo(a).await,
@@ -265,12 +268,17 @@ fn roster(c: RosterCommand) -> Result<()> {
 #[derive(Subcommand)]
 pub(crate) enum NodeCommand {
     /// Run the node until Ctrl-C (logs via RUST_LOG, default info).
-    Run,
+    Run {
+        /// Verify the whole store before serving; refuse to start if it is damaged.
+        #[arg(long)]
+        verify_store: bool,
+    },
 }
 
-async fn node_run(config: &Path) -> Result<()> {
+async fn node_run(config: &Path, verify_store: bool) -> Result<()> {
     init_tracing();
-    let (file, cfg) = FileConfig::load(config)?;
+    let (file, mut cfg) = FileConfig::load(config)?;
+    cfg.verify_on_start |= verify_store;
     let node = Node::start(cfg).await?;
     tracing::info!(peer_id = %node.handle().peer_id(), state = ?file.state, api = ?node.api_addr(), "node running; Ctrl-C stops it");
     tokio::signal::ctrl_c()
@@ -772,15 +780,46 @@ fn import(a: ImportArgs) -> Result<()> {
 
 #[derive(Args)]
 pub(crate) struct VerifyArgs {
-    /// A STIX bundle exported by attrib.
+    /// Verify the running node's whole store: every signature, chain link and index entry.
+    #[arg(long, conflicts_with = "stix")]
+    all: bool,
+    /// A STIX bundle exported by attrib, to verify offline.
+    #[arg(long, required_unless_present = "all", requires = "roster")]
+    stix: Option<PathBuf>,
+    /// The network's roster file (with --stix).
     #[arg(long)]
+    roster: Option<PathBuf>,
+}
+
+async fn verify_all(client: &Client) -> Result<()> {
+    let report: serde_json::Value = client.post("/v1/verify", &serde_json::json!({})).await?;
+    let problems = report["problems"].as_array().cloned().unwrap_or_default();
+    for p in &problems {
+        eprintln!("damage: {}", p.as_str().unwrap_or(""));
+    }
+    println!(
+        "{} record(s) checked, {} problem(s)",
+        report["records_checked"],
+        problems.len()
+    );
+    if !problems.is_empty() {
+        bail!(
+            "the store is damaged; stop the node, move its data dir aside and restart it: it rebuilds the record from peers"
+        );
+    }
+    Ok(())
+}
+
+struct StixVerify {
     stix: PathBuf,
-    /// The network's roster file.
-    #[arg(long)]
     roster: PathBuf,
 }
 
 fn verify(a: VerifyArgs) -> Result<()> {
+    let (Some(stix), Some(roster)) = (a.stix, a.roster) else {
+        bail!("give --stix BUNDLE --roster ROSTER, or --all");
+    };
+    let a = StixVerify { stix, roster };
     let text = std::fs::read_to_string(&a.stix)
         .with_context(|| format!("cannot read {}", a.stix.display()))?;
     let bundle: serde_json::Value =

@@ -485,3 +485,85 @@ fn verify_proof_checks_a_fork_offline() {
         "{err}"
     );
 }
+
+#[test]
+fn node_refuses_unsafe_setups_and_verifies_its_store() {
+    // A key file others can read, or an API on a public address without opting in, stops the
+    // node with an error saying what to do; a healthy store passes `attrib verify --all`.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| dir.path().join(p).to_str().unwrap().to_string();
+    let api = free_port();
+    ok(&[
+        "init",
+        "--state",
+        "FRA",
+        "--dir",
+        &d("fra"),
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--api-listen",
+        &format!("127.0.0.1:{api}"),
+    ]);
+    ok(&[
+        "roster",
+        "build",
+        "--network",
+        "safety",
+        "--out",
+        &d("fra/roster.toml"),
+        &d("fra/roster-entry.toml"),
+    ]);
+    let cfg = d("fra/node.toml");
+
+    std::fs::set_permissions(d("fra/state.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = attrib(&["node", "run", "--config", &cfg]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("readable by other users") && err.contains("chmod 600"),
+        "{err}"
+    );
+    std::fs::set_permissions(d("fra/state.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace(&format!("127.0.0.1:{api}"), &format!("0.0.0.0:{api}")),
+    )
+    .unwrap();
+    let out = attrib(&["node", "run", "--config", &cfg]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not a loopback address") && err.contains("api_allow_remote"),
+        "{err}"
+    );
+    std::fs::write(&cfg, text).unwrap();
+
+    let (_node, log) = run_node(Path::new(&cfg));
+    wait_line(&log, "the API to listen", |l| {
+        l.contains("local API listening")
+    });
+    ok(&[
+        "claim",
+        "submit",
+        "--config",
+        &cfg,
+        "--title",
+        "t",
+        "--actor",
+        "APT-X",
+        "--confidence",
+        "5",
+    ]);
+    let verified = ok(&["verify", "--all", "--config", &cfg]);
+    assert!(
+        verified.contains("1 record(s) checked, 0 problem(s)"),
+        "{verified}"
+    );
+    // Reads need the token: without it the API refuses.
+    let out = attrib(&["status", "--api", &format!("http://127.0.0.1:{api}")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+}

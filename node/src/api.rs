@@ -42,35 +42,78 @@ pub const MAX_PAGE: usize = 1000;
 struct Api {
     node: NodeHandle,
     token: std::sync::Arc<str>,
+    public_reads: bool,
+    streams: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// The API router for a node.
-pub fn router(node: NodeHandle, token: String) -> Router {
-    Router::new()
+pub fn router(
+    node: NodeHandle,
+    config: &crate::ApiConfig,
+    limits: &crate::limits::Limits,
+) -> Router {
+    let state = Api {
+        node: node.clone(),
+        token: config.token.clone().into(),
+        public_reads: config.public_reads,
+        streams: std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_feed_streams)),
+    };
+    let reads = Router::new()
         .route("/v1/status", get(status))
-        .route("/v1/claims", post(submit::<Claim>))
-        .route("/v1/rebuttals", post(submit::<Rebuttal>))
-        .route("/v1/endorsements", post(submit::<Endorsement>))
-        .route("/v1/retractions", post(submit::<Retraction>))
-        .route("/v1/records", post(publish_signed))
         .route("/v1/records/{id}", get(record))
         .route("/v1/forks", get(forks))
         .route("/v1/threads/{id}", get(thread))
         .route("/v1/feed", get(feed))
         .route("/v1/feed/stream", get(feed_stream))
+        .route("/v1/stix", get(stix_export))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            read_access,
+        ));
+    Router::new()
+        .route("/v1/claims", post(submit::<Claim>))
+        .route("/v1/rebuttals", post(submit::<Rebuttal>))
+        .route("/v1/endorsements", post(submit::<Endorsement>))
+        .route("/v1/retractions", post(submit::<Retraction>))
+        .route("/v1/records", post(publish_signed))
+        .route("/v1/verify", post(verify_store))
+        .merge(reads)
         .fallback(|| async {
             ApiError(
                 StatusCode::NOT_FOUND,
                 "no such endpoint; see the API list in the README".into(),
             )
         })
-        .route("/v1/stix", get(stix_export))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(Api {
-            node: node.clone(),
-            token: token.clone().into(),
-        })
-        .merge(crate::taxii::router(node, token))
+        .layer(DefaultBodyLimit::max(limits.api_max_body_bytes))
+        .with_state(state)
+        .merge(crate::taxii::router(node, config.token.clone()))
+}
+
+/// Reads need the token too, unless the operator set `api_public_reads`.
+async fn read_access(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<Response, ApiError> {
+    if !api.public_reads {
+        authorize(&api, &headers)?;
+    }
+    Ok(next.run(request).await)
+}
+
+/// Verifies the whole store (signatures, chain links, indexes) and reports what is damaged.
+async fn verify_store(
+    State(api): State<Api>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    authorize(&api, &headers)?;
+    let node = api.node.clone();
+    let report = tokio::task::spawn_blocking(move || node.verify_store())
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+    Ok(axum::Json(report))
 }
 
 /// An API error: a status and a message for people.
@@ -445,6 +488,13 @@ async fn feed_stream(
 ) -> Result<impl IntoResponse, ApiError> {
     let filter = q.filter(&api, &headers)?;
     let ceiling = filter.max_tlp.unwrap_or(Tlp::Red);
+    let permit = api.streams.clone().try_acquire_owned().map_err(|_| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many feed streams are open on this node (limits.max_feed_streams); retry later"
+                .into(),
+        )
+    })?;
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -452,10 +502,11 @@ async fn feed_stream(
     let since = resume.or(q.since).unwrap_or(0);
     let node = api.node.clone();
     let updates = node.feed_updates();
-    let state = (node, since, updates, VecDeque::new(), filter);
+    // The permit travels with the stream and is released when the subscriber goes away.
+    let state = ((node, permit), since, updates, VecDeque::new(), filter);
     let stream = futures::stream::unfold(
         state,
-        |(node, mut cursor, mut updates, mut buf, filter)| async move {
+        |((node, permit), mut cursor, mut updates, mut buf, filter)| async move {
             loop {
                 if let Some(entry) = buf.pop_front() {
                     let entry: crate::FeedEntry = entry;
@@ -466,7 +517,7 @@ async fn feed_stream(
                         .unwrap_or_else(|_| Event::default().comment("unencodable entry"));
                     return Some((
                         Ok::<Event, Infallible>(event),
-                        (node, cursor, updates, buf, filter),
+                        ((node, permit), cursor, updates, buf, filter),
                     ));
                 }
                 updates.borrow_and_update();

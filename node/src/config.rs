@@ -51,6 +51,11 @@ pub struct NodeConfig {
     pub tlp_ceiling: Tlp,
     /// Outbound webhooks.
     pub webhooks: Vec<crate::webhook::WebhookConfig>,
+    /// Resource bounds.
+    pub limits: crate::limits::Limits,
+    /// Verify the whole store (signatures, chain links, indexes) before serving; refuse to
+    /// start if it is damaged.
+    pub verify_on_start: bool,
 }
 
 /// The config file, as written by `attrib init`.
@@ -90,6 +95,18 @@ pub struct FileConfig {
     /// Outbound webhooks: `[[webhook]]` tables.
     #[serde(default, rename = "webhook")]
     pub webhooks: Vec<crate::webhook::WebhookConfig>,
+    /// Resource bounds: the `[limits]` table (see [`crate::limits::Limits`]).
+    #[serde(default)]
+    pub limits: crate::limits::Limits,
+    /// Serve API reads without the token (default false).
+    #[serde(default)]
+    pub api_public_reads: bool,
+    /// Allow a non-loopback `api_listen` (default false; put a TLS proxy in front).
+    #[serde(default)]
+    pub api_allow_remote: bool,
+    /// Verify the whole store before serving (default false; `attrib node run --verify-store`).
+    #[serde(default)]
+    pub verify_on_start: bool,
 }
 
 impl FileConfig {
@@ -135,6 +152,12 @@ impl FileConfig {
         }
         let node_key = read_node_key(&at(&file.node_key))?;
         let token = read_secret_file(&at(&file.api_token))?;
+        if token.trim().is_empty() {
+            return Err(NodeError::Config(format!(
+                "the API token file {} is empty; restore it (or write a new random token into it)",
+                at(&file.api_token).display()
+            )));
+        }
         let listen = parse_addrs("listen", &file.listen)?;
         let bootstrap = parse_addrs("bootstrap", &file.bootstrap)?;
         let config = NodeConfig {
@@ -147,11 +170,15 @@ impl FileConfig {
             api: Some(ApiConfig {
                 listen: file.api_listen,
                 token: token.trim().to_string(),
+                public_reads: file.api_public_reads,
+                allow_remote: file.api_allow_remote,
             }),
             heartbeat: Duration::from_millis(file.heartbeat_ms.unwrap_or(1000)),
             sync_interval: Duration::from_millis(file.sync_interval_ms.unwrap_or(10_000).max(100)),
             tlp_ceiling: file.tlp_ceiling.unwrap_or(Tlp::Amber),
             webhooks: file.webhooks.clone(),
+            limits: file.limits.clone(),
+            verify_on_start: file.verify_on_start,
         };
         Ok((file, config))
     }

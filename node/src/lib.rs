@@ -17,6 +17,7 @@ pub mod api;
 pub mod config;
 mod ingest;
 mod iso3166;
+pub mod limits;
 pub mod localnet;
 mod network;
 pub mod stix;
@@ -44,7 +45,7 @@ pub use network::{
     BAN_DURATION, FetchCodec, INVALID_STRIKES, MAX_GOSSIP_BYTES, PeerInfo, SyncStats,
     fetch_behaviour, gossip_config, gossip_scoring, gossip_topic,
 };
-pub use store::{Counts, Store, StoreError, Stored};
+pub use store::{Counts, IntegrityReport, Store, StoreError, Stored};
 
 use ingest::Ingest;
 use network::{Command, EventLoop, NetworkSettings};
@@ -87,6 +88,16 @@ pub enum NodeError {
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,
+    /// The store failed verification at start; the node does not serve a damaged record.
+    #[error(
+        "the store is damaged ({problems} problem(s), first: {first}); move the data dir aside and let the node rebuild it from peers"
+    )]
+    Damaged {
+        /// How many problems were found.
+        problems: usize,
+        /// The first one.
+        first: String,
+    },
 }
 
 /// Why a submission was refused.
@@ -289,8 +300,13 @@ impl Node {
             )));
         }
         let span = tracing::info_span!("node", state = %state.map_or("observer".to_string(), |s| s.to_string()));
+        let pending_limits = store::PendingLimits {
+            max_pending: config.limits.max_pending,
+            max_pending_per_author: config.limits.max_pending_per_author,
+            max_seq_ahead: config.limits.max_seq_ahead,
+        };
         let store = Arc::new(match &config.data_dir {
-            Some(dir) => Store::open(dir).map_err(|e| match e {
+            Some(dir) => Store::open_with(dir, pending_limits).map_err(|e| match e {
                 StoreError::Sled(sled::Error::Io(io))
                     if io.to_string().contains("could not acquire lock") =>
                 {
@@ -301,8 +317,21 @@ impl Node {
                 }
                 other => NodeError::Store(other),
             })?,
-            None => Store::temporary()?,
+            None => Store::temporary_with(pending_limits)?,
         });
+        if config.verify_on_start {
+            let report = store.verify_all(&roster)?;
+            if !report.problems.is_empty() {
+                return Err(NodeError::Damaged {
+                    problems: report.problems.len(),
+                    first: report.problems[0].clone(),
+                });
+            }
+            tracing::info!(
+                records = report.records_checked,
+                "store verified: no damage"
+            );
+        }
         let (feed_tx, feed_rx) = watch::channel(store.last_cursor());
         let (peers_tx, peers_rx) = watch::channel(0);
         let (addrs_tx, addrs_rx) = watch::channel(Vec::new());
@@ -318,6 +347,7 @@ impl Node {
                     bootstrap: config.bootstrap,
                     heartbeat: config.heartbeat,
                     sync_interval: config.sync_interval,
+                    limits: config.limits.clone(),
                 },
                 ingest.clone(),
                 cmd_rx,
@@ -359,6 +389,12 @@ impl Node {
             ));
         }
         if let Some(api) = config.api {
+            if !api.listen.ip().is_loopback() && !api.allow_remote {
+                return Err(NodeError::Config(format!(
+                    "api_listen {} is not a loopback address; the local API has no TLS of its own. Keep it on 127.0.0.1, or put a TLS proxy in front and set api_allow_remote = true",
+                    api.listen
+                )));
+            }
             let listener = tokio::net::TcpListener::bind(api.listen)
                 .await
                 .map_err(|source| NodeError::Api {
@@ -370,7 +406,7 @@ impl Node {
                 source,
             })?;
             let (stop_api, stop_rx) = oneshot::channel();
-            let router = api::router(handle, api.token);
+            let router = api::router(handle, &api, &config.limits);
             node.api = Some(tokio::spawn(
                 async move {
                     tracing::info!(%addr, "local API listening");
@@ -520,6 +556,11 @@ impl NodeHandle {
         let cursor = store.get_stored(&id)?.map_or(0, |s| s.cursor);
         let _ = self.shared.commands.send(Command::Publish(bytes)).await;
         Ok(Submitted { id, seq, cursor })
+    }
+
+    /// Verifies the whole local store (see [`Store::verify_all`]).
+    pub fn verify_store(&self) -> Result<store::IntegrityReport, StoreError> {
+        self.shared.store.verify_all(&self.shared.roster)
     }
 
     /// Whether the claim's author has retracted it (as far as this node knows).
@@ -853,13 +894,19 @@ impl NodeHandle {
     }
 }
 
-/// Where the local API listens and the token its write endpoints require.
+/// Where the local API listens and who may use it.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// Listen address (loopback by default).
     pub listen: SocketAddr,
-    /// Bearer token for write endpoints.
+    /// Bearer token: required for writes, and for reads unless `public_reads`.
     pub token: String,
+    /// Serve reads (feed, records, threads, status, STIX) without the token. TAXII always
+    /// needs it.
+    pub public_reads: bool,
+    /// Allow a non-loopback listen address. The API has no TLS of its own: put a TLS proxy in
+    /// front of it.
+    pub allow_remote: bool,
 }
 
 /// Default data directory name inside a node directory.

@@ -112,11 +112,15 @@ pub fn local_config(
         api: api_token.map(|token| ApiConfig {
             listen: ([127, 0, 0, 1], 0).into(),
             token,
+            public_reads: false,
+            allow_remote: false,
         }),
         heartbeat: Duration::from_millis(100),
         sync_interval: Duration::from_millis(500),
         tlp_ceiling: attrib_protocol::Tlp::Amber,
         webhooks: Vec::new(),
+        limits: crate::limits::Limits::default(),
+        verify_on_start: false,
     }
 }
 

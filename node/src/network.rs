@@ -22,6 +22,7 @@ use rand::seq::SliceRandom;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::ingest::{BatchReport, Ingest, Outcome};
+use crate::limits::Bucket;
 use crate::store::Missing;
 
 /// The largest gossip message: records are at most 32 KiB, so this leaves ample headroom.
@@ -126,6 +127,7 @@ pub(crate) struct NetworkSettings {
     pub(crate) bootstrap: Vec<Multiaddr>,
     pub(crate) heartbeat: Duration,
     pub(crate) sync_interval: Duration,
+    pub(crate) limits: crate::limits::Limits,
 }
 
 /// Sync counters, for status and measurements.
@@ -143,6 +145,12 @@ pub struct SyncStats {
     pub records_received: u64,
     /// Records refused as invalid in fetch responses.
     pub invalid_received: u64,
+    /// Gossip messages ignored unread because their sender exceeded its rate.
+    pub gossip_rate_limited: u64,
+    /// Fetch requests answered empty because their sender exceeded its rate.
+    pub fetch_rate_limited: u64,
+    /// Fetch requests not sent because too many were outstanding.
+    pub fetch_deferred: u64,
 }
 
 /// What a fetch request was for.
@@ -188,6 +196,9 @@ pub(crate) struct EventLoop {
     batches: mpsc::Receiver<BatchDone>,
     sync_interval: Duration,
     stats: watch::Sender<SyncStats>,
+    limits: crate::limits::Limits,
+    gossip_buckets: HashMap<PeerId, Bucket>,
+    fetch_buckets: HashMap<PeerId, Bucket>,
 }
 
 impl EventLoop {
@@ -211,10 +222,12 @@ impl EventLoop {
             })?;
             allowed.allow_peer(peer);
         }
+        let l = &settings.limits;
         let limits = connection_limits::ConnectionLimits::default()
-            .with_max_established_per_peer(Some(2))
-            .with_max_pending_incoming(Some(64))
-            .with_max_established(Some(1024));
+            .with_max_established_per_peer(Some(l.max_connections_per_peer))
+            .with_max_pending_incoming(Some(l.max_pending_incoming))
+            .with_max_pending_outgoing(Some(l.max_pending_outgoing))
+            .with_max_established(Some(l.max_connections));
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(settings.keypair)
             .with_tokio()
             .with_tcp(
@@ -282,6 +295,9 @@ impl EventLoop {
             batches,
             sync_interval: settings.sync_interval,
             stats,
+            limits: settings.limits,
+            gossip_buckets: HashMap::new(),
+            fetch_buckets: HashMap::new(),
         })
     }
 
@@ -386,6 +402,17 @@ impl EventLoop {
         }
     }
 
+    /// Whether another fetch request to `peer` fits the in-flight bounds.
+    fn has_capacity(&self, peer: PeerId) -> bool {
+        let to_peer = self.in_flight.values().filter(|(p, _)| *p == peer).count();
+        let ok = self.in_flight.len() < self.limits.max_in_flight_fetches
+            && to_peer < self.limits.max_in_flight_fetches_per_peer;
+        if !ok {
+            self.stats.send_modify(|s| s.fetch_deferred += 1);
+        }
+        ok
+    }
+
     fn send(&mut self, peer: PeerId, request: FetchRequest, want: Want) {
         let len = request.encode().len() as u64 + 4;
         let id = self
@@ -413,9 +440,10 @@ impl EventLoop {
     }
 
     fn request_chain(&mut self, peer: PeerId, author: MemberKey, from: u64, to: u64) {
-        if to < from || !self.chain_in_flight.insert(author) {
+        if to < from || self.chain_in_flight.contains(&author) || !self.has_capacity(peer) {
             return;
         }
+        self.chain_in_flight.insert(author);
         let to = to.min(from.saturating_add(MAX_FETCH_RECORDS as u64 - 1));
         self.send(
             peer,
@@ -425,6 +453,9 @@ impl EventLoop {
     }
 
     fn request_records(&mut self, peer: PeerId, ids: Vec<RecordId>) {
+        if !self.has_capacity(peer) {
+            return;
+        }
         let ids: Vec<RecordId> = ids
             .into_iter()
             .filter(|id| self.records_in_flight.insert(*id))
@@ -578,6 +609,8 @@ impl EventLoop {
                 tracing::debug!(peer = %peer_id, "disconnected");
                 self.connected.remove(&peer_id);
                 self.peer_heads.retain(|(p, _), _| *p != peer_id);
+                self.gossip_buckets.remove(&peer_id);
+                self.fetch_buckets.remove(&peer_id);
                 self.subscribed.remove(&peer_id);
                 self.publish_peer_count();
             }
@@ -604,6 +637,27 @@ impl EventLoop {
                 message_id,
                 message,
             } => {
+                let (rate, burst) = (
+                    self.limits.gossip_per_sec_per_peer,
+                    self.limits.gossip_burst_per_peer,
+                );
+                let allowed = self
+                    .gossip_buckets
+                    .entry(propagation_source)
+                    .or_insert_with(|| Bucket::new(burst))
+                    .take(rate, burst);
+                if !allowed {
+                    self.stats.send_modify(|s| s.gossip_rate_limited += 1);
+                    self.swarm
+                        .behaviour_mut()
+                        .gossip
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            MessageAcceptance::Ignore,
+                        );
+                    return;
+                }
                 let acceptance = match self.ingest.receive(&message.data) {
                     Ok(Outcome::Duplicate) => MessageAcceptance::Ignore,
                     Ok(Outcome::Waiting(missing)) => {
@@ -657,7 +711,21 @@ impl EventLoop {
                 request_response::Message::Request {
                     request, channel, ..
                 } => {
-                    let response = self.ingest.serve(&request);
+                    let (rate, burst) = (
+                        self.limits.fetch_per_sec_per_peer,
+                        self.limits.fetch_burst_per_peer,
+                    );
+                    let allowed = self
+                        .fetch_buckets
+                        .entry(peer)
+                        .or_insert_with(|| Bucket::new(burst))
+                        .take(rate, burst);
+                    let response = if allowed {
+                        self.ingest.serve(&request)
+                    } else {
+                        self.stats.send_modify(|s| s.fetch_rate_limited += 1);
+                        FetchResponse::default()
+                    };
                     tracing::debug!(%peer, records = response.records.len(), "serving fetch");
                     let _ = self
                         .swarm

@@ -26,13 +26,28 @@ use attrib_protocol::{
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-/// Most records kept pending (waiting for a gap or a target) at once, in total.
-pub const MAX_PENDING: usize = 10_000;
-/// Most records of one author kept pending at once.
-pub const MAX_PENDING_PER_AUTHOR: usize = 2_000;
-/// How far beyond an author's contiguous head a record may be and still be kept pending;
-/// records further ahead are refused (sync fetches them in order when the gap closes).
-pub const MAX_SEQ_AHEAD: u64 = 100_000;
+/// The store's bounds on pending records (from [`crate::limits::Limits`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PendingLimits {
+    /// Most records kept pending (waiting for a gap or a target) at once, in total.
+    pub max_pending: usize,
+    /// Most records of one author kept pending at once.
+    pub max_pending_per_author: usize,
+    /// How far beyond an author's contiguous head a record may be and still be kept pending;
+    /// records further ahead are refused (sync fetches them in order when the gap closes).
+    pub max_seq_ahead: u64,
+}
+
+impl Default for PendingLimits {
+    fn default() -> Self {
+        let l = crate::limits::Limits::default();
+        PendingLimits {
+            max_pending: l.max_pending,
+            max_pending_per_author: l.max_pending_per_author,
+            max_seq_ahead: l.max_seq_ahead,
+        }
+    }
+}
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -49,12 +64,12 @@ pub enum StoreError {
     Rejected(RecordError),
     /// Too many records are waiting for gaps to fill.
     #[error(
-        "too many pending records (at most {MAX_PENDING} in all, {MAX_PENDING_PER_AUTHOR} per author); refusing more until gaps are filled"
+        "too many pending records (limits.max_pending / max_pending_per_author); refusing more until gaps are filled"
     )]
     PendingFull,
     /// The record is too far beyond its author's contiguous head to be kept.
     #[error(
-        "record seq {seq} is more than {MAX_SEQ_AHEAD} beyond its author's head {head}; it will be fetched in order"
+        "record seq {seq} is too far beyond its author's head {head} (limits.max_seq_ahead); it will be fetched in order"
     )]
     TooFarAhead {
         /// The record's seq.
@@ -105,6 +120,15 @@ pub enum Appended {
     },
 }
 
+/// What [`Store::verify_all`] found.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct IntegrityReport {
+    /// Records checked.
+    pub records_checked: usize,
+    /// Damage found, one line each (empty when the store is whole).
+    pub problems: Vec<String>,
+}
+
 /// A stored record with where and when it entered this node's feed.
 #[derive(Debug, Clone)]
 pub struct Stored {
@@ -142,6 +166,7 @@ pub struct Store {
     meta: sled::Tree,
     /// Guards appends; holds the next cursor and pending counts.
     append_lock: Mutex<AppendState>,
+    limits: PendingLimits,
 }
 
 struct AppendState {
@@ -153,17 +178,27 @@ struct AppendState {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir` with default bounds.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        Self::from_db(sled::Config::new().path(dir).open()?)
+        Self::open_with(dir, PendingLimits::default())
+    }
+
+    /// Opens (or creates) the store in `dir`.
+    pub fn open_with(dir: &Path, limits: PendingLimits) -> Result<Store, StoreError> {
+        Self::from_db(sled::Config::new().path(dir).open()?, limits)
     }
 
     /// A store in a temporary directory that is deleted on drop (tests, demo).
     pub fn temporary() -> Result<Store, StoreError> {
-        Self::from_db(sled::Config::new().temporary(true).open()?)
+        Self::temporary_with(PendingLimits::default())
     }
 
-    fn from_db(db: sled::Db) -> Result<Store, StoreError> {
+    /// A temporary store with the given bounds.
+    pub fn temporary_with(limits: PendingLimits) -> Result<Store, StoreError> {
+        Self::from_db(sled::Config::new().temporary(true).open()?, limits)
+    }
+
+    fn from_db(db: sled::Db, limits: PendingLimits) -> Result<Store, StoreError> {
         let feed = db.open_tree("feed")?;
         let records = db.open_tree("records")?;
         let (next, last_received_us) = match feed.last()? {
@@ -199,6 +234,7 @@ impl Store {
             pending,
             feed,
             db,
+            limits,
             append_lock: Mutex::new(AppendState {
                 next,
                 last_received_us,
@@ -250,14 +286,16 @@ impl Store {
                 if !already_pending {
                     let author = record.author();
                     let head = self.head_of(&author)?.map_or(0, |h| h.seq);
-                    if record.seq() > head.saturating_add(MAX_SEQ_AHEAD) {
+                    if record.seq() > head.saturating_add(self.limits.max_seq_ahead) {
                         return Err(StoreError::TooFarAhead {
                             seq: record.seq(),
                             head,
                         });
                     }
                     let of_author = state.pending_by_author.get(&author).copied().unwrap_or(0);
-                    if state.pending_total >= MAX_PENDING || of_author >= MAX_PENDING_PER_AUTHOR {
+                    if state.pending_total >= self.limits.max_pending
+                        || of_author >= self.limits.max_pending_per_author
+                    {
                         return Err(StoreError::PendingFull);
                     }
                     self.pending.insert(&pkey, record.as_bytes())?;
@@ -475,6 +513,163 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Checks the whole store: every record decodes, is stored under its own id, passes the
+    /// field rules and its signature (batch-verified); every chain link holds (or the author is
+    /// a known equivocator); every chain, head, feed and response index entry agrees with the
+    /// records. Returns what is damaged, one line per problem (at most 1,000 lines).
+    pub fn verify_all(
+        &self,
+        roster: &attrib_protocol::Roster,
+    ) -> Result<IntegrityReport, StoreError> {
+        let mut report = IntegrityReport::default();
+        let problem = |report: &mut IntegrityReport, p: String| {
+            if report.problems.len() < 1000 {
+                report.problems.push(p);
+            }
+        };
+        // Records: decode, id, rules, signatures (in batches).
+        let mut batch: Vec<(RecordId, Vec<u8>)> = Vec::new();
+        let mut cursors: HashMap<RecordId, u64> = HashMap::new();
+        let flush = |batch: &mut Vec<(RecordId, Vec<u8>)>, report: &mut IntegrityReport| {
+            let refs: Vec<&[u8]> = batch.iter().map(|(_, b)| b.as_slice()).collect();
+            for ((key, _), checked) in
+                batch
+                    .iter()
+                    .zip(attrib_protocol::check_records(&refs, roster, u64::MAX / 2))
+            {
+                match checked {
+                    Ok(r) if r.id() == *key => {}
+                    Ok(r) => report
+                        .problems
+                        .push(format!("record stored under {key} has id {}", r.id())),
+                    Err(e) => report.problems.push(format!("record {key}: {e}")),
+                }
+            }
+            batch.clear();
+        };
+        for entry in self.records.iter() {
+            let (k, v) = entry?;
+            report.records_checked += 1;
+            let key = match record_id(&k) {
+                Ok(id) => id,
+                Err(_) => {
+                    problem(&mut report, "a record key is not 32 bytes".into());
+                    continue;
+                }
+            };
+            if v.len() < 16 {
+                problem(&mut report, format!("record {key}: entry too short"));
+                continue;
+            }
+            cursors.insert(key, cursor_of(&v[..8])?);
+            batch.push((key, v[16..].to_vec()));
+            if batch.len() >= 512 {
+                flush(&mut batch, &mut report);
+            }
+        }
+        flush(&mut batch, &mut report);
+        // Feed: each cursor names a record stored with that cursor; each record has its entry.
+        let mut in_feed = 0usize;
+        for entry in self.feed.iter() {
+            let (k, v) = entry?;
+            let cursor = cursor_of(&k)?;
+            let id = record_id(&v)?;
+            in_feed += 1;
+            match cursors.get(&id) {
+                Some(c) if *c == cursor => {}
+                Some(c) => problem(
+                    &mut report,
+                    format!("feed cursor {cursor} names {id}, stored with cursor {c}"),
+                ),
+                None => problem(
+                    &mut report,
+                    format!("feed cursor {cursor} names missing record {id}"),
+                ),
+            }
+        }
+        if in_feed != cursors.len() {
+            problem(
+                &mut report,
+                format!("{} records but {in_feed} feed entries", cursors.len()),
+            );
+        }
+        // Chain index and links.
+        for entry in self.chain.iter().keys() {
+            let k = entry?;
+            if k.len() != 72 {
+                problem(&mut report, "a chain index key has the wrong size".into());
+                continue;
+            }
+            let author = MemberKey(key32(&k[..32])?);
+            let seq = cursor_of(&k[32..40])?;
+            let id = record_id(&k[40..])?;
+            let Some(r) = self.get(&id).ok().flatten() else {
+                problem(
+                    &mut report,
+                    format!("chain index names missing record {id}"),
+                );
+                continue;
+            };
+            if r.author() != author || r.seq() != seq {
+                problem(
+                    &mut report,
+                    format!("chain index entry for {id} has the wrong author or seq"),
+                );
+            }
+            if seq > 1 {
+                let prev_ok = match r.prev() {
+                    Some(p) => self
+                        .chain
+                        .contains_key(chain_key(&author, seq - 1, Some(&p)))?,
+                    None => false,
+                };
+                if !prev_ok && !self.is_equivocator(&author)? {
+                    problem(
+                        &mut report,
+                        format!(
+                            "record {id} (seq {seq}) does not link to a stored record at seq {}",
+                            seq - 1
+                        ),
+                    );
+                }
+            }
+        }
+        // Heads: every seq up to the head is held and the head id matches.
+        for (author, head) in self.heads()? {
+            match self.at_seq(&author, head.seq)? {
+                Some(_)
+                    if self
+                        .chain
+                        .contains_key(chain_key(&author, head.seq, Some(&head.id)))? => {}
+                _ => problem(
+                    &mut report,
+                    format!("chain head of {author} (seq {}) is not stored", head.seq),
+                ),
+            }
+            let held = self.chain.scan_prefix(author.as_bytes()).keys().count() as u64;
+            if held < head.seq {
+                problem(
+                    &mut report,
+                    format!("chain of {author} has gaps below its head {}", head.seq),
+                );
+            }
+        }
+        // Responses index.
+        for entry in self.responses.iter() {
+            let (k, v) = entry?;
+            let id = record_id(&v)?;
+            let target = record_id(&k[..32.min(k.len())]).ok();
+            match self.get(&id).ok().flatten() {
+                Some(r) if r.body().target() == target => {}
+                _ => problem(
+                    &mut report,
+                    format!("responses index entry for {id} is wrong"),
+                ),
+            }
+        }
+        Ok(report)
     }
 
     /// Whether a record with this id is stored.
@@ -901,7 +1096,7 @@ mod tests {
         let key = MemberSigningKey::from_bytes(&[1; 32]);
         let far = sign(
             &key,
-            MAX_SEQ_AHEAD + 2,
+            PendingLimits::default().max_seq_ahead + 2,
             Some(RecordId([1; 32])),
             claim("far"),
         );
@@ -938,5 +1133,103 @@ mod tests {
             .map(|s| s.cursor)
             .collect();
         assert_eq!(feed, vec![1, 2, 3]);
+    }
+}
+
+#[cfg(test)]
+mod integrity_tests {
+    use attrib_protocol::{
+        Attribution, Body, Claim, Incident, Member, MemberSigningKey, RecordContent, Roster,
+        RosterFile, Tlp, member_key,
+    };
+
+    use super::*;
+
+    fn roster(key: &MemberSigningKey) -> Roster {
+        Roster::new(RosterFile {
+            network: "t".into(),
+            members: vec![Member {
+                code: "FRA".parse().unwrap(),
+                name: "France".into(),
+                key: member_key(key),
+                nodes: vec![],
+            }],
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    fn chain(key: &MemberSigningKey, roster: &Roster, n: u64) -> Vec<Record> {
+        let mut out: Vec<Record> = Vec::new();
+        for seq in 1..=n {
+            let content = RecordContent {
+                author: member_key(key),
+                seq,
+                prev: out.last().map(Record::id),
+                created_at: 1_000 + seq,
+                body: Body::Claim(Claim {
+                    incident: Incident {
+                        title: format!("c{seq}"),
+                        summary: String::new(),
+                        observed_from: 1,
+                        observed_to: 2,
+                        sectors: vec![],
+                        tags: vec![],
+                    },
+                    attributed_to: Attribution {
+                        state: None,
+                        actor: Some("X".into()),
+                    },
+                    confidence: 1,
+                    evidence: vec![],
+                    tlp: Tlp::Clear,
+                    supersedes: None,
+                }),
+            };
+            out.push(Record::sign(content, key, roster.network_id()));
+        }
+        out
+    }
+
+    #[test]
+    fn a_whole_store_verifies_and_each_kind_of_damage_is_reported() {
+        let key = MemberSigningKey::from_bytes(&[1; 32]);
+        let roster = roster(&key);
+        let store = Store::temporary().unwrap();
+        let records = chain(&key, &roster, 5);
+        for r in &records {
+            store.append(r.clone()).unwrap();
+        }
+        let report = store.verify_all(&roster).unwrap();
+        assert_eq!(
+            (report.records_checked, report.problems.len()),
+            (5, 0),
+            "{:?}",
+            report.problems
+        );
+
+        // A flipped bit in a stored record: its signature fails.
+        let id = records[2].id();
+        let mut v = store.records.get(id.as_bytes()).unwrap().unwrap().to_vec();
+        let last = v.len() - 1;
+        v[last] ^= 1;
+        store.records.insert(id.as_bytes(), v).unwrap();
+        // A feed entry pointing nowhere, and a dropped chain index entry.
+        store.feed.insert(99u64.to_be_bytes(), &[7u8; 32]).unwrap();
+        store
+            .chain
+            .remove(chain_key(&records[3].author(), 4, Some(&records[3].id())))
+            .unwrap();
+        let report = store.verify_all(&roster).unwrap();
+        let text = report.problems.join("\n");
+        assert!(text.contains(&format!("record {id}")), "{text}");
+        assert!(
+            text.contains("feed cursor 99 names missing record"),
+            "{text}"
+        );
+        assert!(
+            text.contains("does not link") || text.contains("gaps below its head"),
+            "{text}"
+        );
     }
 }

@@ -24,6 +24,7 @@ async fn api_refuses_bad_requests_clearly_and_stores_nothing() {
     let net = TestNet::start(1, &[]).await.unwrap();
     let base = net.api(0);
     let http = reqwest::Client::new();
+    let reader = attrib_tests::reader();
     let post = |path: &str, token: Option<&str>, body: String| {
         let mut req = http
             .post(format!("{base}{path}"))
@@ -114,7 +115,7 @@ async fn api_refuses_bad_requests_clearly_and_stores_nothing() {
             "error for status {status} should mention {message:?}: {text}"
         );
     }
-    let status: Value = http
+    let status: Value = reader
         .get(format!("{base}/v1/status"))
         .send()
         .await
@@ -133,19 +134,19 @@ async fn api_refuses_bad_requests_clearly_and_stores_nothing() {
     assert_eq!(resp.status().as_u16(), 201);
     let made: Value = resp.json().await.unwrap();
     let id = made["id"].as_str().unwrap().to_string();
-    let resp = http
+    let resp = reader
         .get(format!("{base}/v1/records/{}", "ab".repeat(32)))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 404);
-    let resp = http
+    let resp = reader
         .get(format!("{base}/v1/records/nothex"))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
-    let thread: Value = http
+    let thread: Value = reader
         .get(format!("{base}/v1/threads/{id}"))
         .send()
         .await
@@ -161,6 +162,7 @@ async fn feed_pages_filter_and_the_stream_resumes_from_a_cursor() {
     let net = TestNet::start(1, &[]).await.unwrap();
     let base = net.api(0);
     let http = reqwest::Client::new();
+    let reader = attrib_tests::reader();
     let mut ids = Vec::new();
     for (i, accused) in ["RUS", "CHN", "RUS"].iter().enumerate() {
         let mut c = claim_json();
@@ -178,7 +180,7 @@ async fn feed_pages_filter_and_the_stream_resumes_from_a_cursor() {
             .unwrap();
         ids.push(made["id"].as_str().unwrap().to_string());
     }
-    let page: Value = http
+    let page: Value = reader
         .get(format!("{base}/v1/feed?about=RUS"))
         .send()
         .await
@@ -193,7 +195,7 @@ async fn feed_pages_filter_and_the_stream_resumes_from_a_cursor() {
         .map(|e| e["record"]["id"].as_str().unwrap())
         .collect();
     assert_eq!(got, vec![ids[0].as_str(), ids[2].as_str()]);
-    let page: Value = http
+    let page: Value = reader
         .get(format!("{base}/v1/feed?since=1&limit=1"))
         .send()
         .await
@@ -203,7 +205,7 @@ async fn feed_pages_filter_and_the_stream_resumes_from_a_cursor() {
         .unwrap();
     assert_eq!(page["entries"][0]["cursor"], 2);
     assert_eq!(page["next"], 2);
-    let bad = http
+    let bad = reader
         .get(format!("{base}/v1/feed?kind=opinion"))
         .send()
         .await
@@ -211,7 +213,7 @@ async fn feed_pages_filter_and_the_stream_resumes_from_a_cursor() {
     assert_eq!(bad.status().as_u16(), 400);
 
     // Resume with Last-Event-ID = 1: the stream starts at cursor 2, then delivers a new record live.
-    let resp = http
+    let resp = reader
         .get(format!("{base}/v1/feed/stream"))
         .header("last-event-id", "1")
         .send()

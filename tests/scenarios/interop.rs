@@ -110,8 +110,8 @@ async fn stix_export_is_valid_stix_and_verifies_offline() {
     // record in it verifies against the roster; a tampered bundle does not.
     let net = TestNet::start(3, &[]).await.unwrap();
     let ids = publish_thread(&net).await;
-    let http = reqwest::Client::new();
-    let get = || http.get(format!("{}/v1/stix", net.api(0))).send();
+    let reader = attrib_tests::reader();
+    let get = || reader.get(format!("{}/v1/stix", net.api(0))).send();
     let resp = get().await.unwrap();
     assert_eq!(resp.headers()["x-attrib-tlp-ceiling"], "AMBER");
     let text = resp.text().await.unwrap();
@@ -321,8 +321,8 @@ async fn taxii_client_pages_through_exactly_the_nodes_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn red_never_leaves_the_node_except_to_an_authorised_local_reader() {
-    // Records at CLEAR, AMBER+STRICT and RED. Feed, record, thread and STIX reads without the
-    // token get at most AMBER and say so; a token holder asking include_red gets RED too.
+    // Records at CLEAR, AMBER+STRICT and RED. Feed, record, thread and STIX reads get at most
+    // AMBER (the node's ceiling) and say so; a token holder asking include_red gets RED too.
     let net = TestNet::start(1, &[]).await.unwrap();
     let fra = net.node(0);
     let clear = fra.submit(claim("clear", "RUS", Tlp::Clear)).await.unwrap();
@@ -340,7 +340,8 @@ async fn red_never_leaves_the_node_except_to_an_authorised_local_reader() {
         .unwrap();
     let base = net.api(0);
     let http = reqwest::Client::new();
-    let page: Value = http
+    let reader = attrib_tests::reader();
+    let page: Value = reader
         .get(format!("{base}/v1/feed"))
         .send()
         .await
@@ -356,7 +357,7 @@ async fn red_never_leaves_the_node_except_to_an_authorised_local_reader() {
         .collect();
     assert_eq!(got, vec![clear.id.to_hex().as_str()]);
     assert_eq!(page["tlp_ceiling"], "AMBER");
-    let resp = http
+    let resp = reader
         .get(format!("{base}/v1/records/{}", red.id))
         .send()
         .await
@@ -364,7 +365,8 @@ async fn red_never_leaves_the_node_except_to_an_authorised_local_reader() {
     assert_eq!(resp.status().as_u16(), 403);
     assert!(resp.text().await.unwrap().contains("TLP:RED"));
     assert_eq!(
-        http.get(format!("{base}/v1/threads/{}", strict.id))
+        reader
+            .get(format!("{base}/v1/threads/{}", strict.id))
             .send()
             .await
             .unwrap()
@@ -372,7 +374,7 @@ async fn red_never_leaves_the_node_except_to_an_authorised_local_reader() {
             .as_u16(),
         403
     );
-    let stix = http
+    let stix = reader
         .get(format!("{base}/v1/stix"))
         .send()
         .await
@@ -382,7 +384,16 @@ async fn red_never_leaves_the_node_except_to_an_authorised_local_reader() {
         .unwrap();
     assert!(!stix.contains(&hex::encode(&red.id.as_bytes()[..4])) || !stix.contains("\"red\""));
     assert!(!stix.contains("\"name\":\"red\""));
-    // include_red without the token is refused; with it, everything is there.
+    // Without the token nothing is served; include_red needs the token; with it, everything.
+    assert_eq!(
+        http.get(format!("{base}/v1/feed"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
     assert_eq!(
         http.get(format!("{base}/v1/feed?include_red=true"))
             .send()
@@ -392,7 +403,7 @@ async fn red_never_leaves_the_node_except_to_an_authorised_local_reader() {
             .as_u16(),
         401
     );
-    let all: Value = http
+    let all: Value = reader
         .get(format!("{base}/v1/feed?include_red=true"))
         .bearer_auth("test-token")
         .send()
@@ -525,8 +536,8 @@ async fn the_stream_resumes_across_a_node_restart_without_gap_or_duplicate() {
             .await
             .unwrap();
     }
-    let http = reqwest::Client::new();
-    let resp = http
+    let reader = attrib_tests::reader();
+    let resp = reader
         .get(format!("{}/v1/feed/stream", net.api(0)))
         .send()
         .await
@@ -544,7 +555,7 @@ async fn the_stream_resumes_across_a_node_restart_without_gap_or_duplicate() {
             .await
             .unwrap();
     }
-    let resp = http
+    let resp = reader
         .get(format!("{}/v1/feed/stream", net.api(0)))
         .header("last-event-id", first.last().unwrap().to_string())
         .send()
@@ -563,13 +574,13 @@ async fn a_slow_subscriber_slows_neither_the_node_nor_other_subscribers() {
     // resumes from its cursor in the store, and the node holds at most one page for it.
     let net = TestNet::start(2, &[]).await.unwrap();
     let fra = net.node(0);
-    let http = reqwest::Client::new();
-    let slow = http
+    let reader = attrib_tests::reader();
+    let slow = reader
         .get(format!("{}/v1/feed/stream", net.api(0)))
         .send()
         .await
         .unwrap();
-    let fast = http
+    let fast = reader
         .get(format!("{}/v1/feed/stream", net.api(0)))
         .send()
         .await

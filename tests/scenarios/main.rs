@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod attack;
 mod gossip;
 mod interop;
 mod restart;
