@@ -261,3 +261,23 @@ pub fn node_key_text(key: &Keypair) -> Result<String, NodeError> {
         .map(hex::encode)
         .map_err(|e| NodeError::Config(format!("cannot encode node key: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_in_deploy_parses() {
+        let text = include_str!("../../deploy/node.example.toml");
+        let file: FileConfig = toml::from_str(text).expect("deploy/node.example.toml is valid");
+        assert_eq!(file.tlp_ceiling, Some(Tlp::Amber));
+        assert_eq!(file.limits, crate::limits::Limits::default());
+    }
+
+    #[test]
+    fn a_typo_in_the_config_is_named() {
+        let text = include_str!("../../deploy/node.example.toml").replace("bootstrap", "bootstrp");
+        let err = toml::from_str::<FileConfig>(&text).unwrap_err().to_string();
+        assert!(err.contains("bootstrp"), "{err}");
+    }
+}
