@@ -541,8 +541,16 @@ impl NodeHandle {
             created_at: now_ms(),
             body,
         };
+        // Our own signature needs no check; the rules and the size do.
+        attrib_protocol::check_content(&content)?;
         let record = Record::sign(content, key, roster.network_id());
-        let record = check_record(record.as_bytes(), roster, now_ms())?;
+        let size = record.as_bytes().len();
+        if size > attrib_protocol::limits::MAX_RECORD_BYTES {
+            return Err(SubmitError::Invalid(RecordError::TooLarge {
+                size,
+                max: attrib_protocol::limits::MAX_RECORD_BYTES,
+            }));
+        }
         let (id, seq) = (record.id(), record.seq());
         let bytes = record.bytes();
         let outcome = self.shared.ingest.append(record).map_err(|e| match e {
@@ -552,8 +560,10 @@ impl NodeHandle {
         if !matches!(outcome, ingest::Outcome::Stored) {
             return Err(SubmitError::Conflict { seq });
         }
-        store.flush().await?;
+        // The next submission may sign while this one waits for the disk.
+        drop(_guard);
         let cursor = store.get_stored(&id)?.map_or(0, |s| s.cursor);
+        store.flush_through(cursor).await?;
         let _ = self.shared.commands.send(Command::Publish(bytes)).await;
         Ok(Submitted { id, seq, cursor })
     }
@@ -588,8 +598,8 @@ impl NodeHandle {
             Err(ingest::IngestError::Invalid(e)) => return Err(SubmitError::Invalid(e)),
             Err(ingest::IngestError::Store(e)) => return Err(SubmitError::Store(e)),
         }
-        self.shared.store.flush().await?;
         let cursor = self.shared.store.get_stored(&id)?.map_or(0, |s| s.cursor);
+        self.shared.store.flush_through(cursor).await?;
         let _ = self.shared.commands.send(Command::Publish(shared)).await;
         Ok(Submitted { id, seq, cursor })
     }

@@ -167,6 +167,10 @@ pub struct Store {
     /// Guards appends; holds the next cursor and pending counts.
     append_lock: Mutex<AppendState>,
     limits: PendingLimits,
+    /// Every record with a cursor up to this is on disk.
+    durable: std::sync::atomic::AtomicU64,
+    /// One flush at a time; waiters behind it usually find their record already covered.
+    flush_lock: tokio::sync::Mutex<()>,
 }
 
 struct AppendState {
@@ -235,6 +239,8 @@ impl Store {
             feed,
             db,
             limits,
+            durable: std::sync::atomic::AtomicU64::new(next - 1),
+            flush_lock: tokio::sync::Mutex::new(()),
             append_lock: Mutex::new(AppendState {
                 next,
                 last_received_us,
@@ -247,7 +253,24 @@ impl Store {
 
     /// Makes everything appended so far durable.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        self.flush_through(self.last_cursor()).await
+    }
+
+    /// Group commit: returns once every record up to feed cursor `cursor` is on disk. Callers
+    /// that arrive while a flush is running wait for it, and the next flush covers all of them
+    /// at once, so many concurrent submissions share one disk flush.
+    pub async fn flush_through(&self, cursor: u64) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        if self.durable.load(Ordering::Acquire) >= cursor {
+            return Ok(());
+        }
+        let _one_at_a_time = self.flush_lock.lock().await;
+        if self.durable.load(Ordering::Acquire) >= cursor {
+            return Ok(());
+        }
+        let upto = self.last_cursor();
         self.db.flush_async().await?;
+        self.durable.fetch_max(upto, Ordering::AcqRel);
         Ok(())
     }
 

@@ -1,0 +1,373 @@
+//! attrib benchmarks that need real nodes. Each prints its figures and, in the same run, the
+//! baseline they are compared with. Commands (see BENCHMARKS.md):
+//!
+//! ```text
+//! cargo run --release -p attrib-tests --bin bench -- ingest [RECORDS]
+//! cargo run --release -p attrib-tests --bin bench -- api [RECORDS]
+//! cargo run --release -p attrib-tests --bin bench -- network [NODES] [RATE] [SECONDS] [SVG]
+//! cargo run --release -p attrib-tests --bin bench -- footprint [RECORDS]
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use attrib_node::localnet::{LocalMember, local_config, local_roster};
+use attrib_node::{Node, Store};
+use attrib_protocol::*;
+
+fn claim_body(i: u64, code: StateCode) -> Body {
+    Body::Claim(Claim {
+        incident: Incident {
+            title: format!("incident {i} reported by {code}"),
+            summary: "Intrusion into government mail servers; data exfiltrated over three weeks.".into(),
+            observed_from: 1_763_000_000_000,
+            observed_to: 1_763_100_000_000,
+            sectors: vec!["government".into()],
+            tags: vec!["espionage".into()],
+        },
+        attributed_to: Attribution { state: None, actor: Some("APT-BENCH".into()) },
+        confidence: 60,
+        evidence: vec![],
+        tlp: Tlp::Green,
+        supersedes: None,
+    })
+}
+
+/// `per_author` records from each member, signed offline, interleaved by seq.
+fn signed_records(members: &[LocalMember], roster: &Roster, per_author: u64) -> Vec<Record> {
+    let now = attrib_node::now_ms();
+    let mut chains: Vec<Vec<Record>> = Vec::new();
+    for m in members {
+        let mut prev = None;
+        let mut chain = Vec::new();
+        for seq in 1..=per_author {
+            let content = RecordContent {
+                author: member_key(&m.state_key),
+                seq,
+                prev,
+                created_at: now,
+                body: claim_body(seq, m.code),
+            };
+            let r = Record::sign(content, &m.state_key, roster.network_id());
+            prev = Some(r.id());
+            chain.push(r);
+        }
+        chains.push(chain);
+    }
+    let mut out = Vec::new();
+    for i in 0..per_author as usize {
+        for c in &chains {
+            out.push(c[i].clone());
+        }
+    }
+    out
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn cpu_seconds() -> f64 {
+    // utime + stime of this process, in clock ticks (100 Hz on Linux).
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit(')').next()?.split_whitespace().collect::<Vec<_>>();
+            let utime: f64 = after.get(11)?.parse().ok()?;
+            let stime: f64 = after.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
+fn dir_bytes(path: &std::path::Path) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for e in entries.flatten() {
+            let p = e.path();
+            total += if p.is_dir() { dir_bytes(&p) } else { e.metadata().map_or(0, |m| m.len()) };
+        }
+    }
+    total
+}
+
+/// Ingest: received bytes → durable in sled through the real validation path, one at a time
+/// (gossip) and in batches (sync), against raw ed25519 verification of the same records.
+fn ingest(n: usize) -> anyhow::Result<()> {
+    let members: Vec<LocalMember> = (0..20).map(|i| LocalMember::new(11, i)).collect();
+    let roster = local_roster(&members, &[]);
+    let records = signed_records(&members, &roster, (n / 20) as u64);
+    let bytes: Vec<Vec<u8>> = records.iter().map(|r| r.as_bytes().to_vec()).collect();
+    let n = records.len();
+    let now = attrib_node::now_ms();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+
+    // Baselines: raw ed25519-dalek on the same signatures and messages.
+    let msgs: Vec<Vec<u8>> = records.iter().map(|r| r.signed_message(roster.network_id())).collect();
+    let sigs: Vec<ed25519_dalek::Signature> = records.iter().map(Record::signature).collect();
+    let keys: Vec<ed25519_dalek::VerifyingKey> = records
+        .iter()
+        .map(|r| *roster.verifying_key(&r.author()).expect("member"))
+        .collect();
+    let t = Instant::now();
+    for i in 0..n {
+        keys[i].verify_strict(&msgs[i], &sigs[i])?;
+    }
+    let raw_single = rate(n, t.elapsed());
+    let t = Instant::now();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(512) {
+        let m: Vec<&[u8]> = chunk.iter().map(|i| msgs[*i].as_slice()).collect();
+        let s: Vec<_> = chunk.iter().map(|i| sigs[*i]).collect();
+        let k: Vec<_> = chunk.iter().map(|i| keys[*i]).collect();
+        ed25519_dalek::verify_batch(&m, &s, &k)?;
+    }
+    let raw_batch = rate(n, t.elapsed());
+
+    // Gossip-style: one record at a time, checked and appended; durable at the end.
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path())?;
+    let t = Instant::now();
+    for b in &bytes {
+        let r = check_record(b, &roster, now)?;
+        store.append(r)?;
+    }
+    rt.block_on(store.flush())?;
+    let gossip = rate(n, t.elapsed());
+    drop(store);
+
+    // Sync-style: batches of 512, one batch signature check, appended, one flush per batch.
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path())?;
+    let t = Instant::now();
+    for chunk in bytes.chunks(512) {
+        let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+        for r in check_records(&refs, &roster, now) {
+            store.append(r?)?;
+        }
+        rt.block_on(store.flush())?;
+    }
+    let sync = rate(n, t.elapsed());
+    anyhow::ensure!(store.counts().records == n, "not all records stored");
+
+    println!("ingest of {n} records from 20 authors (records/s)");
+    println!("  raw ed25519 verify_strict, one by one : {raw_single:>9.0}");
+    println!("  raw ed25519 verify_batch (512)        : {raw_batch:>9.0}");
+    println!("  gossip-style ingest (check + append)  : {gossip:>9.0}   ratio to raw single: {:.2}", gossip / raw_single);
+    println!("  sync-style ingest (batches of 512)    : {sync:>9.0}   ratio to raw batch:  {:.2}", sync / raw_batch);
+    Ok(())
+}
+
+/// Through the API, as an integrator sees it: submissions with 256 in flight (each
+/// acknowledged when durable), pre-signed records the same way, and submit → SSE latency at
+/// 100 records/s.
+async fn api(n: usize) -> anyhow::Result<()> {
+    let inflight = 256usize;
+    let members: Vec<LocalMember> = (0..inflight + 1).map(|i| LocalMember::new(12, i)).collect();
+    let roster = local_roster(&members, &[]);
+    let dir = tempfile::tempdir()?;
+    let node = Node::start(local_config(&members[0], &roster, Some(dir.path().join("n")), vec![], Some("bench".into()))).await?;
+    let base = format!("http://{}", node.api_addr().expect("api"));
+    let http = reqwest::Client::builder().pool_max_idle_per_host(inflight).build()?;
+    let claim = serde_json::json!({
+        "incident": { "title": "Grid outage", "summary": "Wiper on SCADA hosts", "observed_from": 1_763_000_000_000u64, "observed_to": 1_763_100_000_000u64 },
+        "attributed_to": { "state": "RUS", "actor": "APT-X" },
+        "confidence": 70, "tlp": "GREEN"
+    });
+
+    // (a) submissions signed by the node.
+    let t = Instant::now();
+    let per_task = n / inflight;
+    let mut tasks = Vec::new();
+    for _ in 0..inflight {
+        let (http, base, claim) = (http.clone(), base.clone(), claim.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per_task {
+                let r = http.post(format!("{base}/v1/claims")).bearer_auth("bench").json(&claim).send().await?;
+                anyhow::ensure!(r.status().as_u16() == 201, "submit failed: {}", r.status());
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let submitted = per_task * inflight;
+    let a = rate(submitted, t.elapsed());
+
+    // (b) pre-signed records, one author per in-flight slot so each stream is in chain order.
+    let chains: Vec<Vec<Vec<u8>>> = members[1..]
+        .iter()
+        .map(|m| {
+            let mut prev = None;
+            (1..=per_task as u64)
+                .map(|seq| {
+                    let c = RecordContent { author: member_key(&m.state_key), seq, prev, created_at: attrib_node::now_ms(), body: claim_body(seq, m.code) };
+                    let r = Record::sign(c, &m.state_key, roster.network_id());
+                    prev = Some(r.id());
+                    r.as_bytes().to_vec()
+                })
+                .collect()
+        })
+        .collect();
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for chain in chains {
+        let (http, base) = (http.clone(), base.clone());
+        tasks.push(tokio::spawn(async move {
+            for bytes in chain {
+                let r = http.post(format!("{base}/v1/records")).bearer_auth("bench").header("content-type", "application/octet-stream").body(bytes).send().await?;
+                anyhow::ensure!(r.status().as_u16() == 201, "publish failed: {}", r.status());
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let b = rate(per_task * inflight, t.elapsed());
+
+    // Baseline in the same run: the same node's store alone (append + group-committed flush),
+    // without HTTP, JSON or signatures.
+    let store_dir = tempfile::tempdir()?;
+    let store = Arc::new(Store::open(store_dir.path())?);
+    let baseline_records = signed_records(&members[1..21], &roster, (submitted / 20) as u64);
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for chunk in baseline_records.chunks(baseline_records.len().div_ceil(inflight)) {
+        let (store, chunk) = (store.clone(), chunk.to_vec());
+        tasks.push(tokio::spawn(async move {
+            for r in chunk {
+                store.append(r)?;
+                store.flush_through(store.last_cursor()).await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let store_only = rate(baseline_records.len(), t.elapsed());
+
+    // (c) submit → SSE delivery at 100 records/s.
+    let resp = http.get(format!("{base}/v1/feed/stream?since={}", node.handle().feed_updates().borrow().to_owned())).bearer_auth("bench").send().await?;
+    let mut body = resp.bytes_stream();
+    let sent: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Default::default();
+    let sender = {
+        let (http, base, claim, sent) = (http.clone(), base.clone(), claim.clone(), sent.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            for _ in 0..1000 {
+                tick.tick().await;
+                let start = Instant::now();
+                let r: serde_json::Value = http.post(format!("{base}/v1/claims")).bearer_auth("bench").json(&claim).send().await?.json().await?;
+                sent.lock().expect("lock").insert(r["id"].as_str().unwrap_or("").to_string(), start);
+            }
+            Ok::<_, anyhow::Error>(())
+        })
+    };
+    use futures::StreamExt;
+    let mut latencies = Vec::new();
+    let mut buf = String::new();
+    while latencies.len() < 1000 {
+        let chunk = tokio::time::timeout(Duration::from_secs(30), body.next()).await?.ok_or_else(|| anyhow::anyhow!("stream ended"))??;
+        let now = Instant::now();
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) {
+                let v: serde_json::Value = serde_json::from_str(data.trim())?;
+                let id = v["record"]["id"].as_str().unwrap_or("").to_string();
+                // The POST answer may arrive after the event: wait for the send time to be known.
+                let start = loop {
+                    if let Some(s) = sent.lock().expect("lock").get(&id).copied() {
+                        break s;
+                    }
+                    tokio::task::yield_now().await;
+                };
+                latencies.push(now.duration_since(start).as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    sender.await??;
+    latencies.sort_by(f64::total_cmp);
+    println!("through the local API ({inflight} requests in flight, each acknowledged when durable)");
+    println!("  (a) submissions signed by the node : {a:>8.0} records/s");
+    println!("  (b) pre-signed records             : {b:>8.0} records/s");
+    println!("  baseline: store append + group commit only, same run: {store_only:>8.0} records/s  (a/baseline {:.2}, b/baseline {:.2})", a / store_only, b / store_only);
+    println!("  (c) submit -> SSE delivery at 100/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", percentile(&latencies, 0.5), percentile(&latencies, 0.99), latencies.last().copied().unwrap_or(f64::NAN));
+    node.shutdown().await?;
+    Ok(())
+}
+
+/// Node RSS with N records stored, and disk bytes per record.
+async fn footprint(n: usize) -> anyhow::Result<()> {
+    let members: Vec<LocalMember> = (0..20).map(|i| LocalMember::new(13, i)).collect();
+    let roster = local_roster(&members, &[]);
+    let records = signed_records(&members, &roster, (n / 20) as u64);
+    let encoded: usize = records.iter().map(|r| r.as_bytes().len()).sum();
+    let before = rss_kib();
+    let dir = tempfile::tempdir()?;
+    let node = Node::start(local_config(&members[0], &roster, Some(dir.path().join("n")), vec![], None)).await?;
+    let bytes: Vec<Vec<u8>> = records.iter().map(|r| r.as_bytes().to_vec()).collect();
+    drop(records);
+    for chunk in bytes.chunks(512) {
+        node.handle().import(chunk.to_vec()).await?;
+    }
+    drop(bytes);
+    let n = node.handle().record_count();
+    node.shutdown().await?;
+    // Reopen: the footprint of a node that holds the record, not of the import.
+    let baseline = rss_kib();
+    let node = Node::start(local_config(&members[0], &roster, Some(dir.path().join("n")), vec![], None)).await?;
+    let _ = node.handle().feed(0, 1000, &attrib_node::FeedFilter::default())?;
+    let rss = rss_kib();
+    let disk = dir_bytes(&dir.path().join("n"));
+    println!("footprint with {n} records stored");
+    println!("  process RSS before any node: {} KiB; with the node open: {} KiB; node share: {} KiB", before, rss, rss.saturating_sub(before.min(baseline)));
+    println!("  disk: {disk} bytes = {:.0} bytes/record; encoded record: {:.0} bytes; ratio {:.2}", disk as f64 / n as f64, encoded as f64 / n as f64, disk as f64 / encoded as f64);
+    node.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
+    match args.first().map(String::as_str) {
+        Some("ingest") => tokio::task::block_in_place(|| ingest(arg(1, 20_000))),
+        Some("api") => api(arg(1, 20_480)).await,
+        Some("footprint") => footprint(arg(1, 100_000)).await,
+        Some("network") => network::run(arg(1, 100), arg(2, 10), arg(3, 20), args.get(4).cloned()).await,
+        _ => {
+            eprintln!("usage: bench ingest|api|network|footprint [N ...]");
+            std::process::exit(2);
+        }
+    }
+}
+
+mod network;

@@ -1,0 +1,292 @@
+//! Network benchmark: N real nodes on loopback in one process, claims published from several
+//! members at a fixed total rate; per-record delivery latency to every node, completeness, CPU
+//! and memory; and, in the same run, a bare gossipsub mesh with the same nodes, topology,
+//! message sizes and rate, without validation or storage, as the baseline.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use attrib_node::localnet::{LocalMember, local_config, local_roster};
+use attrib_node::{Node, NodeHandle, gossip_topic};
+use attrib_protocol::{RecordId, Roster};
+use futures::StreamExt;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, gossipsub, noise, tcp, yamux};
+use rand::{Rng, SeedableRng};
+use tokio::sync::mpsc;
+
+use super::{claim_body, cpu_seconds, peak_rss_kib, percentile};
+
+const DEGREE: usize = 6;
+const PUBLISHERS: usize = 10;
+
+/// Who dials whom: node i dials up to DEGREE random earlier nodes (seeded).
+fn topology(n: usize) -> Vec<Vec<usize>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(100);
+    (0..n)
+        .map(|i| {
+            let mut targets: Vec<usize> = (0..i).collect();
+            let mut picked = Vec::new();
+            while picked.len() < DEGREE.min(i) {
+                let k = rng.gen_range(0..targets.len());
+                picked.push(targets.swap_remove(k));
+            }
+            picked
+        })
+        .collect()
+}
+
+struct Stats {
+    latencies_ms: Vec<f64>,
+    delivered: usize,
+    expected: usize,
+    cpu_s: f64,
+}
+
+fn summary(name: &str, s: &Stats, nodes: usize, wall: Duration) {
+    let l = &s.latencies_ms;
+    println!(
+        "  {name:<22} p50 {:>7.2} ms  p95 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  delivered {}/{} ({:.1}%)  CPU {:.1}% of a core per node",
+        percentile(l, 0.5),
+        percentile(l, 0.95),
+        percentile(l, 0.99),
+        l.last().copied().unwrap_or(f64::NAN),
+        s.delivered,
+        s.expected,
+        100.0 * s.delivered as f64 / s.expected.max(1) as f64,
+        100.0 * s.cpu_s / wall.as_secs_f64() / nodes as f64,
+    );
+}
+
+async fn run_attrib(n: usize, rate: usize, seconds: usize) -> anyhow::Result<(Stats, Duration)> {
+    let members: Vec<LocalMember> = (0..n).map(|i| LocalMember::new(14, i)).collect();
+    let roster = local_roster(&members, &[]);
+    let topo = topology(n);
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut addrs: Vec<Multiaddr> = Vec::new();
+    for (i, m) in members.iter().enumerate() {
+        let bootstrap = topo[i].iter().map(|j| addrs[*j].clone()).collect();
+        let mut cfg = local_config(m, &roster, None, bootstrap, None);
+        cfg.heartbeat = Duration::from_millis(700);
+        cfg.sync_interval = Duration::from_secs(30);
+        let node = Node::start(cfg).await?;
+        addrs.push(node.handle().listen_addrs(Duration::from_secs(10)).await[0].clone());
+        nodes.push(node);
+    }
+    let handles: Vec<NodeHandle> = nodes.iter().map(Node::handle).collect();
+    for h in &handles {
+        anyhow::ensure!(h.wait_for_gossip_peers(DEGREE.min(n - 1), Duration::from_secs(60)).await, "mesh did not form");
+    }
+    // Let the mesh settle for two heartbeats (measurement hygiene, not synchronisation).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let cpu0 = super::cpu_seconds();
+    let wall0 = Instant::now();
+    let total = rate * seconds;
+    let mut sent: HashMap<RecordId, (u64, usize)> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    for k in 0..total {
+        tick.tick().await;
+        let p = k % PUBLISHERS.min(n);
+        let t0 = attrib_node::now_us();
+        let s = handles[p].submit(claim_body(k as u64, members[p].code)).await?;
+        sent.insert(s.id, (t0, p));
+    }
+    // Wait for completeness (bounded): every node holds every record.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for h in &handles {
+        while h.record_count() < total && Instant::now() < deadline {
+            let mut u = h.feed_updates();
+            let _ = tokio::time::timeout(Duration::from_millis(200), u.changed()).await;
+        }
+    }
+    let wall = wall0.elapsed();
+    let cpu_s = super::cpu_seconds() - cpu0;
+    let mut latencies = Vec::new();
+    let mut delivered = 0;
+    for (i, h) in handles.iter().enumerate() {
+        for (id, (t0, publisher)) in &sent {
+            if *publisher == i {
+                continue;
+            }
+            if let Some(entry) = h.get(id)? {
+                delivered += 1;
+                latencies.push(entry.received_us.saturating_sub(*t0) as f64 / 1000.0);
+            }
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    for node in nodes {
+        node.shutdown().await?;
+    }
+    Ok((Stats { latencies_ms: latencies, delivered, expected: total * (n - 1), cpu_s }, wall))
+}
+
+/// The baseline: bare gossipsub swarms, same identities, topology, heartbeat and message bytes.
+async fn run_baseline(n: usize, rate: usize, seconds: usize, roster: &Roster) -> anyhow::Result<(Stats, Duration)> {
+    let members: Vec<LocalMember> = (0..n).map(|i| LocalMember::new(14, i)).collect();
+    let topic = gossip_topic(roster.network_id());
+    let topo = topology(n);
+    let (arrivals_tx, mut arrivals) = mpsc::unbounded_channel::<(usize, Vec<u8>, u64)>();
+    let mut publish: Vec<mpsc::UnboundedSender<Vec<u8>>> = Vec::new();
+    let mut addrs: Vec<Multiaddr> = Vec::new();
+    let (ready_tx, mut ready) = mpsc::unbounded_channel::<usize>();
+    for (i, m) in members.iter().enumerate() {
+        let cfg = gossipsub::ConfigBuilder::default()
+            .validation_mode(gossipsub::ValidationMode::Anonymous)
+            .message_id_fn(|msg| gossipsub::MessageId::new(RecordId::of_encoding(&msg.data).as_bytes()))
+            .max_transmit_size(attrib_node::MAX_GOSSIP_BYTES)
+            .heartbeat_interval(Duration::from_millis(700))
+            .build()?;
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(m.node_key.clone())
+            .with_tokio()
+            .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
+            .with_behaviour(|_| {
+                Ok(gossipsub::Behaviour::<gossipsub::IdentityTransform, gossipsub::AllowAllSubscriptionFilter>::new(
+                    gossipsub::MessageAuthenticity::Anonymous,
+                    cfg,
+                )?)
+            })
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+            .build();
+        swarm.behaviour_mut().subscribe(&topic)?;
+        swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
+        let addr = loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                break address;
+            }
+        };
+        for j in &topo[i] {
+            swarm.dial(addrs[*j].clone())?;
+        }
+        addrs.push(addr);
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        publish.push(tx);
+        let (arrivals_tx, ready_tx, topic) = (arrivals_tx.clone(), ready_tx.clone(), topic.clone());
+        let want = DEGREE.min(n - 1);
+        tokio::spawn(async move {
+            let mut subscribed: std::collections::HashSet<PeerId> = Default::default();
+            let mut announced = false;
+            loop {
+                tokio::select! {
+                    m = rx.recv() => match m {
+                        Some(bytes) => { let _ = swarm.behaviour_mut().publish(topic.clone(), bytes); }
+                        None => break,
+                    },
+                    e = swarm.select_next_some() => match e {
+                        SwarmEvent::Behaviour(gossipsub::Event::Message { message, .. }) => {
+                            let _ = arrivals_tx.send((i, message.data, attrib_node::now_us()));
+                        }
+                        SwarmEvent::Behaviour(gossipsub::Event::Subscribed { peer_id, .. }) => {
+                            subscribed.insert(peer_id);
+                            if !announced && subscribed.len() >= want {
+                                announced = true;
+                                let _ = ready_tx.send(i);
+                            }
+                        }
+                        _ => {}
+                    },
+                }
+            }
+        });
+    }
+    for _ in 0..n {
+        tokio::time::timeout(Duration::from_secs(60), ready.recv()).await?;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let cpu0 = cpu_seconds();
+    let wall0 = Instant::now();
+    let total = rate * seconds;
+    let mut sent: HashMap<RecordId, (u64, usize)> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    for k in 0..total {
+        tick.tick().await;
+        let p = k % PUBLISHERS.min(n);
+        // Same size as an attrib record: a record signed by the publisher.
+        let m = &members[p];
+        let c = attrib_protocol::RecordContent { author: attrib_protocol::member_key(&m.state_key), seq: k as u64 + 1, prev: Some(RecordId([1; 32])), created_at: attrib_node::now_ms(), body: claim_body(k as u64, m.code) };
+        let bytes = attrib_protocol::Record::sign(c, &m.state_key, roster.network_id()).as_bytes().to_vec();
+        let id = RecordId::of_encoding(&bytes);
+        sent.insert(id, (attrib_node::now_us(), p));
+        publish[p].send(bytes)?;
+    }
+    let mut latencies = Vec::new();
+    let expected = total * (n - 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while latencies.len() < expected {
+        match tokio::time::timeout_at(deadline, arrivals.recv()).await {
+            Ok(Some((_, data, at))) => {
+                if let Some((t0, _)) = sent.get(&RecordId::of_encoding(&data)) {
+                    latencies.push(at.saturating_sub(*t0) as f64 / 1000.0);
+                }
+            }
+            _ => break,
+        }
+    }
+    let wall = wall0.elapsed();
+    let cpu_s = cpu_seconds() - cpu0;
+    let delivered = latencies.len();
+    latencies.sort_by(f64::total_cmp);
+    drop(publish);
+    Ok((Stats { latencies_ms: latencies, delivered, expected, cpu_s }, wall))
+}
+
+fn svg(path: &str, attrib: &[f64], baseline: &[f64], n: usize, rate: usize) -> anyhow::Result<()> {
+    let (w, h, left, bottom) = (720.0, 420.0, 60.0, 50.0);
+    let max_ms = percentile(attrib, 0.999).max(percentile(baseline, 0.999)).max(1.0) * 1.1;
+    let x = |ms: f64| left + (ms / max_ms).min(1.0) * (w - left - 20.0);
+    let y = |q: f64| (h - bottom) - q * (h - bottom - 30.0);
+    let curve = |data: &[f64]| -> String {
+        let mut pts = String::new();
+        for (i, v) in data.iter().enumerate().step_by((data.len() / 400).max(1)) {
+            pts.push_str(&format!("{:.1},{:.1} ", x(*v), y((i + 1) as f64 / data.len() as f64)));
+        }
+        pts
+    };
+    let mut out = format!(r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{left}" y="18" font-size="14">Delivery latency to every node, {n} nodes, {rate} claims/s (CDF)</text>
+<line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="black"/>
+<line x1="{left}" y1="30" x2="{left}" y2="{}" stroke="black"/>
+"#, h - bottom, w - 20.0, h - bottom, h - bottom);
+    for k in 0..=5 {
+        let ms = max_ms * k as f64 / 5.0;
+        out.push_str(&format!(r#"<text x="{:.1}" y="{}" text-anchor="middle">{ms:.0} ms</text>
+"#, x(ms), h - bottom + 18.0));
+    }
+    for q in [0.5, 0.95, 0.99] {
+        out.push_str(&format!(r##"<line x1="{left}" y1="{0:.1}" x2="{1}" y2="{0:.1}" stroke="#ddd"/><text x="{2}" y="{3:.1}" text-anchor="end">p{4}</text>
+"##, y(q), w - 20.0, left - 5.0, y(q) + 4.0, (q * 100.0) as u32));
+    }
+    out.push_str(&format!(r##"<polyline fill="none" stroke="#999" stroke-width="2" points="{}"/>
+<polyline fill="none" stroke="#c0392b" stroke-width="2" points="{}"/>
+<text x="{}" y="{}" fill="#c0392b">attrib (validate + store + forward)</text>
+<text x="{}" y="{}" fill="#999">bare gossipsub baseline</text>
+</svg>
+"##, curve(baseline), curve(attrib), w - 280.0, h - bottom - 40.0, w - 280.0, h - bottom - 22.0));
+    std::fs::write(path, out)?;
+    Ok(())
+}
+
+pub(crate) async fn run(n: usize, rate: usize, seconds: usize, svg_path: Option<String>) -> anyhow::Result<()> {
+    let members: Vec<LocalMember> = (0..n).map(|i| LocalMember::new(14, i)).collect();
+    let roster = local_roster(&members, &[]);
+    let (base, base_wall) = run_baseline(n, rate, seconds, &roster).await?;
+    let peak_after_baseline = peak_rss_kib();
+    let (attrib, wall) = run_attrib(n, rate, seconds).await?;
+    println!("network: {n} nodes in one process, {rate} claims/s for {seconds} s from {} publishers, degree {DEGREE}", PUBLISHERS.min(n));
+    summary("bare gossipsub", &base, n, base_wall);
+    summary("attrib", &attrib, n, wall);
+    println!(
+        "  p99 attrib / p99 baseline: {:.2}   peak RSS of the process: {} MiB ({} MiB after the baseline), about {:.1} MiB per node",
+        percentile(&attrib.latencies_ms, 0.99) / percentile(&base.latencies_ms, 0.99),
+        peak_rss_kib() / 1024,
+        peak_after_baseline / 1024,
+        peak_rss_kib() as f64 / 1024.0 / n as f64
+    );
+    if let Some(path) = svg_path {
+        svg(&path, &attrib.latencies_ms, &base.latencies_ms, n, rate)?;
+        println!("  latency distribution written to {path}");
+    }
+    Ok(())
+}
