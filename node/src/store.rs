@@ -189,7 +189,13 @@ impl Store {
 
     /// Opens (or creates) the store in `dir`.
     pub fn open_with(dir: &Path, limits: PendingLimits) -> Result<Store, StoreError> {
-        Self::from_db(sled::Config::new().path(dir).open()?, limits)
+        Self::from_db(
+            sled::Config::new()
+                .path(dir)
+                .mode(sled::Mode::HighThroughput)
+                .open()?,
+            limits,
+        )
     }
 
     /// A store in a temporary directory that is deleted on drop (tests, demo).
@@ -358,7 +364,7 @@ impl Store {
             Some(t) => Some((t, self.get(&t)?)),
             None => None,
         };
-        match chain::classify(record, self) {
+        match self.classify_fast(record)? {
             ChainPosition::Duplicate => Ok(Placement::Duplicate),
             ChainPosition::Gap { from, to } => Ok(Placement::Wait(Missing::Chain {
                 author: record.author(),
@@ -850,6 +856,28 @@ impl Store {
             pending: state.pending_total,
             forks: self.forks.len(),
         }
+    }
+
+    /// The chain rules of [`chain::classify`], with a fast path for the common case (the record
+    /// extends the contiguous head and nothing else is held at its seq or the next) that reads
+    /// only index keys, without decoding neighbouring records.
+    fn classify_fast(&self, record: &Record) -> Result<ChainPosition, StoreError> {
+        let author = record.author();
+        let seq = record.seq();
+        let head = self.head_of(&author)?;
+        let extends = match head {
+            Some(h) => h.seq + 1 == seq && record.prev() == Some(h.id),
+            None => seq == 1,
+        };
+        if extends
+            && self.chain.scan_prefix(chain_key(&author, seq, None)).next().is_none()
+            && seq
+                .checked_add(1)
+                .is_some_and(|n| self.chain.scan_prefix(chain_key(&author, n, None)).next().is_none())
+        {
+            return Ok(ChainPosition::Next);
+        }
+        Ok(chain::classify(record, self))
     }
 
     fn head_of(&self, author: &MemberKey) -> Result<Option<ChainHead>, StoreError> {

@@ -148,6 +148,17 @@ fn ingest(n: usize) -> anyhow::Result<()> {
     }
     let raw_batch = rate(n, t.elapsed());
 
+    // Where the time goes: the store alone on pre-checked records.
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path())?;
+    let t = Instant::now();
+    for r in &records {
+        store.append(r.clone())?;
+    }
+    rt.block_on(store.flush())?;
+    let store_only = rate(n, t.elapsed());
+    drop(store);
+
     // Gossip-style: one record at a time, checked and appended; durable at the end.
     let dir = tempfile::tempdir()?;
     let store = Store::open(dir.path())?;
@@ -177,6 +188,7 @@ fn ingest(n: usize) -> anyhow::Result<()> {
     println!("ingest of {n} records from 20 authors (records/s)");
     println!("  raw ed25519 verify_strict, one by one : {raw_single:>9.0}");
     println!("  raw ed25519 verify_batch (512)        : {raw_batch:>9.0}");
+    println!("  store append alone (pre-checked)      : {store_only:>9.0}");
     println!("  gossip-style ingest (check + append)  : {gossip:>9.0}   ratio to raw single: {:.2}", gossip / raw_single);
     println!("  sync-style ingest (batches of 512)    : {sync:>9.0}   ratio to raw batch:  {:.2}", sync / raw_batch);
     Ok(())
