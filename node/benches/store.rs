@@ -23,7 +23,10 @@ fn chain(n: u64) -> Vec<Record> {
                     sectors: vec![],
                     tags: vec![],
                 },
-                attributed_to: Attribution { state: None, actor: Some("APT-X".into()) },
+                attributed_to: Attribution {
+                    state: None,
+                    actor: Some("APT-X".into()),
+                },
                 confidence: 50,
                 evidence: vec![],
                 tlp: Tlp::Green,
@@ -37,7 +40,10 @@ fn chain(n: u64) -> Vec<Record> {
 
 fn benches(c: &mut Criterion) {
     let records = chain(512);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     c.bench_function("store append x512 (no flush)", |b| {
         b.iter_batched(
             || (tempfile::tempdir().expect("dir"), records.clone()),

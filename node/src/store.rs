@@ -870,10 +870,17 @@ impl Store {
             None => seq == 1,
         };
         if extends
-            && self.chain.scan_prefix(chain_key(&author, seq, None)).next().is_none()
-            && seq
-                .checked_add(1)
-                .is_some_and(|n| self.chain.scan_prefix(chain_key(&author, n, None)).next().is_none())
+            && self
+                .chain
+                .scan_prefix(chain_key(&author, seq, None))
+                .next()
+                .is_none()
+            && seq.checked_add(1).is_some_and(|n| {
+                self.chain
+                    .scan_prefix(chain_key(&author, n, None))
+                    .next()
+                    .is_none()
+            })
         {
             return Ok(ChainPosition::Next);
         }

@@ -26,13 +26,18 @@ fn setup() -> (MemberSigningKey, Roster, RecordContent) {
         body: Body::Claim(Claim {
             incident: Incident {
                 title: "Wiper attack on grid operator".into(),
-                summary: "Destructive malware on SCADA engineering workstations; 40 substations offline.".into(),
+                summary:
+                    "Destructive malware on SCADA engineering workstations; 40 substations offline."
+                        .into(),
                 observed_from: 1_763_000_000_000,
                 observed_to: 1_763_100_000_000,
                 sectors: vec!["energy".into()],
                 tags: vec!["wiper".into(), "ics".into()],
             },
-            attributed_to: Attribution { state: Some("RUS".parse().expect("code")), actor: Some("APT-X".into()) },
+            attributed_to: Attribution {
+                state: Some("RUS".parse().expect("code")),
+                actor: Some("APT-X".into()),
+            },
             confidence: 75,
             evidence: vec![Evidence {
                 kind: "malware-sample".into(),
@@ -50,7 +55,10 @@ fn setup() -> (MemberSigningKey, Roster, RecordContent) {
 struct Held(Vec<Record>);
 impl ChainView for Held {
     fn head(&self, _: &MemberKey) -> Option<ChainHead> {
-        self.0.last().map(|r| ChainHead { seq: r.seq(), id: r.id() })
+        self.0.last().map(|r| ChainHead {
+            seq: r.seq(),
+            id: r.id(),
+        })
     }
     fn at(&self, _: &MemberKey, seq: u64) -> Option<Record> {
         self.0.get(seq as usize - 1).cloned()
@@ -61,13 +69,25 @@ fn benches(c: &mut Criterion) {
     let (key, roster, content) = setup();
     let record = Record::sign(content.clone(), &key, roster.network_id());
     let bytes = record.as_bytes().to_vec();
-    c.bench_function("encode content", |b| b.iter(|| encoding::to_vec(black_box(&content))));
-    c.bench_function("decode record", |b| b.iter(|| Record::decode(black_box(&bytes))));
-    c.bench_function("record id (sha-256)", |b| b.iter(|| RecordId::of_encoding(black_box(&bytes))));
-    c.bench_function("sign record", |b| {
-        b.iter_batched(|| content.clone(), |c| Record::sign(c, &key, roster.network_id()), BatchSize::SmallInput)
+    c.bench_function("encode content", |b| {
+        b.iter(|| encoding::to_vec(black_box(&content)))
     });
-    c.bench_function("verify record (single, strict)", |b| b.iter(|| record.verify_signature(black_box(&roster))));
+    c.bench_function("decode record", |b| {
+        b.iter(|| Record::decode(black_box(&bytes)))
+    });
+    c.bench_function("record id (sha-256)", |b| {
+        b.iter(|| RecordId::of_encoding(black_box(&bytes)))
+    });
+    c.bench_function("sign record", |b| {
+        b.iter_batched(
+            || content.clone(),
+            |c| Record::sign(c, &key, roster.network_id()),
+            BatchSize::SmallInput,
+        )
+    });
+    c.bench_function("verify record (single, strict)", |b| {
+        b.iter(|| record.verify_signature(black_box(&roster)))
+    });
     c.bench_function("check_record (decode + rules + verify)", |b| {
         b.iter(|| check_record(black_box(&bytes), &roster, 1_764_000_000_000))
     });
@@ -76,7 +96,9 @@ fn benches(c: &mut Criterion) {
             let mut c = content.clone();
             c.seq = seq;
             c.prev = (seq > 1).then_some(RecordId([seq as u8; 32]));
-            Record::sign(c, &key, roster.network_id()).as_bytes().to_vec()
+            Record::sign(c, &key, roster.network_id())
+                .as_bytes()
+                .to_vec()
         })
         .collect();
     let refs: Vec<&[u8]> = many.iter().map(Vec::as_slice).collect();
@@ -97,7 +119,9 @@ fn benches(c: &mut Criterion) {
         Record::sign(c, &key, roster.network_id())
     };
     let held = Held(chain);
-    c.bench_function("chain classify (next)", |b| b.iter(|| chain::classify(black_box(&next), &held)));
+    c.bench_function("chain classify (next)", |b| {
+        b.iter(|| chain::classify(black_box(&next), &held))
+    });
 }
 
 criterion_group!(protocol, benches);

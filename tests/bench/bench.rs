@@ -20,13 +20,17 @@ fn claim_body(i: u64, code: StateCode) -> Body {
     Body::Claim(Claim {
         incident: Incident {
             title: format!("incident {i} reported by {code}"),
-            summary: "Intrusion into government mail servers; data exfiltrated over three weeks.".into(),
+            summary: "Intrusion into government mail servers; data exfiltrated over three weeks."
+                .into(),
             observed_from: 1_763_000_000_000,
             observed_to: 1_763_100_000_000,
             sectors: vec!["government".into()],
             tags: vec!["espionage".into()],
         },
-        attributed_to: Attribution { state: None, actor: Some("APT-BENCH".into()) },
+        attributed_to: Attribution {
+            state: None,
+            actor: Some("APT-BENCH".into()),
+        },
         confidence: 60,
         evidence: vec![],
         tlp: Tlp::Green,
@@ -79,7 +83,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_string))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(str::to_string)
+        })
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
 }
@@ -87,7 +95,11 @@ fn rss_kib() -> u64 {
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_string)
+        })
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
 }
@@ -110,7 +122,11 @@ fn dir_bytes(path: &std::path::Path) -> u64 {
     if let Ok(entries) = std::fs::read_dir(path) {
         for e in entries.flatten() {
             let p = e.path();
-            total += if p.is_dir() { dir_bytes(&p) } else { e.metadata().map_or(0, |m| m.len()) };
+            total += if p.is_dir() {
+                dir_bytes(&p)
+            } else {
+                e.metadata().map_or(0, |m| m.len())
+            };
         }
     }
     total
@@ -125,10 +141,15 @@ fn ingest(n: usize) -> anyhow::Result<()> {
     let bytes: Vec<Vec<u8>> = records.iter().map(|r| r.as_bytes().to_vec()).collect();
     let n = records.len();
     let now = attrib_node::now_ms();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
 
     // Baselines: raw ed25519-dalek on the same signatures and messages.
-    let msgs: Vec<Vec<u8>> = records.iter().map(|r| r.signed_message(roster.network_id())).collect();
+    let msgs: Vec<Vec<u8>> = records
+        .iter()
+        .map(|r| r.signed_message(roster.network_id()))
+        .collect();
     let sigs: Vec<ed25519_dalek::Signature> = records.iter().map(Record::signature).collect();
     let keys: Vec<ed25519_dalek::VerifyingKey> = records
         .iter()
@@ -189,8 +210,14 @@ fn ingest(n: usize) -> anyhow::Result<()> {
     println!("  raw ed25519 verify_strict, one by one : {raw_single:>9.0}");
     println!("  raw ed25519 verify_batch (512)        : {raw_batch:>9.0}");
     println!("  store append alone (pre-checked)      : {store_only:>9.0}");
-    println!("  gossip-style ingest (check + append)  : {gossip:>9.0}   ratio to raw single: {:.2}", gossip / raw_single);
-    println!("  sync-style ingest (batches of 512)    : {sync:>9.0}   ratio to raw batch:  {:.2}", sync / raw_batch);
+    println!(
+        "  gossip-style ingest (check + append)  : {gossip:>9.0}   ratio to raw single: {:.2}",
+        gossip / raw_single
+    );
+    println!(
+        "  sync-style ingest (batches of 512)    : {sync:>9.0}   ratio to raw batch:  {:.2}",
+        sync / raw_batch
+    );
     Ok(())
 }
 
@@ -202,9 +229,18 @@ async fn api(n: usize) -> anyhow::Result<()> {
     let members: Vec<LocalMember> = (0..inflight + 1).map(|i| LocalMember::new(12, i)).collect();
     let roster = local_roster(&members, &[]);
     let dir = tempfile::tempdir()?;
-    let node = Node::start(local_config(&members[0], &roster, Some(dir.path().join("n")), vec![], Some("bench".into()))).await?;
+    let node = Node::start(local_config(
+        &members[0],
+        &roster,
+        Some(dir.path().join("n")),
+        vec![],
+        Some("bench".into()),
+    ))
+    .await?;
     let base = format!("http://{}", node.api_addr().expect("api"));
-    let http = reqwest::Client::builder().pool_max_idle_per_host(inflight).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(inflight)
+        .build()?;
     let claim = serde_json::json!({
         "incident": { "title": "Grid outage", "summary": "Wiper on SCADA hosts", "observed_from": 1_763_000_000_000u64, "observed_to": 1_763_100_000_000u64 },
         "attributed_to": { "state": "RUS", "actor": "APT-X" },
@@ -219,7 +255,12 @@ async fn api(n: usize) -> anyhow::Result<()> {
         let (http, base, claim) = (http.clone(), base.clone(), claim.clone());
         tasks.push(tokio::spawn(async move {
             for _ in 0..per_task {
-                let r = http.post(format!("{base}/v1/claims")).bearer_auth("bench").json(&claim).send().await?;
+                let r = http
+                    .post(format!("{base}/v1/claims"))
+                    .bearer_auth("bench")
+                    .json(&claim)
+                    .send()
+                    .await?;
                 anyhow::ensure!(r.status().as_u16() == 201, "submit failed: {}", r.status());
             }
             Ok::<_, anyhow::Error>(())
@@ -238,7 +279,13 @@ async fn api(n: usize) -> anyhow::Result<()> {
             let mut prev = None;
             (1..=per_task as u64)
                 .map(|seq| {
-                    let c = RecordContent { author: member_key(&m.state_key), seq, prev, created_at: attrib_node::now_ms(), body: claim_body(seq, m.code) };
+                    let c = RecordContent {
+                        author: member_key(&m.state_key),
+                        seq,
+                        prev,
+                        created_at: attrib_node::now_ms(),
+                        body: claim_body(seq, m.code),
+                    };
                     let r = Record::sign(c, &m.state_key, roster.network_id());
                     prev = Some(r.id());
                     r.as_bytes().to_vec()
@@ -252,7 +299,13 @@ async fn api(n: usize) -> anyhow::Result<()> {
         let (http, base) = (http.clone(), base.clone());
         tasks.push(tokio::spawn(async move {
             for bytes in chain {
-                let r = http.post(format!("{base}/v1/records")).bearer_auth("bench").header("content-type", "application/octet-stream").body(bytes).send().await?;
+                let r = http
+                    .post(format!("{base}/v1/records"))
+                    .bearer_auth("bench")
+                    .header("content-type", "application/octet-stream")
+                    .body(bytes)
+                    .send()
+                    .await?;
                 anyhow::ensure!(r.status().as_u16() == 201, "publish failed: {}", r.status());
             }
             Ok::<_, anyhow::Error>(())
@@ -286,7 +339,14 @@ async fn api(n: usize) -> anyhow::Result<()> {
     let store_only = rate(baseline_records.len(), t.elapsed());
 
     // (c) submit → SSE delivery at 100 records/s.
-    let resp = http.get(format!("{base}/v1/feed/stream?since={}", node.handle().feed_updates().borrow().to_owned())).bearer_auth("bench").send().await?;
+    let resp = http
+        .get(format!(
+            "{base}/v1/feed/stream?since={}",
+            node.handle().feed_updates().borrow().to_owned()
+        ))
+        .bearer_auth("bench")
+        .send()
+        .await?;
     let mut body = resp.bytes_stream();
     let sent: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Default::default();
     let sender = {
@@ -296,8 +356,17 @@ async fn api(n: usize) -> anyhow::Result<()> {
             for _ in 0..1000 {
                 tick.tick().await;
                 let start = Instant::now();
-                let r: serde_json::Value = http.post(format!("{base}/v1/claims")).bearer_auth("bench").json(&claim).send().await?.json().await?;
-                sent.lock().expect("lock").insert(r["id"].as_str().unwrap_or("").to_string(), start);
+                let r: serde_json::Value = http
+                    .post(format!("{base}/v1/claims"))
+                    .bearer_auth("bench")
+                    .json(&claim)
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                sent.lock()
+                    .expect("lock")
+                    .insert(r["id"].as_str().unwrap_or("").to_string(), start);
             }
             Ok::<_, anyhow::Error>(())
         })
@@ -306,7 +375,9 @@ async fn api(n: usize) -> anyhow::Result<()> {
     let mut latencies = Vec::new();
     let mut buf = String::new();
     while latencies.len() < 1000 {
-        let chunk = tokio::time::timeout(Duration::from_secs(30), body.next()).await?.ok_or_else(|| anyhow::anyhow!("stream ended"))??;
+        let chunk = tokio::time::timeout(Duration::from_secs(30), body.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("stream ended"))??;
         let now = Instant::now();
         buf.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = buf.find("\n\n") {
@@ -327,11 +398,22 @@ async fn api(n: usize) -> anyhow::Result<()> {
     }
     sender.await??;
     latencies.sort_by(f64::total_cmp);
-    println!("through the local API ({inflight} requests in flight, each acknowledged when durable)");
+    println!(
+        "through the local API ({inflight} requests in flight, each acknowledged when durable)"
+    );
     println!("  (a) submissions signed by the node : {a:>8.0} records/s");
     println!("  (b) pre-signed records             : {b:>8.0} records/s");
-    println!("  baseline: store append + group commit only, same run: {store_only:>8.0} records/s  (a/baseline {:.2}, b/baseline {:.2})", a / store_only, b / store_only);
-    println!("  (c) submit -> SSE delivery at 100/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", percentile(&latencies, 0.5), percentile(&latencies, 0.99), latencies.last().copied().unwrap_or(f64::NAN));
+    println!(
+        "  baseline: store append + group commit only, same run: {store_only:>8.0} records/s  (a/baseline {:.2}, b/baseline {:.2})",
+        a / store_only,
+        b / store_only
+    );
+    println!(
+        "  (c) submit -> SSE delivery at 100/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or(f64::NAN)
+    );
     node.shutdown().await?;
     Ok(())
 }
@@ -344,7 +426,14 @@ async fn footprint(n: usize) -> anyhow::Result<()> {
     let encoded: usize = records.iter().map(|r| r.as_bytes().len()).sum();
     let before = rss_kib();
     let dir = tempfile::tempdir()?;
-    let node = Node::start(local_config(&members[0], &roster, Some(dir.path().join("n")), vec![], None)).await?;
+    let node = Node::start(local_config(
+        &members[0],
+        &roster,
+        Some(dir.path().join("n")),
+        vec![],
+        None,
+    ))
+    .await?;
     let bytes: Vec<Vec<u8>> = records.iter().map(|r| r.as_bytes().to_vec()).collect();
     drop(records);
     for chunk in bytes.chunks(512) {
@@ -355,13 +444,32 @@ async fn footprint(n: usize) -> anyhow::Result<()> {
     node.shutdown().await?;
     // Reopen: the footprint of a node that holds the record, not of the import.
     let baseline = rss_kib();
-    let node = Node::start(local_config(&members[0], &roster, Some(dir.path().join("n")), vec![], None)).await?;
-    let _ = node.handle().feed(0, 1000, &attrib_node::FeedFilter::default())?;
+    let node = Node::start(local_config(
+        &members[0],
+        &roster,
+        Some(dir.path().join("n")),
+        vec![],
+        None,
+    ))
+    .await?;
+    let _ = node
+        .handle()
+        .feed(0, 1000, &attrib_node::FeedFilter::default())?;
     let rss = rss_kib();
     let disk = dir_bytes(&dir.path().join("n"));
     println!("footprint with {n} records stored");
-    println!("  process RSS before any node: {} KiB; with the node open: {} KiB; node share: {} KiB", before, rss, rss.saturating_sub(before.min(baseline)));
-    println!("  disk: {disk} bytes = {:.0} bytes/record; encoded record: {:.0} bytes; ratio {:.2}", disk as f64 / n as f64, encoded as f64 / n as f64, disk as f64 / encoded as f64);
+    println!(
+        "  process RSS before any node: {} KiB; with the node open: {} KiB; node share: {} KiB",
+        before,
+        rss,
+        rss.saturating_sub(before.min(baseline))
+    );
+    println!(
+        "  disk: {disk} bytes = {:.0} bytes/record; encoded record: {:.0} bytes; ratio {:.2}",
+        disk as f64 / n as f64,
+        encoded as f64 / n as f64,
+        disk as f64 / encoded as f64
+    );
     node.shutdown().await?;
     Ok(())
 }
@@ -369,12 +477,15 @@ async fn footprint(n: usize) -> anyhow::Result<()> {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
+    let arg =
+        |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     match args.first().map(String::as_str) {
         Some("ingest") => tokio::task::block_in_place(|| ingest(arg(1, 20_000))),
         Some("api") => api(arg(1, 20_480)).await,
         Some("footprint") => footprint(arg(1, 100_000)).await,
-        Some("network") => network::run(arg(1, 100), arg(2, 10), arg(3, 20), args.get(4).cloned()).await,
+        Some("network") => {
+            network::run(arg(1, 100), arg(2, 10), arg(3, 20), args.get(4).cloned()).await
+        }
         _ => {
             eprintln!("usage: bench ingest|api|network|footprint [N ...]");
             std::process::exit(2);

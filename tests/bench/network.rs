@@ -75,7 +75,11 @@ async fn run_attrib(n: usize, rate: usize, seconds: usize) -> anyhow::Result<(St
     }
     let handles: Vec<NodeHandle> = nodes.iter().map(Node::handle).collect();
     for h in &handles {
-        anyhow::ensure!(h.wait_for_gossip_peers(DEGREE.min(n - 1), Duration::from_secs(60)).await, "mesh did not form");
+        anyhow::ensure!(
+            h.wait_for_gossip_peers(DEGREE.min(n - 1), Duration::from_secs(60))
+                .await,
+            "mesh did not form"
+        );
     }
     // Let the mesh settle for two heartbeats (measurement hygiene, not synchronisation).
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -88,7 +92,9 @@ async fn run_attrib(n: usize, rate: usize, seconds: usize) -> anyhow::Result<(St
         tick.tick().await;
         let p = k % PUBLISHERS.min(n);
         let t0 = attrib_node::now_us();
-        let s = handles[p].submit(claim_body(k as u64, members[p].code)).await?;
+        let s = handles[p]
+            .submit(claim_body(k as u64, members[p].code))
+            .await?;
         sent.insert(s.id, (t0, p));
     }
     // Wait for completeness (bounded): every node holds every record.
@@ -118,11 +124,24 @@ async fn run_attrib(n: usize, rate: usize, seconds: usize) -> anyhow::Result<(St
     for node in nodes {
         node.shutdown().await?;
     }
-    Ok((Stats { latencies_ms: latencies, delivered, expected: total * (n - 1), cpu_s }, wall))
+    Ok((
+        Stats {
+            latencies_ms: latencies,
+            delivered,
+            expected: total * (n - 1),
+            cpu_s,
+        },
+        wall,
+    ))
 }
 
 /// The baseline: bare gossipsub swarms, same identities, topology, heartbeat and message bytes.
-async fn run_baseline(n: usize, rate: usize, seconds: usize, roster: &Roster) -> anyhow::Result<(Stats, Duration)> {
+async fn run_baseline(
+    n: usize,
+    rate: usize,
+    seconds: usize,
+    roster: &Roster,
+) -> anyhow::Result<(Stats, Duration)> {
     let members: Vec<LocalMember> = (0..n).map(|i| LocalMember::new(14, i)).collect();
     let topic = gossip_topic(roster.network_id());
     let topo = topology(n);
@@ -133,17 +152,25 @@ async fn run_baseline(n: usize, rate: usize, seconds: usize, roster: &Roster) ->
     for (i, m) in members.iter().enumerate() {
         let cfg = gossipsub::ConfigBuilder::default()
             .validation_mode(gossipsub::ValidationMode::Anonymous)
-            .message_id_fn(|msg| gossipsub::MessageId::new(RecordId::of_encoding(&msg.data).as_bytes()))
+            .message_id_fn(|msg| {
+                gossipsub::MessageId::new(RecordId::of_encoding(&msg.data).as_bytes())
+            })
             .max_transmit_size(attrib_node::MAX_GOSSIP_BYTES)
             .heartbeat_interval(Duration::from_millis(700))
             .build()?;
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(m.node_key.clone())
             .with_tokio()
-            .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )?
             .with_behaviour(|_| {
-                Ok(gossipsub::Behaviour::<gossipsub::IdentityTransform, gossipsub::AllowAllSubscriptionFilter>::new(
-                    gossipsub::MessageAuthenticity::Anonymous,
-                    cfg,
+                Ok(gossipsub::Behaviour::<
+                    gossipsub::IdentityTransform,
+                    gossipsub::AllowAllSubscriptionFilter,
+                >::new(
+                    gossipsub::MessageAuthenticity::Anonymous, cfg
                 )?)
             })
             .map_err(|e| anyhow::anyhow!("{e}"))?
@@ -204,8 +231,16 @@ async fn run_baseline(n: usize, rate: usize, seconds: usize, roster: &Roster) ->
         let p = k % PUBLISHERS.min(n);
         // Same size as an attrib record: a record signed by the publisher.
         let m = &members[p];
-        let c = attrib_protocol::RecordContent { author: attrib_protocol::member_key(&m.state_key), seq: k as u64 + 1, prev: Some(RecordId([1; 32])), created_at: attrib_node::now_ms(), body: claim_body(k as u64, m.code) };
-        let bytes = attrib_protocol::Record::sign(c, &m.state_key, roster.network_id()).as_bytes().to_vec();
+        let c = attrib_protocol::RecordContent {
+            author: attrib_protocol::member_key(&m.state_key),
+            seq: k as u64 + 1,
+            prev: Some(RecordId([1; 32])),
+            created_at: attrib_node::now_ms(),
+            body: claim_body(k as u64, m.code),
+        };
+        let bytes = attrib_protocol::Record::sign(c, &m.state_key, roster.network_id())
+            .as_bytes()
+            .to_vec();
         let id = RecordId::of_encoding(&bytes);
         sent.insert(id, (attrib_node::now_us(), p));
         publish[p].send(bytes)?;
@@ -228,53 +263,94 @@ async fn run_baseline(n: usize, rate: usize, seconds: usize, roster: &Roster) ->
     let delivered = latencies.len();
     latencies.sort_by(f64::total_cmp);
     drop(publish);
-    Ok((Stats { latencies_ms: latencies, delivered, expected, cpu_s }, wall))
+    Ok((
+        Stats {
+            latencies_ms: latencies,
+            delivered,
+            expected,
+            cpu_s,
+        },
+        wall,
+    ))
 }
 
 fn svg(path: &str, attrib: &[f64], baseline: &[f64], n: usize, rate: usize) -> anyhow::Result<()> {
     let (w, h, left, bottom) = (720.0, 420.0, 60.0, 50.0);
-    let max_ms = percentile(attrib, 0.999).max(percentile(baseline, 0.999)).max(1.0) * 1.1;
+    let max_ms = percentile(attrib, 0.999)
+        .max(percentile(baseline, 0.999))
+        .max(1.0)
+        * 1.1;
     let x = |ms: f64| left + (ms / max_ms).min(1.0) * (w - left - 20.0);
     let y = |q: f64| (h - bottom) - q * (h - bottom - 30.0);
     let curve = |data: &[f64]| -> String {
         let mut pts = String::new();
         for (i, v) in data.iter().enumerate().step_by((data.len() / 400).max(1)) {
-            pts.push_str(&format!("{:.1},{:.1} ", x(*v), y((i + 1) as f64 / data.len() as f64)));
+            pts.push_str(&format!(
+                "{:.1},{:.1} ",
+                x(*v),
+                y((i + 1) as f64 / data.len() as f64)
+            ));
         }
         pts
     };
-    let mut out = format!(r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">
+    let mut out = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="white"/>
 <text x="{left}" y="18" font-size="14">Delivery latency to every node, {n} nodes, {rate} claims/s (CDF)</text>
 <line x1="{left}" y1="{}" x2="{}" y2="{}" stroke="black"/>
 <line x1="{left}" y1="30" x2="{left}" y2="{}" stroke="black"/>
-"#, h - bottom, w - 20.0, h - bottom, h - bottom);
+"#,
+        h - bottom,
+        w - 20.0,
+        h - bottom,
+        h - bottom
+    );
     for k in 0..=5 {
         let ms = max_ms * k as f64 / 5.0;
-        out.push_str(&format!(r#"<text x="{:.1}" y="{}" text-anchor="middle">{ms:.0} ms</text>
-"#, x(ms), h - bottom + 18.0));
+        out.push_str(&format!(
+            r#"<text x="{:.1}" y="{}" text-anchor="middle">{ms:.0} ms</text>
+"#,
+            x(ms),
+            h - bottom + 18.0
+        ));
     }
     for q in [0.5, 0.95, 0.99] {
         out.push_str(&format!(r##"<line x1="{left}" y1="{0:.1}" x2="{1}" y2="{0:.1}" stroke="#ddd"/><text x="{2}" y="{3:.1}" text-anchor="end">p{4}</text>
 "##, y(q), w - 20.0, left - 5.0, y(q) + 4.0, (q * 100.0) as u32));
     }
-    out.push_str(&format!(r##"<polyline fill="none" stroke="#999" stroke-width="2" points="{}"/>
+    out.push_str(&format!(
+        r##"<polyline fill="none" stroke="#999" stroke-width="2" points="{}"/>
 <polyline fill="none" stroke="#c0392b" stroke-width="2" points="{}"/>
 <text x="{}" y="{}" fill="#c0392b">attrib (validate + store + forward)</text>
 <text x="{}" y="{}" fill="#999">bare gossipsub baseline</text>
 </svg>
-"##, curve(baseline), curve(attrib), w - 280.0, h - bottom - 40.0, w - 280.0, h - bottom - 22.0));
+"##,
+        curve(baseline),
+        curve(attrib),
+        w - 280.0,
+        h - bottom - 40.0,
+        w - 280.0,
+        h - bottom - 22.0
+    ));
     std::fs::write(path, out)?;
     Ok(())
 }
 
-pub(crate) async fn run(n: usize, rate: usize, seconds: usize, svg_path: Option<String>) -> anyhow::Result<()> {
+pub(crate) async fn run(
+    n: usize,
+    rate: usize,
+    seconds: usize,
+    svg_path: Option<String>,
+) -> anyhow::Result<()> {
     let members: Vec<LocalMember> = (0..n).map(|i| LocalMember::new(14, i)).collect();
     let roster = local_roster(&members, &[]);
     let (base, base_wall) = run_baseline(n, rate, seconds, &roster).await?;
     let peak_after_baseline = peak_rss_kib();
     let (attrib, wall) = run_attrib(n, rate, seconds).await?;
-    println!("network: {n} nodes in one process, {rate} claims/s for {seconds} s from {} publishers, degree {DEGREE}", PUBLISHERS.min(n));
+    println!(
+        "network: {n} nodes in one process, {rate} claims/s for {seconds} s from {} publishers, degree {DEGREE}",
+        PUBLISHERS.min(n)
+    );
     summary("bare gossipsub", &base, n, base_wall);
     summary("attrib", &attrib, n, wall);
     println!(
