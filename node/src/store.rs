@@ -187,15 +187,27 @@ impl Store {
         Self::open_with(dir, PendingLimits::default())
     }
 
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir`. If another handle in this process is still
+    /// letting go of the directory (sled's flusher thread outlives a dropped store for a
+    /// moment), the lock is retried for up to two seconds before giving up.
     pub fn open_with(dir: &Path, limits: PendingLimits) -> Result<Store, StoreError> {
-        Self::from_db(
-            sled::Config::new()
+        let mut attempts = 0;
+        loop {
+            let opened = sled::Config::new()
                 .path(dir)
                 .mode(sled::Mode::HighThroughput)
-                .open()?,
-            limits,
-        )
+                .open();
+            match opened {
+                Ok(db) => return Self::from_db(db, limits),
+                Err(sled::Error::Io(e))
+                    if attempts < 40 && e.to_string().contains("could not acquire lock") =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// A store in a temporary directory that is deleted on drop (tests, demo).
