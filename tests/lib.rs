@@ -15,6 +15,30 @@ use tokio::sync::{mpsc, watch};
 /// How long any single wait in a test may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
+/// A plain claim for scenarios where what it says does not matter: attributed to the actor
+/// `APT-X`, confidence 50, TLP:GREEN.
+pub fn claim(title: &str) -> attrib_protocol::Body {
+    use attrib_protocol::*;
+    Body::Claim(Claim {
+        incident: Incident {
+            title: title.into(),
+            summary: String::new(),
+            observed_from: 1,
+            observed_to: 2,
+            sectors: vec![],
+            tags: vec![],
+        },
+        attributed_to: Attribution {
+            state: None,
+            actor: Some("APT-X".into()),
+        },
+        confidence: 50,
+        evidence: vec![],
+        tlp: Tlp::Green,
+        supersedes: None,
+    })
+}
+
 /// Waits until `node` holds at least `n` records, or fails after [`DEADLINE`].
 pub async fn wait_for_count(node: &NodeHandle, n: usize, what: &str) -> anyhow::Result<()> {
     let mut updates = node.feed_updates();

@@ -6,28 +6,7 @@
 use attrib_node::localnet::LocalMember;
 use attrib_protocol::sync::{FetchRequest, MAX_FETCH_IDS, MAX_FETCH_RECORDS};
 use attrib_protocol::*;
-use attrib_tests::{DEADLINE, FetchProbe, HarnessPeer, TestNet, wait_for_count};
-
-fn claim(title: &str) -> Body {
-    Body::Claim(Claim {
-        incident: Incident {
-            title: title.into(),
-            summary: String::new(),
-            observed_from: 1,
-            observed_to: 2,
-            sectors: vec![],
-            tags: vec![],
-        },
-        attributed_to: Attribution {
-            state: Some("RUS".parse().unwrap()),
-            actor: None,
-        },
-        confidence: 50,
-        evidence: vec![],
-        tlp: Tlp::Green,
-        supersedes: None,
-    })
-}
+use attrib_tests::{DEADLINE, FetchProbe, HarnessPeer, TestNet, claim, wait_for_count};
 
 fn signed(
     member: &LocalMember,

@@ -1,28 +1,7 @@
 //! A node restarted on its data dir keeps its records and continues its own chain.
 
 use attrib_protocol::*;
-use attrib_tests::{DEADLINE, TestNet};
-
-fn claim(title: &str) -> Body {
-    Body::Claim(Claim {
-        incident: Incident {
-            title: title.into(),
-            summary: String::new(),
-            observed_from: 1,
-            observed_to: 2,
-            sectors: vec![],
-            tags: vec![],
-        },
-        attributed_to: Attribution {
-            state: None,
-            actor: Some("APT-X".into()),
-        },
-        confidence: 50,
-        evidence: vec![],
-        tlp: Tlp::Green,
-        supersedes: None,
-    })
-}
+use attrib_tests::{DEADLINE, TestNet, claim};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_node_keeps_records_and_continues_its_chain() {

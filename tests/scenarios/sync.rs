@@ -3,29 +3,8 @@
 
 use attrib_node::localnet::LocalMember;
 use attrib_protocol::*;
-use attrib_tests::{DEADLINE, HarnessPeer, TestNet, wait_converged, wait_for_count};
+use attrib_tests::{DEADLINE, HarnessPeer, TestNet, claim, wait_converged, wait_for_count};
 use rand::{Rng, SeedableRng};
-
-fn claim(title: &str) -> Body {
-    Body::Claim(Claim {
-        incident: Incident {
-            title: title.into(),
-            summary: String::new(),
-            observed_from: 1,
-            observed_to: 2,
-            sectors: vec![],
-            tags: vec![],
-        },
-        attributed_to: Attribution {
-            state: None,
-            actor: Some("APT-X".into()),
-        },
-        confidence: 50,
-        evidence: vec![],
-        tlp: Tlp::Green,
-        supersedes: None,
-    })
-}
 
 /// `n` claims by `member` starting at `first_seq` after `prev`, signed offline.
 fn signed_chain(
