@@ -196,6 +196,7 @@ impl Store {
             let opened = sled::Config::new()
                 .path(dir)
                 .mode(sled::Mode::HighThroughput)
+                .cache_capacity(32 * 1024 * 1024)
                 .open();
             match opened {
                 Ok(db) => return Self::from_db(db, limits),
