@@ -32,7 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use attrib_protocol::{
     Body, ChainHead, MemberSigningKey, NetworkId, Record, RecordContent, RecordError, RecordId,
-    Roster, StateCode, ThreadStatus, Tlp, check_record, check_response, member_key,
+    Roster, StateCode, ThreadStatus, Tlp, check_record, check_response_content, member_key,
 };
 use libp2p::{Multiaddr, PeerId};
 use serde::Serialize;
@@ -521,19 +521,7 @@ impl NodeHandle {
             return Err(SubmitError::CatchingUp { pending });
         }
         let head = store.chain_head(&author)?;
-        if let Some(target) = body.target() {
-            let t = store
-                .get(&target)?
-                .ok_or(SubmitError::UnknownTarget(target))?;
-            let probe = RecordContent {
-                author,
-                seq: 1,
-                prev: None,
-                created_at: 0,
-                body: body.clone(),
-            };
-            check_response(&Record::sign(probe, key, roster.network_id()), &t)?;
-        }
+        let target = body.target();
         let content = RecordContent {
             author,
             seq: head.map_or(1, |h| h.seq + 1),
@@ -541,6 +529,12 @@ impl NodeHandle {
             created_at: now_ms(),
             body,
         };
+        if let Some(target) = target {
+            let t = store
+                .get(&target)?
+                .ok_or(SubmitError::UnknownTarget(target))?;
+            check_response_content(&content, &t)?;
+        }
         // Our own signature needs no check; the rules and the size do.
         attrib_protocol::check_content(&content)?;
         let record = Record::sign(content, key, roster.network_id());

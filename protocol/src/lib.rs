@@ -86,4 +86,5 @@ pub use roster::{Member, Observer, Roster, RosterError, RosterFile};
 pub use thread::{Position, ThreadStatus, opinion_label, stance_label};
 pub use validate::{
     RecordError, check_clock, check_content, check_record, check_records, check_response,
+    check_response_content,
 };

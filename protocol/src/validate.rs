@@ -228,6 +228,12 @@ pub fn check_content(c: &RecordContent) -> Result<(), RecordError> {
 /// Checks a response (rebuttal, endorsement, retraction, superseding claim) against the record
 /// it targets. `target` must be the record whose id is `record.body().target()`.
 pub fn check_response(record: &Record, target: &Record) -> Result<(), RecordError> {
+    check_response_content(record.content(), target)
+}
+
+/// [`check_response`] for content not yet signed: the rule depends only on who says what, so an
+/// author can check a response before signing it.
+pub fn check_response_content(content: &RecordContent, target: &Record) -> Result<(), RecordError> {
     let target_id = target.id();
     if !matches!(target.body(), Body::Claim(_)) {
         return Err(RecordError::TargetNotClaim {
@@ -235,8 +241,8 @@ pub fn check_response(record: &Record, target: &Record) -> Result<(), RecordErro
             kind: target.body().kind_name(),
         });
     }
-    let same_author = record.author() == target.author();
-    match record.body() {
+    let same_author = content.author == target.author();
+    match &content.body {
         Body::Retraction(_) if !same_author => {
             Err(RecordError::RetractionByNonAuthor { target: target_id })
         }
