@@ -16,8 +16,11 @@ use crate::store::{Appended, Missing, Store, StoreError};
 /// What happened to a received record.
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    /// Stored (possibly releasing pending records).
-    Stored,
+    /// Stored at this feed cursor (possibly releasing pending records).
+    Stored {
+        /// Its feed cursor.
+        cursor: u64,
+    },
     /// Already held.
     Duplicate,
     /// Kept pending until this is fetched.
@@ -128,7 +131,7 @@ impl Ingest {
             };
             let author = record.author();
             match self.append(record) {
-                Ok(Outcome::Stored) | Ok(Outcome::Fork) => {
+                Ok(Outcome::Stored { .. }) | Ok(Outcome::Fork) => {
                     report.stored += 1;
                     if !report.advanced.contains(&author) {
                         report.advanced.push(author);
@@ -158,7 +161,7 @@ impl Ingest {
             Appended::Stored { cursor, released } => {
                 tracing::debug!(%id, cursor, released = released.len(), "stored record");
                 self.notify();
-                Ok(Outcome::Stored)
+                Ok(Outcome::Stored { cursor })
             }
             Appended::Duplicate => Ok(Outcome::Duplicate),
             Appended::Pending(missing) => {

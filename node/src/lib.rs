@@ -547,19 +547,21 @@ impl NodeHandle {
         }
         let (id, seq) = (record.id(), record.seq());
         let bytes = record.bytes();
-        let outcome = self.shared.ingest.append(record).map_err(|e| match e {
-            ingest::IngestError::Invalid(r) => SubmitError::Invalid(r),
-            ingest::IngestError::Store(s) => SubmitError::Store(s),
-        })?;
-        if !matches!(outcome, ingest::Outcome::Stored) {
+        let ingest::Outcome::Stored { cursor } = self.shared.ingest.append(record)? else {
             return Err(SubmitError::Conflict { seq });
-        }
+        };
         // The next submission may sign while this one waits for the disk.
         drop(_guard);
-        let cursor = store.get_stored(&id)?.map_or(0, |s| s.cursor);
-        store.flush_through(cursor).await?;
-        let _ = self.shared.commands.send(Command::Publish(bytes)).await;
+        self.settle(cursor, bytes).await?;
         Ok(Submitted { id, seq, cursor })
+    }
+
+    /// After a local submission is stored: waits until it is durable (group commit), then
+    /// gossips it.
+    async fn settle(&self, cursor: u64, bytes: std::sync::Arc<[u8]>) -> Result<(), StoreError> {
+        self.shared.store.flush_through(cursor).await?;
+        let _ = self.shared.commands.send(Command::Publish(bytes)).await;
+        Ok(())
     }
 
     /// Verifies the whole local store (see [`Store::verify_all`]).
@@ -585,16 +587,15 @@ impl NodeHandle {
         let record = check_record(bytes, &self.shared.roster, now_ms())?;
         let (id, seq) = (record.id(), record.seq());
         let shared = record.bytes();
-        match self.shared.ingest.append(record) {
-            Ok(ingest::Outcome::Stored | ingest::Outcome::Duplicate) => {}
-            Ok(ingest::Outcome::Waiting(_)) => return Err(SubmitError::OutOfOrder { seq }),
-            Ok(ingest::Outcome::Fork) => return Err(SubmitError::Conflict { seq }),
-            Err(ingest::IngestError::Invalid(e)) => return Err(SubmitError::Invalid(e)),
-            Err(ingest::IngestError::Store(e)) => return Err(SubmitError::Store(e)),
-        }
-        let cursor = self.shared.store.get_stored(&id)?.map_or(0, |s| s.cursor);
-        self.shared.store.flush_through(cursor).await?;
-        let _ = self.shared.commands.send(Command::Publish(shared)).await;
+        let cursor = match self.shared.ingest.append(record)? {
+            ingest::Outcome::Stored { cursor } => cursor,
+            ingest::Outcome::Duplicate => {
+                self.shared.store.get_stored(&id)?.map_or(0, |s| s.cursor)
+            }
+            ingest::Outcome::Waiting(_) => return Err(SubmitError::OutOfOrder { seq }),
+            ingest::Outcome::Fork => return Err(SubmitError::Conflict { seq }),
+        };
+        self.settle(cursor, shared).await?;
         Ok(Submitted { id, seq, cursor })
     }
 
@@ -916,6 +917,15 @@ pub struct ApiConfig {
 /// Default data directory name inside a node directory.
 pub fn default_data_dir(base: &std::path::Path) -> PathBuf {
     base.join("data")
+}
+
+impl From<ingest::IngestError> for SubmitError {
+    fn from(e: ingest::IngestError) -> Self {
+        match e {
+            ingest::IngestError::Invalid(r) => SubmitError::Invalid(r),
+            ingest::IngestError::Store(s) => SubmitError::Store(s),
+        }
+    }
 }
 
 // Manual conversion (not `#[from]`): the message already includes the cause.

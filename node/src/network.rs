@@ -664,7 +664,7 @@ impl EventLoop {
                         self.follow_up(missing, propagation_source);
                         MessageAcceptance::Accept
                     }
-                    Ok(Outcome::Stored | Outcome::Fork) => MessageAcceptance::Accept,
+                    Ok(Outcome::Stored { .. } | Outcome::Fork) => MessageAcceptance::Accept,
                     Err(e) if e.is_peer_fault() => {
                         tracing::warn!(peer = %propagation_source, error = %e, "rejected gossiped record");
                         self.strike(propagation_source);
