@@ -39,6 +39,66 @@ pub fn claim(title: &str) -> attrib_protocol::Body {
     })
 }
 
+/// The claim the benchmarks publish: a realistic size, attributed to an actor.
+pub fn bench_claim(i: u64, code: attrib_protocol::StateCode) -> attrib_protocol::Body {
+    use attrib_protocol::*;
+    Body::Claim(Claim {
+        incident: Incident {
+            title: format!("incident {i} reported by {code}"),
+            summary: "Intrusion into government mail servers; data exfiltrated over three weeks."
+                .into(),
+            observed_from: 1_763_000_000_000,
+            observed_to: 1_763_100_000_000,
+            sectors: vec!["government".into()],
+            tags: vec!["espionage".into()],
+        },
+        attributed_to: Attribution {
+            state: None,
+            actor: Some("APT-BENCH".into()),
+        },
+        confidence: 60,
+        evidence: vec![],
+        tlp: Tlp::Green,
+        supersedes: None,
+    })
+}
+
+/// `per_author` benchmark claims from each member, signed offline as each member's chain from
+/// seq 1, interleaved by seq (so any prefix holds whole chain prefixes).
+pub fn signed_claims(
+    members: &[LocalMember],
+    roster: &Roster,
+    per_author: u64,
+) -> Vec<attrib_protocol::Record> {
+    use attrib_protocol::*;
+    let now = attrib_node::now_ms();
+    let mut chains: Vec<Vec<Record>> = Vec::new();
+    for m in members {
+        let mut prev = None;
+        let mut chain = Vec::new();
+        for seq in 1..=per_author {
+            let content = RecordContent {
+                author: member_key(&m.state_key),
+                seq,
+                prev,
+                created_at: now,
+                body: bench_claim(seq, m.code),
+            };
+            let r = Record::sign(content, &m.state_key, roster.network_id());
+            prev = Some(r.id());
+            chain.push(r);
+        }
+        chains.push(chain);
+    }
+    let mut out = Vec::new();
+    for i in 0..per_author as usize {
+        for c in &chains {
+            out.push(c[i].clone());
+        }
+    }
+    out
+}
+
 /// Waits until `node` holds at least `n` records, or fails after [`DEADLINE`].
 pub async fn wait_for_count(node: &NodeHandle, n: usize, what: &str) -> anyhow::Result<()> {
     let mut updates = node.feed_updates();

@@ -16,58 +16,6 @@ use attrib_node::localnet::{LocalMember, local_config, local_roster};
 use attrib_node::{Node, Store};
 use attrib_protocol::*;
 
-fn claim_body(i: u64, code: StateCode) -> Body {
-    Body::Claim(Claim {
-        incident: Incident {
-            title: format!("incident {i} reported by {code}"),
-            summary: "Intrusion into government mail servers; data exfiltrated over three weeks."
-                .into(),
-            observed_from: 1_763_000_000_000,
-            observed_to: 1_763_100_000_000,
-            sectors: vec!["government".into()],
-            tags: vec!["espionage".into()],
-        },
-        attributed_to: Attribution {
-            state: None,
-            actor: Some("APT-BENCH".into()),
-        },
-        confidence: 60,
-        evidence: vec![],
-        tlp: Tlp::Green,
-        supersedes: None,
-    })
-}
-
-/// `per_author` records from each member, signed offline, interleaved by seq.
-fn signed_records(members: &[LocalMember], roster: &Roster, per_author: u64) -> Vec<Record> {
-    let now = attrib_node::now_ms();
-    let mut chains: Vec<Vec<Record>> = Vec::new();
-    for m in members {
-        let mut prev = None;
-        let mut chain = Vec::new();
-        for seq in 1..=per_author {
-            let content = RecordContent {
-                author: member_key(&m.state_key),
-                seq,
-                prev,
-                created_at: now,
-                body: claim_body(seq, m.code),
-            };
-            let r = Record::sign(content, &m.state_key, roster.network_id());
-            prev = Some(r.id());
-            chain.push(r);
-        }
-        chains.push(chain);
-    }
-    let mut out = Vec::new();
-    for i in 0..per_author as usize {
-        for c in &chains {
-            out.push(c[i].clone());
-        }
-    }
-    out
-}
-
 fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
@@ -137,7 +85,7 @@ fn dir_bytes(path: &std::path::Path) -> u64 {
 fn ingest(n: usize) -> anyhow::Result<()> {
     let members: Vec<LocalMember> = (0..20).map(|i| LocalMember::new(11, i)).collect();
     let roster = local_roster(&members, &[]);
-    let records = signed_records(&members, &roster, (n / 20) as u64);
+    let records = attrib_tests::signed_claims(&members, &roster, (n / 20) as u64);
     let bytes: Vec<Vec<u8>> = records.iter().map(|r| r.as_bytes().to_vec()).collect();
     let n = records.len();
     let now = attrib_node::now_ms();
@@ -276,20 +224,9 @@ async fn api(n: usize) -> anyhow::Result<()> {
     let chains: Vec<Vec<Vec<u8>>> = members[1..]
         .iter()
         .map(|m| {
-            let mut prev = None;
-            (1..=per_task as u64)
-                .map(|seq| {
-                    let c = RecordContent {
-                        author: member_key(&m.state_key),
-                        seq,
-                        prev,
-                        created_at: attrib_node::now_ms(),
-                        body: claim_body(seq, m.code),
-                    };
-                    let r = Record::sign(c, &m.state_key, roster.network_id());
-                    prev = Some(r.id());
-                    r.as_bytes().to_vec()
-                })
+            attrib_tests::signed_claims(std::slice::from_ref(m), &roster, per_task as u64)
+                .iter()
+                .map(|r| r.as_bytes().to_vec())
                 .collect()
         })
         .collect();
@@ -320,7 +257,8 @@ async fn api(n: usize) -> anyhow::Result<()> {
     // without HTTP, JSON or signatures.
     let store_dir = tempfile::tempdir()?;
     let store = Arc::new(Store::open(store_dir.path())?);
-    let baseline_records = signed_records(&members[1..21], &roster, (submitted / 20) as u64);
+    let baseline_records =
+        attrib_tests::signed_claims(&members[1..21], &roster, (submitted / 20) as u64);
     let t = Instant::now();
     let mut tasks = Vec::new();
     for chunk in baseline_records.chunks(baseline_records.len().div_ceil(inflight)) {
@@ -422,7 +360,7 @@ async fn api(n: usize) -> anyhow::Result<()> {
 async fn footprint(n: usize) -> anyhow::Result<()> {
     let members: Vec<LocalMember> = (0..20).map(|i| LocalMember::new(13, i)).collect();
     let roster = local_roster(&members, &[]);
-    let records = signed_records(&members, &roster, (n / 20) as u64);
+    let records = attrib_tests::signed_claims(&members, &roster, (n / 20) as u64);
     let encoded: usize = records.iter().map(|r| r.as_bytes().len()).sum();
     let before = rss_kib();
     let dir = tempfile::tempdir()?;

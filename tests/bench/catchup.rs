@@ -7,9 +7,6 @@ use std::time::{Duration, Instant};
 
 use attrib_node::Node;
 use attrib_node::localnet::{LocalMember, local_config, local_roster};
-use attrib_protocol::{
-    Attribution, Body, Claim, Incident, Record, RecordContent, RecordId, Tlp, member_key,
-};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -20,46 +17,13 @@ async fn main() -> anyhow::Result<()> {
         .map(|i| LocalMember::new(42, i))
         .collect();
     let roster = local_roster(&members, &[]);
-    let network = roster.network_id();
 
     // Every author signs its share offline.
     let per_author = records / members.len() as u64;
-    let mut all: Vec<Vec<u8>> = Vec::new();
-    let now = attrib_node::now_ms();
-    for m in &members {
-        let mut prev: Option<RecordId> = None;
-        for seq in 1..=per_author {
-            let content = RecordContent {
-                author: member_key(&m.state_key),
-                seq,
-                prev,
-                created_at: now,
-                body: Body::Claim(Claim {
-                    incident: Incident {
-                        title: format!("incident {seq} reported by {}", m.code),
-                        summary:
-                            "Intrusion into government mail servers; data exfiltrated over 3 weeks."
-                                .into(),
-                        observed_from: now - 86_400_000,
-                        observed_to: now - 3_600_000,
-                        sectors: vec!["government".into()],
-                        tags: vec!["espionage".into()],
-                    },
-                    attributed_to: Attribution {
-                        state: None,
-                        actor: Some("APT-BENCH".into()),
-                    },
-                    confidence: 60,
-                    evidence: vec![],
-                    tlp: Tlp::Green,
-                    supersedes: None,
-                }),
-            };
-            let r = Record::sign(content, &m.state_key, network);
-            prev = Some(r.id());
-            all.push(r.as_bytes().to_vec());
-        }
-    }
+    let all: Vec<Vec<u8>> = attrib_tests::signed_claims(&members, &roster, per_author)
+        .iter()
+        .map(|r| r.as_bytes().to_vec())
+        .collect();
     let total = all.len();
     let record_bytes: usize = all.iter().map(Vec::len).sum();
 

@@ -15,7 +15,9 @@ use libp2p::{Multiaddr, PeerId, gossipsub, noise, tcp, yamux};
 use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 
-use super::{claim_body, cpu_seconds, peak_rss_kib, percentile};
+use attrib_tests::bench_claim as claim_body;
+
+use super::{cpu_seconds, peak_rss_kib, percentile};
 
 const DEGREE: usize = 6;
 const PUBLISHERS: usize = 10;
