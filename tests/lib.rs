@@ -298,6 +298,27 @@ pub fn python(script: &str, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8(out.stdout)?)
 }
 
+/// A libp2p swarm with `member`'s node identity, the node's transport (TCP, Noise, Yamux) and
+/// `behaviour`: the base of every harness peer.
+fn harness_swarm<B: libp2p::swarm::NetworkBehaviour>(
+    member: &LocalMember,
+    behaviour: B,
+) -> anyhow::Result<libp2p::Swarm<B>> {
+    Ok(
+        libp2p::SwarmBuilder::with_existing_identity(member.node_key.clone())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )?
+            .with_behaviour(|_| behaviour)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build(),
+    )
+}
+
 /// What a harness peer saw.
 #[derive(Debug, Clone, Default)]
 pub struct HarnessView {
@@ -343,29 +364,17 @@ impl HarnessPeer {
         max_transmit: usize,
     ) -> anyhow::Result<HarnessPeer> {
         let topic = gossip_topic(network);
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(member.node_key.clone())
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )?
-            .with_behaviour(|_| {
-                let cfg = gossipsub::ConfigBuilder::from(
-                    gossip_config(Duration::from_millis(100)).map_err(anyhow::Error::msg)?,
-                )
-                .max_transmit_size(max_transmit)
-                .build()?;
-                Ok(gossipsub::Behaviour::<
-                    gossipsub::IdentityTransform,
-                    gossipsub::AllowAllSubscriptionFilter,
-                >::new(
-                    gossipsub::MessageAuthenticity::Anonymous, cfg
-                )?)
-            })
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
+        let cfg = gossipsub::ConfigBuilder::from(
+            gossip_config(Duration::from_millis(100)).map_err(anyhow::Error::msg)?,
+        )
+        .max_transmit_size(max_transmit)
+        .build()?;
+        let gossip = gossipsub::Behaviour::<
+            gossipsub::IdentityTransform,
+            gossipsub::AllowAllSubscriptionFilter,
+        >::new(gossipsub::MessageAuthenticity::Anonymous, cfg)
+        .map_err(anyhow::Error::msg)?;
+        let mut swarm = harness_swarm(member, gossip)?;
         swarm.behaviour_mut().subscribe(&topic)?;
         swarm.dial(addr)?;
         let (publish, mut rx) = mpsc::channel::<Vec<u8>>(64);
@@ -447,17 +456,7 @@ impl LyingPeer {
     ) -> anyhow::Result<LyingPeer> {
         use attrib_protocol::sync::{FetchRequest, FetchResponse, HeadEntry};
         use libp2p::request_response;
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(member.node_key.clone())
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )?
-            .with_behaviour(|_| attrib_node::fetch_behaviour())
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
+        let mut swarm = harness_swarm(member, attrib_node::fetch_behaviour())?;
         swarm.dial(addr)?;
         let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let count = served.clone();
@@ -531,17 +530,7 @@ impl FetchProbe {
     /// Connects with `member`'s node identity to the node at `addr`.
     pub fn connect(member: &LocalMember, addr: Multiaddr) -> anyhow::Result<FetchProbe> {
         use libp2p::request_response;
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(member.node_key.clone())
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )?
-            .with_behaviour(|_| attrib_node::fetch_behaviour())
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
+        let mut swarm = harness_swarm(member, attrib_node::fetch_behaviour())?;
         let target = addr.clone();
         swarm.dial(addr)?;
         let (requests, mut rx) = mpsc::channel::<(
