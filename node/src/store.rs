@@ -345,9 +345,8 @@ impl Store {
                     *state.pending_by_author.entry(author).or_default() += 1;
                 }
                 if let Missing::Target(t) = &missing {
-                    let mut k = t.as_bytes().to_vec();
-                    k.extend_from_slice(&pkey);
-                    self.pending_targets.insert(k, pkey.as_slice())?;
+                    self.pending_targets
+                        .insert(pending_target_key(t, &pkey), pkey.as_slice())?;
                 }
                 Ok(Appended::Pending(missing))
             }
@@ -364,9 +363,7 @@ impl Store {
             }
         }
         if let Some(t) = record.body().target() {
-            let mut k = t.as_bytes().to_vec();
-            k.extend_from_slice(&pkey);
-            self.pending_targets.remove(k)?;
+            self.pending_targets.remove(pending_target_key(&t, &pkey))?;
         }
         Ok(())
     }
@@ -442,9 +439,8 @@ impl Store {
                 match self.place(state, &record) {
                     Ok(Placement::Wait(Missing::Target(t))) => {
                         let pkey = pending_key(&record);
-                        let mut k = t.as_bytes().to_vec();
-                        k.extend_from_slice(&pkey);
-                        self.pending_targets.insert(k, pkey.as_slice())?;
+                        self.pending_targets
+                            .insert(pending_target_key(&t, &pkey), pkey.as_slice())?;
                     }
                     Ok(Placement::Wait(_)) => {}
                     Ok(Placement::Duplicate) => self.unpend(state, &record)?,
@@ -944,6 +940,13 @@ impl Store {
 
 fn pending_key(record: &Record) -> Vec<u8> {
     chain_key(&record.author(), record.seq(), Some(&record.id()))
+}
+
+/// The `pending_targets` key of a pending record (by its pending key) waiting for `target`.
+fn pending_target_key(target: &RecordId, pending_key: &[u8]) -> Vec<u8> {
+    let mut k = target.as_bytes().to_vec();
+    k.extend_from_slice(pending_key);
+    k
 }
 
 fn chain_key(author: &MemberKey, seq: u64, id: Option<&RecordId>) -> Vec<u8> {
