@@ -243,10 +243,8 @@ async fn a_node_back_from_downtime_threads_a_new_response_under_the_claim_it_mis
         deu.wait_for_gossip_peers(2, DEADLINE).await,
         "DEU did not rejoin the mesh"
     );
-    assert!(
-        deu.get(&claim.id).unwrap().is_none(),
-        "DEU should not have the claim yet"
-    );
+    // No assertion that DEU lacks the claim here: catch-up on connect may already have
+    // fetched it (that race failed CI once). Either path must end with the thread built.
     let rebuttal = rus
         .submit(Body::Rebuttal(Rebuttal {
             target: claim.id,
