@@ -1,16 +1,28 @@
 //! The local record store, in sled.
 //!
-//! Trees: `records` (id → cursor ‖ received-at µs ‖ bytes), `chain` (author ‖ seq ‖ id), `heads` (author →
-//! contiguous head seq ‖ id), `feed` (cursor → id), `responses` (target ‖ cursor → id),
-//! `pending` (author ‖ seq ‖ id → bytes: valid records waiting for a chain gap or a response
-//! target), `pending_targets` (target ‖ author ‖ seq ‖ id → pending key),
-//! `forks` (proof id → proof bytes) and `equivocators` (author → proof id).
+//! One sled tree; every key starts with a byte naming what it is (see [`key`]):
+//! - `f` cursor → received-at µs ‖ flags ‖ record bytes: the records themselves, in feed order
+//!   (flag bit 0: the record extended its author's contiguous head);
+//! - `r` id → cursor: records by id;
+//! - `c` author ‖ seq ‖ id → cursor: each author's chain (forks give two entries at one seq);
+//! - `h` author → contiguous head seq ‖ id;
+//! - `a` target ‖ cursor: responses (and revisions) by the claim they target;
+//! - `p` author ‖ seq ‖ id → bytes: valid records waiting for a chain gap or a response target;
+//! - `t` target ‖ author ‖ seq ‖ id: which pending records wait for which target;
+//! - `x` proof id → proof bytes, `e` author → proof id: fork proofs and equivocators;
+//! - `m` name → u64: small numbers the node keeps (e.g. a webhook's delivery cursor).
 //!
 //! Guarantees:
-//! - [`Store::append`] is idempotent and atomic: a record and all its index entries are written
-//!   in one sled transaction, so a crash never leaves a half-indexed record.
+//! - [`Store::append`] is idempotent and atomic: the record's `f` entry is its commit point,
+//!   written before its index entries (and before its pending entry is removed). sled recovers
+//!   a prefix of the writes made, so after a crash only the last record can be half-indexed,
+//!   and opening the store completes its entries (see [`Store::open`]). This costs one ordinary
+//!   insert per entry: sled's atomic `Batch` and transactions each write and sync the log
+//!   buffer twice (`pin_log`), which made them the store's bottleneck.
 //! - Feed order: every stored record gets the next cursor (1, 2, 3, ...) at arrival; cursors
-//!   never change and are never reused, so a subscriber resumes from its last cursor.
+//!   never change and are never reused, so a subscriber resumes from its last cursor. Records
+//!   are written under their cursor, so appends go to the end of the tree and the feed is one
+//!   range scan.
 //! - Durability: after [`Store::flush`] returns, everything appended before is on disk.
 //! - Only records that passed [`attrib_protocol::check_record`] are given to `append`; it adds
 //!   the chain rules and the response rules, which need what the store holds.
@@ -23,8 +35,6 @@ use attrib_protocol::{
     ChainHead, ChainPosition, ChainView, ForkProof, MemberKey, Record, RecordError, RecordId,
     chain, check_response,
 };
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 /// The store's bounds on pending records (from [`crate::limits::Limits`]).
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +69,11 @@ pub enum StoreError {
     /// A stored entry does not decode: the data dir is damaged.
     #[error("store is damaged: {0}; run `attrib verify --all` or restore the data dir from a peer")]
     Corrupt(String),
+    /// The data dir was written by an older version with a different layout.
+    #[error(
+        "the data dir uses an older store layout; move the data dir aside and restart: the node rebuilds the record (its own chain included) from its peers"
+    )]
+    OldLayout,
     /// The record breaks a rule that needs the store to check (e.g. retraction by non-author).
     #[error("record refused: {0}")]
     Rejected(RecordError),
@@ -107,7 +122,7 @@ pub enum Appended {
     },
     /// Already held (stored or pending).
     Duplicate,
-    /// Valid but waiting for `Missing`; kept in the pending tree.
+    /// Valid but waiting for `Missing`; kept pending.
     Pending(Missing),
     /// Conflicts with a held record: the proof is stored and the author marked equivocating;
     /// the record is kept (at `cursor`) but never becomes part of the contiguous chain. If it
@@ -153,18 +168,9 @@ pub struct Counts {
 
 /// The sled-backed store. Cheap to share behind an `Arc`; appends are serialised internally.
 pub struct Store {
+    /// The one tree (sled's default tree) holding everything; see the module docs.
     db: sled::Db,
-    records: sled::Tree,
-    chain: sled::Tree,
-    heads: sled::Tree,
-    feed: sled::Tree,
-    responses: sled::Tree,
-    pending: sled::Tree,
-    pending_targets: sled::Tree,
-    forks: sled::Tree,
-    equivocators: sled::Tree,
-    meta: sled::Tree,
-    /// Guards appends; holds the next cursor and pending counts.
+    /// Guards appends; holds the next cursor, the chain heads and pending counts.
     append_lock: Mutex<AppendState>,
     limits: PendingLimits,
     /// Every record with a cursor up to this is on disk.
@@ -173,16 +179,124 @@ pub struct Store {
     flush_lock: tokio::sync::Mutex<()>,
 }
 
+/// What appends need to know without reading the tree; rebuilt from it on open.
 struct AppendState {
     next: u64,
     last_received_us: u64,
-    records_total: usize,
     pending_total: usize,
     pending_by_author: HashMap<MemberKey, usize>,
+    /// Each author's contiguous chain head (mirrors the `h` entries).
+    heads: HashMap<MemberKey, ChainHead>,
+    /// Each author's highest stored seq, contiguous or not (a fork can sit above the head).
+    top_seq: HashMap<MemberKey, u64>,
+}
+
+impl AppendState {
+    fn pending_removed(&mut self, author: &MemberKey) {
+        self.pending_total = self.pending_total.saturating_sub(1);
+        if let Some(n) = self.pending_by_author.get_mut(author) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+/// Key layout of the store's one tree (module docs). Each function builds one kind of key.
+mod key {
+    use attrib_protocol::{MemberKey, Record, RecordId};
+
+    pub(super) const FEED: u8 = b'f';
+    pub(super) const ID: u8 = b'r';
+    pub(super) const CHAIN: u8 = b'c';
+    pub(super) const HEAD: u8 = b'h';
+    pub(super) const RESPONSE: u8 = b'a';
+    pub(super) const PENDING: u8 = b'p';
+    pub(super) const PENDING_TARGET: u8 = b't';
+    pub(super) const FORK: u8 = b'x';
+    pub(super) const EQUIVOCATOR: u8 = b'e';
+    pub(super) const META: u8 = b'm';
+
+    fn tagged(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
+        k.push(tag);
+        for p in parts {
+            k.extend_from_slice(p);
+        }
+        k
+    }
+
+    pub(super) fn feed(cursor: u64) -> Vec<u8> {
+        tagged(FEED, &[&cursor.to_be_bytes()])
+    }
+
+    pub(super) fn id(id: &RecordId) -> Vec<u8> {
+        tagged(ID, &[id.as_bytes()])
+    }
+
+    /// `c` author ‖ seq ‖ id; without `id`, the prefix of every record at that seq.
+    pub(super) fn chain(author: &MemberKey, seq: u64, id: Option<&RecordId>) -> Vec<u8> {
+        let id = id.map_or(&[][..], |i| i.as_bytes());
+        tagged(CHAIN, &[author.as_bytes(), &seq.to_be_bytes(), id])
+    }
+
+    /// The prefix of every `c` key of one author.
+    pub(super) fn chain_of(author: &MemberKey) -> Vec<u8> {
+        tagged(CHAIN, &[author.as_bytes()])
+    }
+
+    pub(super) fn head(author: &MemberKey) -> Vec<u8> {
+        tagged(HEAD, &[author.as_bytes()])
+    }
+
+    pub(super) fn response(target: &RecordId, cursor: u64) -> Vec<u8> {
+        tagged(RESPONSE, &[target.as_bytes(), &cursor.to_be_bytes()])
+    }
+
+    /// The prefix of every `a` key of one target.
+    pub(super) fn responses_to(target: &RecordId) -> Vec<u8> {
+        tagged(RESPONSE, &[target.as_bytes()])
+    }
+
+    /// `p` author ‖ seq ‖ id; without `id`, the prefix of every pending record at that seq.
+    pub(super) fn pending(author: &MemberKey, seq: u64, id: Option<&RecordId>) -> Vec<u8> {
+        let id = id.map_or(&[][..], |i| i.as_bytes());
+        tagged(PENDING, &[author.as_bytes(), &seq.to_be_bytes(), id])
+    }
+
+    pub(super) fn pending_of(record: &Record) -> Vec<u8> {
+        pending(&record.author(), record.seq(), Some(&record.id()))
+    }
+
+    /// `t` target ‖ (the pending key without its tag).
+    pub(super) fn pending_target(target: &RecordId, pending_key: &[u8]) -> Vec<u8> {
+        tagged(PENDING_TARGET, &[target.as_bytes(), &pending_key[1..]])
+    }
+
+    /// The pending key a `t` key points at.
+    pub(super) fn pending_from_target(target_key: &[u8]) -> Vec<u8> {
+        tagged(PENDING, &[&target_key[33.min(target_key.len())..]])
+    }
+
+    pub(super) fn fork(proof: &RecordId) -> Vec<u8> {
+        tagged(FORK, &[proof.as_bytes()])
+    }
+
+    pub(super) fn equivocator(author: &MemberKey) -> Vec<u8> {
+        tagged(EQUIVOCATOR, &[author.as_bytes()])
+    }
+
+    pub(super) fn meta(name: &str) -> Vec<u8> {
+        tagged(META, &[name.as_bytes()])
+    }
+
+    /// The first key after every key of this kind (an exclusive range end).
+    pub(super) fn end_of(tag: u8) -> Vec<u8> {
+        vec![tag + 1]
+    }
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir` with default bounds.
+    /// Opens (or creates) the store in `dir` with default bounds. If the process died while
+    /// writing a record, the record's index entries are completed first.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         Self::open_with(dir, PendingLimits::default())
     }
@@ -222,40 +336,56 @@ impl Store {
     }
 
     fn from_db(db: sled::Db, limits: PendingLimits) -> Result<Store, StoreError> {
-        let feed = db.open_tree("feed")?;
-        let records = db.open_tree("records")?;
-        let (next, last_received_us) = match feed.last()? {
-            Some((k, id)) => {
-                let received = match records.get(&id)? {
-                    Some(v) => decode_stored(&v)?.received_us,
-                    None => 0,
-                };
-                (cursor_of(&k)? + 1, received)
+        // The first layout kept one tree per index; its trees are named, ours is the default.
+        if db.tree_names().iter().any(|n| n.as_ref() == b"records") {
+            return Err(StoreError::OldLayout);
+        }
+        let (next, last_received_us) = match db.scan_prefix([key::FEED]).next_back() {
+            Some(entry) => {
+                let (k, v) = entry?;
+                let cursor = cursor_of(&k[1..])?;
+                let last = decode_stored(cursor, &v)?;
+                // Complete the last record's entries in case the process died writing them.
+                let pending = db.contains_key(key::pending_of(&last.record))?;
+                index(&db, &last.record, cursor, extends_head(&v), pending)?;
+                (cursor + 1, last.received_us)
             }
             None => (1, 0),
         };
-        let pending = db.open_tree("pending")?;
+        // A fork proof is written before its equivocator mark; complete the mark.
+        for entry in db.scan_prefix([key::FORK]) {
+            let (k, v) = entry?;
+            let proof = ForkProof::decode(&v)
+                .map_err(|e| StoreError::Corrupt(format!("fork proof: {e}")))?;
+            if !db.contains_key(key::equivocator(&proof.author()))? {
+                db.insert(key::equivocator(&proof.author()), &k[1..])?;
+            }
+        }
         let mut pending_by_author: HashMap<MemberKey, usize> = HashMap::new();
         let mut pending_total = 0;
-        for k in pending.iter().keys() {
+        for k in db.scan_prefix([key::PENDING]).keys() {
             let k = k?;
             *pending_by_author
-                .entry(MemberKey(key32(&k[..32])?))
+                .entry(MemberKey(key32(&k[1..33.min(k.len())])?))
                 .or_default() += 1;
             pending_total += 1;
         }
-        let records_total = records.len();
-        Ok(Store {
-            records,
-            chain: db.open_tree("chain")?,
-            heads: db.open_tree("heads")?,
-            responses: db.open_tree("responses")?,
-            pending_targets: db.open_tree("pending_targets")?,
-            forks: db.open_tree("forks")?,
-            equivocators: db.open_tree("equivocators")?,
-            meta: db.open_tree("meta")?,
-            pending,
-            feed,
+        let mut heads = HashMap::new();
+        let mut top_seq = HashMap::new();
+        for entry in db.scan_prefix([key::HEAD]) {
+            let (k, v) = entry?;
+            let author = MemberKey(key32(&k[1..])?);
+            heads.insert(author, decode_head(&v)?);
+            if let Some(top) = db
+                .scan_prefix(key::chain_of(&author))
+                .keys()
+                .next_back()
+            {
+                let top = top?;
+                top_seq.insert(author, cursor_of(&top[33..41.min(top.len())])?);
+            }
+        }
+        let store = Store {
             db,
             limits,
             durable: std::sync::atomic::AtomicU64::new(next - 1),
@@ -263,11 +393,24 @@ impl Store {
             append_lock: Mutex::new(AppendState {
                 next,
                 last_received_us,
-                records_total,
                 pending_total,
                 pending_by_author,
+                heads,
+                top_seq,
             }),
-        })
+        };
+        // Records left pending by a write the process did not finish may be storable now.
+        if pending_total > 0 {
+            let candidates = store
+                .db
+                .scan_prefix([key::PENDING])
+                .keys()
+                .map(|k| k.map(|k| k.to_vec()))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut state = store.lock();
+            store.settle(&mut state, Vec::new(), candidates)?;
+        }
+        Ok(store)
     }
 
     /// Makes everything appended so far durable.
@@ -308,26 +451,22 @@ impl Store {
         state: &mut AppendState,
         record: Record,
     ) -> Result<Appended, StoreError> {
-        let id = record.id();
-        if self.records.contains_key(id.as_bytes())? {
+        if self.contains(&record.id())? {
             return Ok(Appended::Duplicate);
         }
-        let pkey = pending_key(&record);
-        let already_pending = self.pending.contains_key(&pkey)?;
-        match self.place(state, &record)? {
+        let pkey = key::pending_of(&record);
+        let already_pending = state.pending_total > 0 && self.db.contains_key(&pkey)?;
+        match self.place(state, &record, already_pending)? {
             Placement::Stored(cursor) => {
-                if already_pending {
-                    self.unpend(state, &record)?;
-                }
                 let released = self.release_pending(state, &record)?;
                 Ok(Appended::Stored { cursor, released })
             }
             Placement::Duplicate => Ok(Appended::Duplicate),
             Placement::Fork(proof, cursor) => Ok(Appended::Fork { proof, cursor }),
             Placement::Wait(missing) => {
+                let author = record.author();
                 if !already_pending {
-                    let author = record.author();
-                    let head = self.head_of(&author)?.map_or(0, |h| h.seq);
+                    let head = state.heads.get(&author).map_or(0, |h| h.seq);
                     if record.seq() > head.saturating_add(self.limits.max_seq_ahead) {
                         return Err(StoreError::TooFarAhead {
                             seq: record.seq(),
@@ -340,41 +479,42 @@ impl Store {
                     {
                         return Err(StoreError::PendingFull);
                     }
-                    self.pending.insert(&pkey, record.as_bytes())?;
+                }
+                // The target entry first: alone it is harmless (the target gets fetched), while
+                // a pending record without it would never be looked for.
+                if let Missing::Target(t) = &missing {
+                    self.db.insert(key::pending_target(t, &pkey), &[])?;
+                }
+                if !already_pending {
+                    self.db.insert(pkey.as_slice(), record.as_bytes())?;
                     state.pending_total += 1;
                     *state.pending_by_author.entry(author).or_default() += 1;
-                }
-                if let Missing::Target(t) = &missing {
-                    self.pending_targets
-                        .insert(pending_target_key(t, &pkey), pkey.as_slice())?;
                 }
                 Ok(Appended::Pending(missing))
             }
         }
     }
 
-    /// Removes a record from the pending indexes.
+    /// Drops a pending record that can never be stored (or already is).
     fn unpend(&self, state: &mut AppendState, record: &Record) -> Result<(), StoreError> {
-        let pkey = pending_key(record);
-        if self.pending.remove(&pkey)?.is_some() {
-            state.pending_total = state.pending_total.saturating_sub(1);
-            if let Some(n) = state.pending_by_author.get_mut(&record.author()) {
-                *n = n.saturating_sub(1);
-            }
-        }
-        if let Some(t) = record.body().target() {
-            self.pending_targets.remove(pending_target_key(&t, &pkey))?;
-        }
+        unpend(&self.db, record)?;
+        state.pending_removed(&record.author());
         Ok(())
     }
 
-    /// Decides where a record goes and writes it if it can be stored now.
-    fn place(&self, state: &mut AppendState, record: &Record) -> Result<Placement, StoreError> {
+    /// Decides where a record goes and writes it if it can be stored now; a record that was
+    /// pending leaves the pending entries in the same write.
+    fn place(
+        &self,
+        state: &mut AppendState,
+        record: &Record,
+        was_pending: bool,
+    ) -> Result<Placement, StoreError> {
         let target = match record.body().target() {
             Some(t) => Some((t, self.get(&t)?)),
             None => None,
         };
-        match self.classify_fast(record)? {
+        match self.classify_fast(state, record)? {
             ChainPosition::Duplicate => Ok(Placement::Duplicate),
             ChainPosition::Gap { from, to } => Ok(Placement::Wait(Missing::Chain {
                 author: record.author(),
@@ -391,12 +531,15 @@ impl Store {
                     None => true,
                 };
                 let proof_id = proof.id();
-                self.forks.insert(proof_id.as_bytes(), proof.encode())?;
-                self.equivocators
-                    .insert(proof.author().as_bytes(), proof_id.as_bytes())?;
+                self.db.insert(key::fork(&proof_id), proof.encode())?;
+                self.db
+                    .insert(key::equivocator(&proof.author()), proof_id.as_bytes())?;
                 let cursor = if stored {
-                    Some(self.insert(state, record, false)?)
+                    Some(self.write(state, record, false, was_pending)?)
                 } else {
+                    if was_pending {
+                        self.unpend(state, record)?;
+                    }
                     None
                 };
                 Ok(Placement::Fork(proof, cursor))
@@ -407,7 +550,8 @@ impl Store {
                     Some((_, Some(t))) => check_response(record, t)?,
                     None => {}
                 }
-                Ok(Placement::Stored(self.insert(state, record, true)?))
+                let cursor = self.write(state, record, true, was_pending)?;
+                Ok(Placement::Stored(cursor))
             }
         }
     }
@@ -419,38 +563,45 @@ impl Store {
         state: &mut AppendState,
         stored: &Record,
     ) -> Result<Vec<(u64, Record)>, StoreError> {
+        if state.pending_total == 0 {
+            return Ok(Vec::new());
+        }
+        self.settle(state, vec![stored.clone()], Vec::new())
+    }
+
+    /// Tries to store the pending records under `candidates` (pending keys), then those waiting
+    /// for each record stored on the way (starting with `queue`), and so on.
+    fn settle(
+        &self,
+        state: &mut AppendState,
+        mut queue: Vec<Record>,
+        mut candidates: Vec<Vec<u8>>,
+    ) -> Result<Vec<(u64, Record)>, StoreError> {
         let mut released = Vec::new();
-        let mut queue = vec![stored.clone()];
-        while let Some(r) = queue.pop() {
-            let mut candidates = Vec::new();
-            if let Some(next) = r.seq().checked_add(1) {
-                for entry in self.pending.scan_prefix(chain_key(&r.author(), next, None)) {
-                    candidates.push(entry?.1);
-                }
+        loop {
+            if candidates.is_empty() {
+                let Some(r) = queue.pop() else {
+                    break;
+                };
+                candidates = self.waiting_for(&r)?;
             }
-            for entry in self.pending_targets.scan_prefix(r.id().as_bytes()) {
-                if let Some(v) = self.pending.get(entry?.1)? {
-                    candidates.push(v);
-                }
-            }
-            for bytes in candidates {
+            for pkey in std::mem::take(&mut candidates) {
+                let Some(bytes) = self.db.get(&pkey)? else {
+                    continue;
+                };
                 let record = Record::decode(&bytes)
                     .map_err(|e| StoreError::Corrupt(format!("pending record: {e}")))?;
-                match self.place(state, &record) {
+                match self.place(state, &record, true) {
                     Ok(Placement::Wait(Missing::Target(t))) => {
-                        let pkey = pending_key(&record);
-                        self.pending_targets
-                            .insert(pending_target_key(&t, &pkey), pkey.as_slice())?;
+                        self.db.insert(key::pending_target(&t, &pkey), &[])?;
                     }
                     Ok(Placement::Wait(_)) => {}
                     Ok(Placement::Duplicate) => self.unpend(state, &record)?,
                     Ok(Placement::Stored(cursor)) => {
-                        self.unpend(state, &record)?;
                         released.push((cursor, record.clone()));
                         queue.push(record);
                     }
                     Ok(Placement::Fork(_, cursor)) => {
-                        self.unpend(state, &record)?;
                         if let Some(cursor) = cursor {
                             released.push((cursor, record));
                         }
@@ -466,71 +617,79 @@ impl Store {
         Ok(released)
     }
 
-    /// Writes a record and its index entries in one transaction; returns its cursor.
-    fn insert(
+    /// The pending keys of records that may wait for `stored`: its successor in the author's
+    /// chain and responses to it.
+    fn waiting_for(&self, stored: &Record) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut candidates: Vec<Vec<u8>> = Vec::new();
+        if let Some(next) = stored.seq().checked_add(1) {
+            for k in self
+                .db
+                .scan_prefix(key::pending(&stored.author(), next, None))
+                .keys()
+            {
+                candidates.push(k?.to_vec());
+            }
+        }
+        for k in self
+            .db
+            .scan_prefix(key::pending_target(&stored.id(), &[key::PENDING]))
+            .keys()
+        {
+            candidates.push(key::pending_from_target(&k?));
+        }
+        // A record can wait for its author's previous record and target it too.
+        candidates.sort();
+        candidates.dedup();
+        Ok(candidates)
+    }
+
+    /// Writes a record (its commit point) and then its index entries; returns its cursor.
+    fn write(
         &self,
         state: &mut AppendState,
         record: &Record,
         extends_head: bool,
+        was_pending: bool,
     ) -> Result<u64, StoreError> {
         let cursor = state.next;
         let received_us = crate::now_us().max(state.last_received_us + 1);
-        let id = record.id();
-        let author = record.author();
-        let mut value = Vec::with_capacity(16 + record.as_bytes().len());
-        value.extend_from_slice(&cursor.to_be_bytes());
+        let mut value = Vec::with_capacity(9 + record.as_bytes().len());
         value.extend_from_slice(&received_us.to_be_bytes());
+        value.push(u8::from(extends_head));
         value.extend_from_slice(record.as_bytes());
-        let chain_key = chain_key(&author, record.seq(), Some(&id));
-        let mut head = Vec::with_capacity(40);
-        head.extend_from_slice(&record.seq().to_be_bytes());
-        head.extend_from_slice(id.as_bytes());
-        let target = record.body().target();
-        let result: Result<(), TransactionError<()>> = (
-            &self.records,
-            &self.chain,
-            &self.heads,
-            &self.feed,
-            &self.responses,
-        )
-            .transaction(|(records, chain, heads, feed, responses)| {
-                records.insert(id.as_bytes(), value.as_slice())?;
-                chain.insert(chain_key.as_slice(), &[])?;
-                if extends_head {
-                    heads.insert(author.as_bytes(), head.as_slice())?;
-                }
-                feed.insert(&cursor.to_be_bytes(), id.as_bytes())?;
-                if let Some(t) = target {
-                    let mut k = t.as_bytes().to_vec();
-                    k.extend_from_slice(&cursor.to_be_bytes());
-                    responses.insert(k, id.as_bytes())?;
-                }
-                Ok::<(), ConflictableTransactionError<()>>(())
-            });
-        match result {
-            Ok(()) => {}
-            Err(TransactionError::Storage(e)) => return Err(e.into()),
-            Err(TransactionError::Abort(())) => {
-                return Err(StoreError::Corrupt("transaction aborted".into()));
-            }
-        }
+        self.db.insert(key::feed(cursor), value)?;
+        index(&self.db, record, cursor, extends_head, was_pending)?;
         state.next += 1;
         state.last_received_us = received_us;
-        state.records_total += 1;
+        let author = record.author();
+        if extends_head {
+            state.heads.insert(
+                author,
+                ChainHead {
+                    seq: record.seq(),
+                    id: record.id(),
+                },
+            );
+        }
+        let top = state.top_seq.entry(author).or_default();
+        *top = (*top).max(record.seq());
+        if was_pending {
+            state.pending_removed(&author);
+        }
         Ok(cursor)
     }
 
     /// A small persistent number kept by the node (e.g. a webhook's delivery cursor).
-    pub fn meta_u64(&self, key: &str) -> Result<Option<u64>, StoreError> {
-        match self.meta.get(key.as_bytes())? {
+    pub fn meta_u64(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        match self.db.get(key::meta(name))? {
             Some(v) => Ok(Some(cursor_of(&v)?)),
             None => Ok(None),
         }
     }
 
     /// Sets a persistent number (see [`Store::meta_u64`]).
-    pub fn set_meta_u64(&self, key: &str, value: u64) -> Result<(), StoreError> {
-        self.meta.insert(key.as_bytes(), &value.to_be_bytes())?;
+    pub fn set_meta_u64(&self, name: &str, value: u64) -> Result<(), StoreError> {
+        self.db.insert(key::meta(name), &value.to_be_bytes())?;
         Ok(())
     }
 
@@ -540,9 +699,11 @@ impl Store {
         let Ok(bytes) = hex::decode(even) else {
             return Ok(Vec::new());
         };
+        let mut start = vec![key::ID];
+        start.extend_from_slice(&bytes);
         let mut out = Vec::new();
-        for k in self.records.scan_prefix(bytes).keys() {
-            let id = record_id(&k?)?;
+        for k in self.db.scan_prefix(start).keys() {
+            let id = record_id(&k?[1..])?;
             if id.to_hex().starts_with(prefix) {
                 out.push(id);
                 if out.len() >= limit {
@@ -553,9 +714,9 @@ impl Store {
         Ok(out)
     }
 
-    /// Checks the whole store: every record decodes, is stored under its own id, passes the
-    /// field rules and its signature (batch-verified); every chain link holds (or the author is
-    /// a known equivocator); every chain, head, feed and response index entry agrees with the
+    /// Checks the whole store: every record decodes, passes the field rules and its signature
+    /// (batch-verified) and is indexed under its own id; every chain link holds (or the author
+    /// is a known equivocator); every id, chain, head and response index entry agrees with the
     /// records. Returns what is damaged, one line per problem (at most 1,000 lines).
     pub fn verify_all(
         &self,
@@ -567,100 +728,111 @@ impl Store {
                 report.problems.push(p);
             }
         };
+        // The id index: which id each cursor should hold.
+        let mut indexed: HashMap<u64, RecordId> = HashMap::new();
+        for entry in self.db.scan_prefix([key::ID]) {
+            let (k, v) = entry?;
+            match (record_id(&k[1..]), cursor_of(&v)) {
+                (Ok(id), Ok(cursor)) => {
+                    if let Some(other) = indexed.insert(cursor, id) {
+                        problem(
+                            &mut report,
+                            format!("id index names cursor {cursor} for both {other} and {id}"),
+                        );
+                    }
+                }
+                _ => problem(&mut report, "an id index entry has the wrong size".into()),
+            }
+        }
         // Records: decode, id, rules, signatures (in batches).
-        let mut batch: Vec<(RecordId, Vec<u8>)> = Vec::new();
-        let mut cursors: HashMap<RecordId, u64> = HashMap::new();
-        let flush = |batch: &mut Vec<(RecordId, Vec<u8>)>, report: &mut IntegrityReport| {
+        let name = |indexed: &HashMap<u64, RecordId>, cursor: u64| match indexed.get(&cursor) {
+            Some(id) => format!("record {id} (cursor {cursor})"),
+            None => format!("record at cursor {cursor}"),
+        };
+        let mut batch: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut held: HashMap<u64, ()> = HashMap::new();
+        let check = |batch: &mut Vec<(u64, Vec<u8>)>, report: &mut IntegrityReport| {
             let refs: Vec<&[u8]> = batch.iter().map(|(_, b)| b.as_slice()).collect();
-            for ((key, _), checked) in
+            for ((cursor, _), checked) in
                 batch
                     .iter()
                     .zip(attrib_protocol::check_records(&refs, roster, u64::MAX / 2))
             {
-                match checked {
-                    Ok(r) if r.id() == *key => {}
-                    Ok(r) => report
-                        .problems
-                        .push(format!("record stored under {key} has id {}", r.id())),
-                    Err(e) => report.problems.push(format!("record {key}: {e}")),
+                let p = match checked {
+                    Ok(r) if indexed.get(cursor) == Some(&r.id()) => continue,
+                    Ok(r) => format!(
+                        "{} has id {} but is not indexed under it",
+                        name(&indexed, *cursor),
+                        r.id()
+                    ),
+                    Err(e) => format!("{}: {e}", name(&indexed, *cursor)),
+                };
+                if report.problems.len() < 1000 {
+                    report.problems.push(p);
                 }
             }
             batch.clear();
         };
-        for entry in self.records.iter() {
+        for entry in self.db.scan_prefix([key::FEED]) {
             let (k, v) = entry?;
             report.records_checked += 1;
-            let key = match record_id(&k) {
-                Ok(id) => id,
-                Err(_) => {
-                    problem(&mut report, "a record key is not 32 bytes".into());
-                    continue;
-                }
+            let Ok(cursor) = cursor_of(&k[1..]) else {
+                problem(&mut report, "a record key has the wrong size".into());
+                continue;
             };
-            if v.len() < 16 {
-                problem(&mut report, format!("record {key}: entry too short"));
+            held.insert(cursor, ());
+            if v.len() < 9 {
+                problem(
+                    &mut report,
+                    format!("{}: entry too short", name(&indexed, cursor)),
+                );
                 continue;
             }
-            cursors.insert(key, cursor_of(&v[..8])?);
-            batch.push((key, v[16..].to_vec()));
+            batch.push((cursor, v[9..].to_vec()));
             if batch.len() >= 512 {
-                flush(&mut batch, &mut report);
+                check(&mut batch, &mut report);
             }
         }
-        flush(&mut batch, &mut report);
-        // Feed: each cursor names a record stored with that cursor; each record has its entry.
-        let mut in_feed = 0usize;
-        for entry in self.feed.iter() {
-            let (k, v) = entry?;
-            let cursor = cursor_of(&k)?;
-            let id = record_id(&v)?;
-            in_feed += 1;
-            match cursors.get(&id) {
-                Some(c) if *c == cursor => {}
-                Some(c) => problem(
+        check(&mut batch, &mut report);
+        for (cursor, id) in &indexed {
+            if !held.contains_key(cursor) {
+                problem(
                     &mut report,
-                    format!("feed cursor {cursor} names {id}, stored with cursor {c}"),
-                ),
-                None => problem(
-                    &mut report,
-                    format!("feed cursor {cursor} names missing record {id}"),
-                ),
+                    format!("id index names cursor {cursor} for {id}, which holds no record"),
+                );
             }
-        }
-        if in_feed != cursors.len() {
-            problem(
-                &mut report,
-                format!("{} records but {in_feed} feed entries", cursors.len()),
-            );
         }
         // Chain index and links.
-        for entry in self.chain.iter().keys() {
-            let k = entry?;
-            if k.len() != 72 {
+        for entry in self.db.scan_prefix([key::CHAIN]) {
+            let (k, v) = entry?;
+            if k.len() != 73 {
                 problem(&mut report, "a chain index key has the wrong size".into());
                 continue;
             }
-            let author = MemberKey(key32(&k[..32])?);
-            let seq = cursor_of(&k[32..40])?;
-            let id = record_id(&k[40..])?;
-            let Some(r) = self.get(&id).ok().flatten() else {
+            let author = MemberKey(key32(&k[1..33])?);
+            let seq = cursor_of(&k[33..41])?;
+            let id = record_id(&k[41..])?;
+            let Some(r) = cursor_of(&v)
+                .ok()
+                .and_then(|c| self.at_cursor(c).ok().flatten())
+            else {
                 problem(
                     &mut report,
                     format!("chain index names missing record {id}"),
                 );
                 continue;
             };
-            if r.author() != author || r.seq() != seq {
+            if r.id() != id || r.author() != author || r.seq() != seq {
                 problem(
                     &mut report,
-                    format!("chain index entry for {id} has the wrong author or seq"),
+                    format!("chain index entry for {id} names another record"),
                 );
             }
             if seq > 1 {
                 let prev_ok = match r.prev() {
                     Some(p) => self
-                        .chain
-                        .contains_key(chain_key(&author, seq - 1, Some(&p)))?,
+                        .db
+                        .contains_key(key::chain(&author, seq - 1, Some(&p)))?,
                     None => false,
                 };
                 if !prev_ok && !self.is_equivocator(&author)? {
@@ -676,18 +848,32 @@ impl Store {
         }
         // Heads: every seq up to the head is held and the head id matches.
         for (author, head) in self.heads()? {
-            match self.at_seq(&author, head.seq)? {
-                Some(_)
-                    if self
-                        .chain
-                        .contains_key(chain_key(&author, head.seq, Some(&head.id)))? => {}
-                _ => problem(
+            if !self
+                .db
+                .contains_key(key::chain(&author, head.seq, Some(&head.id)))?
+            {
+                problem(
                     &mut report,
                     format!("chain head of {author} (seq {}) is not stored", head.seq),
-                ),
+                );
             }
-            let held = self.chain.scan_prefix(author.as_bytes()).keys().count() as u64;
-            if held < head.seq {
+            let mut expected = 1;
+            for k in self
+                .db
+                .scan_prefix(key::chain_of(&author))
+                .keys()
+            {
+                let k = k?;
+                let seq = cursor_of(&k[33..41.min(k.len())])?;
+                if seq > head.seq || seq < expected {
+                    continue;
+                }
+                if seq > expected {
+                    break;
+                }
+                expected += 1;
+            }
+            if expected <= head.seq {
                 problem(
                     &mut report,
                     format!("chain of {author} has gaps below its head {}", head.seq),
@@ -695,15 +881,23 @@ impl Store {
             }
         }
         // Responses index.
-        for entry in self.responses.iter() {
-            let (k, v) = entry?;
-            let id = record_id(&v)?;
-            let target = record_id(&k[..32.min(k.len())]).ok();
-            match self.get(&id).ok().flatten() {
-                Some(r) if r.body().target() == target => {}
+        for k in self.db.scan_prefix([key::RESPONSE]).keys() {
+            let k = k?;
+            let (Ok(target), Ok(cursor)) = (
+                record_id(&k[1..33.min(k.len())]),
+                cursor_of(&k[33.min(k.len())..]),
+            ) else {
+                problem(
+                    &mut report,
+                    "a responses index key has the wrong size".into(),
+                );
+                continue;
+            };
+            match self.at_cursor(cursor).ok().flatten() {
+                Some(r) if r.body().target() == Some(target) => {}
                 _ => problem(
                     &mut report,
-                    format!("responses index entry for {id} is wrong"),
+                    format!("responses index entry for cursor {cursor} is wrong"),
                 ),
             }
         }
@@ -712,7 +906,7 @@ impl Store {
 
     /// Whether a record with this id is stored.
     pub fn contains(&self, id: &RecordId) -> Result<bool, StoreError> {
-        Ok(self.records.contains_key(id.as_bytes())?)
+        Ok(self.db.contains_key(key::id(id))?)
     }
 
     /// The record with this id, if stored (pending records are not returned).
@@ -722,26 +916,34 @@ impl Store {
 
     /// The record with its feed cursor and arrival time.
     pub fn get_stored(&self, id: &RecordId) -> Result<Option<Stored>, StoreError> {
-        match self.records.get(id.as_bytes())? {
+        match self.db.get(key::id(id))? {
             None => Ok(None),
-            Some(v) => decode_stored(&v).map(Some),
+            Some(c) => self.stored_at(cursor_of(&c)?),
         }
+    }
+
+    /// The record at a feed cursor.
+    fn stored_at(&self, cursor: u64) -> Result<Option<Stored>, StoreError> {
+        match self.db.get(key::feed(cursor))? {
+            None => Ok(None),
+            Some(v) => decode_stored(cursor, &v).map(Some),
+        }
+    }
+
+    fn at_cursor(&self, cursor: u64) -> Result<Option<Record>, StoreError> {
+        Ok(self.stored_at(cursor)?.map(|s| s.record))
     }
 
     /// Records in feed order with cursor > `after`, at most `limit`.
     pub fn feed_after(&self, after: u64, limit: usize) -> Result<Vec<Stored>, StoreError> {
         let mut out = Vec::new();
-        for entry in self.feed.range((after.saturating_add(1)).to_be_bytes()..) {
+        let start = key::feed(after.saturating_add(1));
+        for entry in self.db.range(start..key::end_of(key::FEED)) {
             if out.len() >= limit {
                 break;
             }
-            let (k, id) = entry?;
-            let id = record_id(&id)?;
-            let cursor = cursor_of(&k)?;
-            let stored = self.get_stored(&id)?.ok_or_else(|| {
-                StoreError::Corrupt(format!("feed entry {cursor} names missing record {id}"))
-            })?;
-            out.push(stored);
+            let (k, v) = entry?;
+            out.push(decode_stored(cursor_of(&k[1..])?, &v)?);
         }
         Ok(out)
     }
@@ -754,10 +956,9 @@ impl Store {
     /// Records whose target is `claim` (responses and revisions), in feed order.
     pub fn responses(&self, claim: &RecordId) -> Result<Vec<Record>, StoreError> {
         let mut out = Vec::new();
-        for entry in self.responses.scan_prefix(claim.as_bytes()) {
-            let (_, id) = entry?;
-            let id = record_id(&id)?;
-            if let Some(r) = self.get(&id)? {
+        for k in self.db.scan_prefix(key::responses_to(claim)).keys() {
+            let k = k?;
+            if let Some(r) = self.at_cursor(cursor_of(&k[33..])?)? {
                 out.push(r);
             }
         }
@@ -772,16 +973,15 @@ impl Store {
         to: u64,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
-        let start = chain_key(author, from, None);
-        let end = chain_key(author, to.saturating_add(1), None);
+        let start = key::chain(author, from, None);
+        let end = key::chain(author, to.saturating_add(1), None);
         let mut out = Vec::new();
-        for entry in self.chain.range(start..end) {
+        for entry in self.db.range(start..end) {
             if out.len() >= limit {
                 break;
             }
-            let (k, _) = entry?;
-            let id = record_id(&k[40..])?;
-            if let Some(r) = self.get(&id)? {
+            let (_, c) = entry?;
+            if let Some(r) = self.at_cursor(cursor_of(&c)?)? {
                 out.push(r);
             }
         }
@@ -791,9 +991,9 @@ impl Store {
     /// Claims that pending responses wait for and that are not stored, at most `limit`.
     pub fn missing_targets(&self, limit: usize) -> Result<Vec<RecordId>, StoreError> {
         let mut out: Vec<RecordId> = Vec::new();
-        for k in self.pending_targets.iter().keys() {
-            let id = record_id(&k?[..32])?;
-            if out.last() != Some(&id) && !self.records.contains_key(id.as_bytes())? {
+        for k in self.db.scan_prefix([key::PENDING_TARGET]).keys() {
+            let id = record_id(&k?[1..33])?;
+            if out.last() != Some(&id) && !self.contains(&id)? {
                 out.push(id);
                 if out.len() >= limit {
                     break;
@@ -814,8 +1014,8 @@ impl Store {
 
     /// The fork proofs held.
     pub fn forks(&self) -> Result<Vec<ForkProof>, StoreError> {
-        self.forks
-            .iter()
+        self.db
+            .scan_prefix([key::FORK])
             .values()
             .map(|v| {
                 ForkProof::decode(&v?).map_err(|e| StoreError::Corrupt(format!("fork proof: {e}")))
@@ -825,90 +1025,93 @@ impl Store {
 
     /// Whether this author is known to have equivocated.
     pub fn is_equivocator(&self, author: &MemberKey) -> Result<bool, StoreError> {
-        Ok(self.equivocators.contains_key(author.as_bytes())?)
+        Ok(self.db.contains_key(key::equivocator(author))?)
     }
 
     /// Authors known to have equivocated.
     pub fn equivocators(&self) -> Result<Vec<MemberKey>, StoreError> {
-        self.equivocators
-            .iter()
+        self.db
+            .scan_prefix([key::EQUIVOCATOR])
             .keys()
-            .map(|k| Ok(MemberKey(key32(&k?)?)))
+            .map(|k| Ok(MemberKey(key32(&k?[1..])?)))
             .collect()
     }
 
     /// All contiguous chain heads.
     pub fn heads(&self) -> Result<Vec<(MemberKey, ChainHead)>, StoreError> {
-        self.heads
-            .iter()
+        self.db
+            .scan_prefix([key::HEAD])
             .map(|e| {
                 let (k, v) = e?;
-                Ok((MemberKey(key32(&k)?), decode_head(&v)?))
+                Ok((MemberKey(key32(&k[1..])?), decode_head(&v)?))
             })
             .collect()
     }
 
     /// SHA-256 over the sorted ids of all stored records.
     pub fn record_set_digest(&self) -> Result<RecordId, StoreError> {
-        let mut all = Vec::with_capacity(self.records.len() * 32);
-        for k in self.records.iter().keys() {
-            all.extend_from_slice(&k?);
+        let mut all = Vec::new();
+        for k in self.db.scan_prefix([key::ID]).keys() {
+            all.extend_from_slice(&k?[1..]);
         }
         Ok(RecordId::of_encoding(&all))
     }
 
     /// Counts for status.
     pub fn counts(&self) -> Counts {
-        let state = self.lock();
+        let (records, pending) = {
+            let state = self.lock();
+            ((state.next - 1) as usize, state.pending_total)
+        };
         Counts {
-            records: state.records_total,
-            pending: state.pending_total,
-            forks: self.forks.len(),
+            records,
+            pending,
+            forks: self.db.scan_prefix([key::FORK]).keys().count(),
         }
     }
 
     /// The chain rules of [`chain::classify`], with a fast path for the common case (the record
-    /// extends the contiguous head and nothing else is held at its seq or the next) that reads
-    /// only index keys, without decoding neighbouring records.
-    fn classify_fast(&self, record: &Record) -> Result<ChainPosition, StoreError> {
+    /// extends the contiguous head and nothing is stored at or above its seq) that needs only
+    /// what the append state holds in memory.
+    fn classify_fast(
+        &self,
+        state: &AppendState,
+        record: &Record,
+    ) -> Result<ChainPosition, StoreError> {
         let author = record.author();
         let seq = record.seq();
-        let head = self.head_of(&author)?;
-        let extends = match head {
+        let extends = match state.heads.get(&author) {
             Some(h) => h.seq + 1 == seq && record.prev() == Some(h.id),
             None => seq == 1,
         };
-        if extends
-            && self
-                .chain
-                .scan_prefix(chain_key(&author, seq, None))
-                .next()
-                .is_none()
-            && seq.checked_add(1).is_some_and(|n| {
-                self.chain
-                    .scan_prefix(chain_key(&author, n, None))
-                    .next()
-                    .is_none()
-            })
-        {
+        if extends && state.top_seq.get(&author).copied().unwrap_or(0) < seq {
             return Ok(ChainPosition::Next);
         }
         Ok(chain::classify(record, self))
     }
 
     fn head_of(&self, author: &MemberKey) -> Result<Option<ChainHead>, StoreError> {
-        self.heads
-            .get(author.as_bytes())?
+        self.db
+            .get(key::head(author))?
             .map(|v| decode_head(&v))
             .transpose()
     }
 
     fn at_seq(&self, author: &MemberKey, seq: u64) -> Result<Option<Record>, StoreError> {
-        let prefix = chain_key(author, seq, None);
-        match self.chain.scan_prefix(prefix).keys().next() {
+        match self
+            .db
+            .scan_prefix(key::chain(author, seq, None))
+            .values()
+            .next()
+        {
             None => Ok(None),
-            Some(k) => self.get(&record_id(&k?[40..])?),
+            Some(c) => self.at_cursor(cursor_of(&c?)?),
         }
+    }
+
+    /// The author's contiguous chain head.
+    pub fn chain_head(&self, author: &MemberKey) -> Result<Option<ChainHead>, StoreError> {
+        self.head_of(author)
     }
 }
 
@@ -930,48 +1133,73 @@ impl ChainView for Store {
     }
 }
 
-/// The contiguous head of an author's chain, from the store (`None` if no record 1).
-impl Store {
-    /// The author's contiguous chain head.
-    pub fn chain_head(&self, author: &MemberKey) -> Result<Option<ChainHead>, StoreError> {
-        self.head_of(author)
+/// Writes the index entries of the record stored at `cursor` and, if it was pending, removes
+/// its pending entries. Idempotent, so opening the store can complete an interrupted write.
+fn index(
+    db: &sled::Tree,
+    record: &Record,
+    cursor: u64,
+    extends_head: bool,
+    was_pending: bool,
+) -> Result<(), StoreError> {
+    let id = record.id();
+    let author = record.author();
+    let at = cursor.to_be_bytes();
+    db.insert(key::id(&id), &at)?;
+    db.insert(key::chain(&author, record.seq(), Some(&id)), &at)?;
+    if extends_head {
+        let head = ChainHead {
+            seq: record.seq(),
+            id,
+        };
+        db.insert(key::head(&author), encode_head(&head))?;
     }
-}
-
-fn pending_key(record: &Record) -> Vec<u8> {
-    chain_key(&record.author(), record.seq(), Some(&record.id()))
-}
-
-/// The `pending_targets` key of a pending record (by its pending key) waiting for `target`.
-fn pending_target_key(target: &RecordId, pending_key: &[u8]) -> Vec<u8> {
-    let mut k = target.as_bytes().to_vec();
-    k.extend_from_slice(pending_key);
-    k
-}
-
-fn chain_key(author: &MemberKey, seq: u64, id: Option<&RecordId>) -> Vec<u8> {
-    let mut k = Vec::with_capacity(72);
-    k.extend_from_slice(author.as_bytes());
-    k.extend_from_slice(&seq.to_be_bytes());
-    if let Some(id) = id {
-        k.extend_from_slice(id.as_bytes());
+    if let Some(t) = record.body().target() {
+        db.insert(key::response(&t, cursor), &[])?;
     }
-    k
+    if was_pending {
+        unpend(db, record)?;
+    }
+    Ok(())
 }
 
-fn decode_stored(v: &[u8]) -> Result<Stored, StoreError> {
-    if v.len() < 16 {
-        return Err(StoreError::Corrupt("record entry too short".into()));
+/// Removes a record's pending entries: the record first, then its target entry (a target
+/// entry alone is harmless).
+fn unpend(db: &sled::Tree, record: &Record) -> Result<(), StoreError> {
+    let pkey = key::pending_of(record);
+    db.remove(&pkey)?;
+    if let Some(t) = record.body().target() {
+        db.remove(key::pending_target(&t, &pkey))?;
     }
-    let cursor = cursor_of(&v[..8])?;
-    let received_us = cursor_of(&v[8..16])?;
-    let record = Record::decode(&v[16..])
+    Ok(())
+}
+
+/// Whether a stored record entry says its record extended its author's contiguous head.
+fn extends_head(v: &[u8]) -> bool {
+    v.get(8).is_some_and(|flags| flags & 1 == 1)
+}
+
+fn decode_stored(cursor: u64, v: &[u8]) -> Result<Stored, StoreError> {
+    if v.len() < 9 {
+        return Err(StoreError::Corrupt(format!(
+            "record entry at cursor {cursor} too short"
+        )));
+    }
+    let received_us = cursor_of(&v[..8])?;
+    let record = Record::decode(&v[9..])
         .map_err(|e| StoreError::Corrupt(format!("record at cursor {cursor}: {e}")))?;
     Ok(Stored {
         cursor,
         received_us,
         record,
     })
+}
+
+fn encode_head(head: &ChainHead) -> Vec<u8> {
+    let mut v = Vec::with_capacity(40);
+    v.extend_from_slice(&head.seq.to_be_bytes());
+    v.extend_from_slice(head.id.as_bytes());
+    v
 }
 
 fn decode_head(v: &[u8]) -> Result<ChainHead, StoreError> {
@@ -989,7 +1217,7 @@ fn decode_head(v: &[u8]) -> Result<ChainHead, StoreError> {
 fn cursor_of(k: &[u8]) -> Result<u64, StoreError> {
     let b: [u8; 8] = k
         .try_into()
-        .map_err(|_| StoreError::Corrupt("cursor key is not 8 bytes".into()))?;
+        .map_err(|_| StoreError::Corrupt("a stored number is not 8 bytes".into()))?;
     Ok(u64::from_be_bytes(b))
 }
 
@@ -1182,6 +1410,45 @@ mod tests {
     }
 
     #[test]
+    fn a_record_written_without_its_index_entries_is_completed_on_open() {
+        // What a crash between a record's commit point and its index entries leaves: only the
+        // `f` entry (sled recovers a prefix of the writes, so this is the worst case).
+        let dir = tempfile::tempdir().unwrap();
+        let key = MemberSigningKey::from_bytes(&[1; 32]);
+        let c = chain(&key, 3);
+        let rus = MemberSigningKey::from_bytes(&[2; 32]);
+        let r = sign(&rus, 1, None, rebut(c[1].id()));
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.append(c[0].clone()).unwrap();
+            // The rebuttal waits for c[1]; c[1] is then "stored" up to its commit point only.
+            assert!(matches!(
+                store.append(r.clone()).unwrap(),
+                Appended::Pending(_)
+            ));
+            let mut value = 7u64.to_be_bytes().to_vec();
+            value.push(1);
+            value.extend_from_slice(c[1].as_bytes());
+            store.db.insert(key::feed(2), value).unwrap();
+            futures::executor::block_on(store.db.flush_async()).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.last_cursor(), 3);
+        assert_eq!(store.get_stored(&c[1].id()).unwrap().unwrap().cursor, 2);
+        assert_eq!(
+            store.chain_head(&member_key(&key)).unwrap().map(|h| h.seq),
+            Some(2)
+        );
+        // The rebuttal that waited for c[1] was released on open, and the chain continues.
+        assert_eq!(store.counts().pending, 0);
+        assert_eq!(store.get_stored(&r.id()).unwrap().unwrap().cursor, 3);
+        assert!(matches!(
+            store.append(c[2].clone()).unwrap(),
+            Appended::Stored { cursor: 4, .. }
+        ));
+    }
+
+    #[test]
     fn reopened_store_keeps_records_cursors_and_pending() {
         let dir = tempfile::tempdir().unwrap();
         let key = MemberSigningKey::from_bytes(&[1; 32]);
@@ -1284,26 +1551,45 @@ mod integrity_tests {
 
         // A flipped bit in a stored record: its signature fails.
         let id = records[2].id();
-        let mut v = store.records.get(id.as_bytes()).unwrap().unwrap().to_vec();
+        let cursor = store.get_stored(&id).unwrap().unwrap().cursor;
+        let mut v = store.db.get(key::feed(cursor)).unwrap().unwrap().to_vec();
         let last = v.len() - 1;
         v[last] ^= 1;
-        store.records.insert(id.as_bytes(), v).unwrap();
-        // A feed entry pointing nowhere, and a dropped chain index entry.
-        store.feed.insert(99u64.to_be_bytes(), &[7u8; 32]).unwrap();
+        store.db.insert(key::feed(cursor), v).unwrap();
+        // An id index entry pointing nowhere, and a dropped chain index entry.
         store
-            .chain
-            .remove(chain_key(&records[3].author(), 4, Some(&records[3].id())))
+            .db
+            .insert(key::id(&RecordId([7; 32])), &99u64.to_be_bytes())
+            .unwrap();
+        store
+            .db
+            .remove(key::chain(&records[3].author(), 4, Some(&records[3].id())))
             .unwrap();
         let report = store.verify_all(&roster).unwrap();
         let text = report.problems.join("\n");
         assert!(text.contains(&format!("record {id}")), "{text}");
-        assert!(
-            text.contains("feed cursor 99 names missing record"),
-            "{text}"
-        );
+        assert!(text.contains("id index names cursor 99"), "{text}");
         assert!(
             text.contains("does not link") || text.contains("gaps below its head"),
             "{text}"
         );
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    #[test]
+    fn a_data_dir_in_the_old_layout_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("records").unwrap().insert(b"k", b"v").unwrap();
+            db.flush().unwrap();
+        }
+        let err = Store::open(dir.path()).err().expect("old layout opened");
+        assert!(matches!(err, StoreError::OldLayout), "{err}");
+        assert!(err.to_string().contains("move the data dir aside"));
     }
 }
