@@ -310,7 +310,7 @@ impl Store {
             let opened = sled::Config::new()
                 .path(dir)
                 .mode(sled::Mode::HighThroughput)
-                .cache_capacity(32 * 1024 * 1024)
+                .cache_capacity(16 * 1024 * 1024)
                 .open();
             match opened {
                 Ok(db) => return Self::from_db(db, limits),
@@ -376,11 +376,7 @@ impl Store {
             let (k, v) = entry?;
             let author = MemberKey(key32(&k[1..])?);
             heads.insert(author, decode_head(&v)?);
-            if let Some(top) = db
-                .scan_prefix(key::chain_of(&author))
-                .keys()
-                .next_back()
-            {
+            if let Some(top) = db.scan_prefix(key::chain_of(&author)).keys().next_back() {
                 let top = top?;
                 top_seq.insert(author, cursor_of(&top[33..41.min(top.len())])?);
             }
@@ -858,11 +854,7 @@ impl Store {
                 );
             }
             let mut expected = 1;
-            for k in self
-                .db
-                .scan_prefix(key::chain_of(&author))
-                .keys()
-            {
+            for k in self.db.scan_prefix(key::chain_of(&author)).keys() {
                 let k = k?;
                 let seq = cursor_of(&k[33..41.min(k.len())])?;
                 if seq > head.seq || seq < expected {
