@@ -44,19 +44,23 @@ struct Api {
     token: std::sync::Arc<str>,
     public_reads: bool,
     streams: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Turns true when the node stops: feed streams end so the server can drain.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
-/// The API router for a node.
+/// The API router for a node. Feed streams end when `stopping` turns true.
 pub fn router(
     node: NodeHandle,
     config: &crate::ApiConfig,
     limits: &crate::limits::Limits,
+    stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Router {
     let state = Api {
         node: node.clone(),
         token: config.token.clone().into(),
         public_reads: config.public_reads,
         streams: std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_feed_streams)),
+        stopping,
     };
     let reads = Router::new()
         .route("/v1/status", get(status))
@@ -537,6 +541,12 @@ async fn feed_stream(
             }
         },
     );
+    // A stream never ends by itself; it ends when the node stops, or the server could never
+    // finish draining its connections.
+    let mut stopping = api.stopping.clone();
+    let stream = futures::StreamExt::take_until(stream, async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    });
     Ok((
         [(TLP_CEILING_HEADER, tlp_name(ceiling))],
         Sse::new(stream).keep_alive(KeepAlive::default()),

@@ -258,6 +258,9 @@ struct Shared {
     tlp_ceiling: Tlp,
 }
 
+/// How long a stopping node waits for API requests in flight.
+const API_DRAIN: Duration = Duration::from_secs(5);
+
 /// A cheap, cloneable handle to a running node.
 #[derive(Clone)]
 pub struct NodeHandle {
@@ -272,7 +275,7 @@ pub struct Node {
     api: Option<JoinHandle<()>>,
     api_addr: Option<SocketAddr>,
     stop_network: Option<oneshot::Sender<()>>,
-    stop_api: Option<oneshot::Sender<()>>,
+    stop_api: Option<watch::Sender<bool>>,
     webhooks: Vec<JoinHandle<()>>,
 }
 
@@ -405,13 +408,14 @@ impl Node {
                 addr: api.listen,
                 source,
             })?;
-            let (stop_api, stop_rx) = oneshot::channel();
-            let router = api::router(handle, &api, &config.limits);
+            let (stop_api, stopping) = watch::channel(false);
+            let router = api::router(handle, &api, &config.limits, stopping.clone());
             node.api = Some(tokio::spawn(
                 async move {
                     tracing::info!(%addr, "local API listening");
+                    let mut stopping = stopping;
                     let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-                        let _ = stop_rx.await;
+                        let _ = stopping.wait_for(|s| *s).await;
                     });
                     if let Err(e) = serve.await {
                         tracing::error!(error = %e, "local API stopped");
@@ -441,10 +445,18 @@ impl Node {
             hook.abort();
         }
         if let Some(stop) = self.stop_api.take() {
-            let _ = stop.send(());
+            stop.send_replace(true);
         }
-        if let Some(api) = self.api.take() {
-            let _ = api.await;
+        if let Some(mut api) = self.api.take() {
+            // Requests in flight get a moment to finish; a client that holds its connection
+            // open does not keep the node from stopping. (A submission cut off here was not
+            // acknowledged; what it stored is flushed below.)
+            if tokio::time::timeout(API_DRAIN, &mut api).await.is_err() {
+                tracing::warn!(
+                    "local API clients still connected after {API_DRAIN:?}; closing them"
+                );
+                api.abort();
+            }
         }
         if let Some(stop) = self.stop_network.take() {
             let _ = stop.send(());

@@ -248,4 +248,20 @@ async fn feed_pages_filter_and_the_stream_resumes_from_a_cursor() {
         }
     }
     assert_eq!(seen, vec![2, 3, 4]);
+
+    // A follower still connected does not keep the node from stopping: its stream ends.
+    let mut net = net;
+    tokio::time::timeout(DEADLINE, net.stop(0))
+        .await
+        .expect("node did not stop while a feed stream was open")
+        .unwrap();
+    loop {
+        match tokio::time::timeout(DEADLINE, body.next())
+            .await
+            .expect("stream still open after the node stopped")
+        {
+            None | Some(Err(_)) => break,
+            Some(Ok(_)) => continue,
+        }
+    }
 }
