@@ -220,7 +220,9 @@ fn submitted(
         }
         Err(SubmitError::Retracted(_)) => StatusCode::CONFLICT,
         Err(SubmitError::Conflict { .. } | SubmitError::OutOfOrder { .. }) => StatusCode::CONFLICT,
-        Err(SubmitError::CatchingUp { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+        Err(SubmitError::CatchingUp { .. } | SubmitError::Stopping) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     result

@@ -9,7 +9,7 @@ use attrib_protocol::sync::{
 use attrib_protocol::{
     ChainHead, MemberKey, Record, RecordError, RecordId, Roster, check_record, check_records,
 };
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::store::{Appended, Missing, Store, StoreError};
 
@@ -237,4 +237,70 @@ impl From<RecordError> for IngestError {
     fn from(e: RecordError) -> Self {
         IngestError::Invalid(e)
     }
+}
+
+/// A record to check and where to send the verdict.
+type CheckRequest = (Vec<u8>, oneshot::Sender<Result<Record, RecordError>>);
+
+/// Checks records published through the API (signed elsewhere) like received ones, in
+/// batches: submissions that arrive while one batch is being checked are checked together
+/// next, with one ed25519 batch verification, the way group commit shares one disk flush
+/// among concurrent submissions. A lone submission is checked at once, alone.
+#[derive(Clone)]
+pub(crate) struct BatchChecker {
+    requests: mpsc::Sender<CheckRequest>,
+}
+
+/// The most records checked in one batch.
+const CHECK_BATCH: usize = 64;
+
+impl BatchChecker {
+    /// Starts the checking task; it ends when every handle is dropped.
+    pub(crate) fn start(roster: Arc<Roster>) -> BatchChecker {
+        let (requests, mut queue) = mpsc::channel::<CheckRequest>(4 * CHECK_BATCH);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(CHECK_BATCH);
+            while queue.recv_many(&mut batch, CHECK_BATCH).await > 0 {
+                let roster = roster.clone();
+                let items = std::mem::take(&mut batch);
+                let checked = tokio::task::spawn_blocking(move || {
+                    let refs: Vec<&[u8]> = items.iter().map(|(b, _)| b.as_slice()).collect();
+                    let verdicts = check_records(&refs, &roster, crate::now_ms());
+                    (items, verdicts)
+                })
+                .await;
+                // A panic in the check drops the reply senders: callers see it as an error.
+                if let Ok((items, verdicts)) = checked {
+                    for ((_, reply), verdict) in items.into_iter().zip(verdicts) {
+                        let _ = reply.send(verdict);
+                    }
+                }
+            }
+        });
+        BatchChecker { requests }
+    }
+
+    /// Checks one record's bytes (decode, rules, roster, clock, signature).
+    pub(crate) async fn check(&self, bytes: Vec<u8>) -> Result<Record, CheckError> {
+        let (reply, verdict) = oneshot::channel();
+        self.requests
+            .send((bytes, reply))
+            .await
+            .map_err(|_| CheckError::Stopped)?;
+        verdict
+            .await
+            .map_err(|_| CheckError::Stopped)?
+            .map_err(CheckError::Invalid)
+    }
+}
+
+/// Why [`BatchChecker::check`] gave no record.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CheckError {
+    /// The record is invalid.
+    #[error(transparent)]
+    Invalid(RecordError),
+    /// The node is stopping.
+    #[error("the node is stopping; retry when it is back")]
+    Stopped,
 }

@@ -32,7 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use attrib_protocol::{
     Body, ChainHead, MemberSigningKey, NetworkId, Record, RecordContent, RecordError, RecordId,
-    Roster, StateCode, ThreadStatus, Tlp, check_record, check_response_content, member_key,
+    Roster, StateCode, ThreadStatus, Tlp, check_response_content, member_key,
 };
 use libp2p::{Multiaddr, PeerId};
 use serde::Serialize;
@@ -147,6 +147,9 @@ pub enum SubmitError {
     /// A response names a claim this node does not hold.
     #[error("no claim {0} is known to this node; check the id (`attrib feed --kind claim`)")]
     UnknownTarget(RecordId),
+    /// The node is stopping.
+    #[error("the node is stopping; retry when it is back")]
+    Stopping,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -250,6 +253,7 @@ struct Shared {
     peer_id: PeerId,
     author_lock: Mutex<()>,
     ingest: Ingest,
+    checker: ingest::BatchChecker,
     feed: watch::Receiver<u64>,
     gossip_peers: watch::Receiver<usize>,
     listen_addrs: watch::Receiver<Vec<Multiaddr>>,
@@ -361,6 +365,7 @@ impl Node {
         };
         let (stop_network, stop_rx) = oneshot::channel();
         let network = tokio::spawn(event_loop.run(stop_rx).instrument(span.clone()));
+        let checker = ingest::BatchChecker::start(roster.clone());
         let handle = NodeHandle {
             shared: Arc::new(Shared {
                 store,
@@ -368,6 +373,7 @@ impl Node {
                 state_key: config.state_key,
                 peer_id,
                 author_lock: Mutex::new(()),
+                checker,
                 ingest,
                 feed: feed_rx,
                 gossip_peers: peers_rx,
@@ -596,7 +602,15 @@ impl NodeHandle {
     /// Publishes a record signed elsewhere (e.g. by an offline key): checks it like any
     /// received record, stores it durably, then gossips it.
     pub async fn publish_signed(&self, bytes: &[u8]) -> Result<Submitted, SubmitError> {
-        let record = check_record(bytes, &self.shared.roster, now_ms())?;
+        let record = self
+            .shared
+            .checker
+            .check(bytes.to_vec())
+            .await
+            .map_err(|e| match e {
+                ingest::CheckError::Invalid(e) => SubmitError::Invalid(e),
+                ingest::CheckError::Stopped => SubmitError::Stopping,
+            })?;
         let (id, seq) = (record.id(), record.seq());
         let shared = record.bytes();
         let cursor = match self.shared.ingest.append(record)? {

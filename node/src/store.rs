@@ -447,7 +447,8 @@ impl Store {
         state: &mut AppendState,
         record: Record,
     ) -> Result<Appended, StoreError> {
-        if self.contains(&record.id())? {
+        // The next record of its author's chain cannot be stored yet; anything else may be.
+        if !Self::is_next(state, &record) && self.contains(&record.id())? {
             return Ok(Appended::Duplicate);
         }
         let pkey = key::pending_of(&record);
@@ -1070,16 +1071,22 @@ impl Store {
         state: &AppendState,
         record: &Record,
     ) -> Result<ChainPosition, StoreError> {
+        if Self::is_next(state, record) {
+            return Ok(ChainPosition::Next);
+        }
+        Ok(chain::classify(record, self))
+    }
+
+    /// Whether the record extends its author's contiguous head and nothing of the author is
+    /// stored beyond it (decided from memory; the common case on every ingest path).
+    fn is_next(state: &AppendState, record: &Record) -> bool {
         let author = record.author();
         let seq = record.seq();
         let extends = match state.heads.get(&author) {
             Some(h) => h.seq + 1 == seq && record.prev() == Some(h.id),
             None => seq == 1,
         };
-        if extends && state.top_seq.get(&author).copied().unwrap_or(0) < seq {
-            return Ok(ChainPosition::Next);
-        }
-        Ok(chain::classify(record, self))
+        extends && state.top_seq.get(&author).copied().unwrap_or(0) < seq
     }
 
     fn head_of(&self, author: &MemberKey) -> Result<Option<ChainHead>, StoreError> {
@@ -1327,10 +1334,13 @@ mod tests {
             store.chain_head(&member_key(&key)).unwrap().map(|h| h.seq),
             Some(4)
         );
-        assert!(matches!(
-            store.append(c[0].clone()).unwrap(),
-            Appended::Duplicate
-        ));
+        for r in [&c[0], &c[3]] {
+            assert!(matches!(
+                store.append(r.clone()).unwrap(),
+                Appended::Duplicate
+            ));
+        }
+        assert_eq!(store.counts().records, 4);
     }
 
     #[test]
