@@ -5,6 +5,7 @@
 //! cargo run --release -p attrib-tests --bin bench -- ingest [RECORDS]
 //! cargo run --release -p attrib-tests --bin bench -- api [RECORDS]
 //! cargo run --release -p attrib-tests --bin bench -- network [NODES] [RATE] [SECONDS] [SVG]
+//! cargo run --release -p attrib-tests --bin bench -- network-procs [NODES] [RATE] [SECONDS]
 //! cargo run --release -p attrib-tests --bin bench -- footprint [RECORDS]
 //! ```
 
@@ -464,11 +465,16 @@ async fn main() -> anyhow::Result<()> {
         Some("network") => {
             network::run(arg(1, 100), arg(2, 10), arg(3, 20), args.get(4).cloned()).await
         }
+        Some("network-procs") => {
+            tokio::task::block_in_place(|| processes::run(arg(1, 100), arg(2, 10), arg(3, 10)))
+        }
+        Some("network-child") => processes::child(&args[1..]).await,
         _ => {
-            eprintln!("usage: bench ingest|api|network|footprint [N ...]");
+            eprintln!("usage: bench ingest|api|network|network-procs|footprint [N ...]");
             std::process::exit(2);
         }
     }
 }
 
 mod network;
+mod processes;

@@ -19,11 +19,13 @@ use attrib_tests::bench_claim as claim_body;
 
 use super::{cpu_seconds, peak_rss_kib, percentile};
 
-const DEGREE: usize = 6;
-const PUBLISHERS: usize = 10;
+pub(crate) const DEGREE: usize = 6;
+pub(crate) const PUBLISHERS: usize = 10;
+/// Gossipsub heartbeat for both attrib nodes and the baseline.
+pub(crate) const HEARTBEAT: Duration = Duration::from_millis(700);
 
 /// Who dials whom: node i dials up to DEGREE random earlier nodes (seeded).
-fn topology(n: usize) -> Vec<Vec<usize>> {
+pub(crate) fn topology(n: usize) -> Vec<Vec<usize>> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(100);
     (0..n)
         .map(|i| {
@@ -36,6 +38,53 @@ fn topology(n: usize) -> Vec<Vec<usize>> {
             picked
         })
         .collect()
+}
+
+/// The baseline's behaviour.
+pub(crate) type BareGossip =
+    gossipsub::Behaviour<gossipsub::IdentityTransform, gossipsub::AllowAllSubscriptionFilter>;
+
+/// A bare gossipsub swarm (the baseline): same identity, transport, heartbeat, message ids and
+/// size limit as an attrib node, no validation, no storage, no other protocols.
+pub(crate) fn bare_swarm(
+    m: &LocalMember,
+) -> anyhow::Result<libp2p::Swarm<BareGossip>> {
+    let cfg = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        .message_id_fn(|msg| gossipsub::MessageId::new(RecordId::of_encoding(&msg.data).as_bytes()))
+        .max_transmit_size(attrib_node::MAX_GOSSIP_BYTES)
+        .heartbeat_interval(HEARTBEAT)
+        .build()?;
+    Ok(libp2p::SwarmBuilder::with_existing_identity(m.node_key.clone())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_behaviour(|_| {
+            Ok(BareGossip::new(
+                gossipsub::MessageAuthenticity::Anonymous,
+                cfg,
+            )?)
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .build())
+}
+
+/// The baseline's message k: the size of an attrib record, a record signed by the publisher.
+pub(crate) fn bare_message(m: &LocalMember, roster: &Roster, k: usize) -> Vec<u8> {
+    let c = attrib_protocol::RecordContent {
+        author: attrib_protocol::member_key(&m.state_key),
+        seq: k as u64 + 1,
+        prev: Some(RecordId([1; 32])),
+        created_at: attrib_node::now_ms(),
+        body: claim_body(k as u64, m.code),
+    };
+    attrib_protocol::Record::sign(c, &m.state_key, roster.network_id())
+        .as_bytes()
+        .to_vec()
 }
 
 struct Stats {
@@ -72,7 +121,7 @@ async fn run_attrib(n: usize, rate: usize, seconds: usize) -> anyhow::Result<(St
     for (i, m) in members.iter().enumerate() {
         let bootstrap = topo[i].iter().map(|j| addrs[*j].clone()).collect();
         let mut cfg = local_config(m, &roster, None, bootstrap, None);
-        cfg.heartbeat = Duration::from_millis(700);
+        cfg.heartbeat = HEARTBEAT;
         cfg.sync_interval = Duration::from_secs(30);
         let node = Node::start(cfg).await?;
         addrs.push(node.handle().listen_addrs(Duration::from_secs(10)).await[0].clone());
@@ -159,32 +208,7 @@ async fn run_baseline(
     let mut addrs: Vec<Multiaddr> = Vec::new();
     let (ready_tx, mut ready) = mpsc::unbounded_channel::<usize>();
     for (i, m) in members.iter().enumerate() {
-        let cfg = gossipsub::ConfigBuilder::default()
-            .validation_mode(gossipsub::ValidationMode::Anonymous)
-            .message_id_fn(|msg| {
-                gossipsub::MessageId::new(RecordId::of_encoding(&msg.data).as_bytes())
-            })
-            .max_transmit_size(attrib_node::MAX_GOSSIP_BYTES)
-            .heartbeat_interval(Duration::from_millis(700))
-            .build()?;
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(m.node_key.clone())
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )?
-            .with_behaviour(|_| {
-                Ok(gossipsub::Behaviour::<
-                    gossipsub::IdentityTransform,
-                    gossipsub::AllowAllSubscriptionFilter,
-                >::new(
-                    gossipsub::MessageAuthenticity::Anonymous, cfg
-                )?)
-            })
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
-            .build();
+        let mut swarm = bare_swarm(m)?;
         swarm.behaviour_mut().subscribe(&topic)?;
         swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
         let addr = loop {
@@ -238,18 +262,7 @@ async fn run_baseline(
     for k in 0..total {
         tick.tick().await;
         let p = k % PUBLISHERS.min(n);
-        // Same size as an attrib record: a record signed by the publisher.
-        let m = &members[p];
-        let c = attrib_protocol::RecordContent {
-            author: attrib_protocol::member_key(&m.state_key),
-            seq: k as u64 + 1,
-            prev: Some(RecordId([1; 32])),
-            created_at: attrib_node::now_ms(),
-            body: claim_body(k as u64, m.code),
-        };
-        let bytes = attrib_protocol::Record::sign(c, &m.state_key, roster.network_id())
-            .as_bytes()
-            .to_vec();
+        let bytes = bare_message(&members[p], roster, k);
         let id = RecordId::of_encoding(&bytes);
         sent.insert(id, (attrib_node::now_us(), p));
         publish[p].send(bytes)?;
