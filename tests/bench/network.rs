@@ -46,31 +46,31 @@ pub(crate) type BareGossip =
 
 /// A bare gossipsub swarm (the baseline): same identity, transport, heartbeat, message ids and
 /// size limit as an attrib node, no validation, no storage, no other protocols.
-pub(crate) fn bare_swarm(
-    m: &LocalMember,
-) -> anyhow::Result<libp2p::Swarm<BareGossip>> {
+pub(crate) fn bare_swarm(m: &LocalMember) -> anyhow::Result<libp2p::Swarm<BareGossip>> {
     let cfg = gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Anonymous)
         .message_id_fn(|msg| gossipsub::MessageId::new(RecordId::of_encoding(&msg.data).as_bytes()))
         .max_transmit_size(attrib_node::MAX_GOSSIP_BYTES)
         .heartbeat_interval(HEARTBEAT)
         .build()?;
-    Ok(libp2p::SwarmBuilder::with_existing_identity(m.node_key.clone())
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )?
-        .with_behaviour(|_| {
-            Ok(BareGossip::new(
-                gossipsub::MessageAuthenticity::Anonymous,
-                cfg,
-            )?)
-        })
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
-        .build())
+    Ok(
+        libp2p::SwarmBuilder::with_existing_identity(m.node_key.clone())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )?
+            .with_behaviour(|_| {
+                Ok(BareGossip::new(
+                    gossipsub::MessageAuthenticity::Anonymous,
+                    cfg,
+                )?)
+            })
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+            .build(),
+    )
 }
 
 /// The baseline's message k: the size of an attrib record, a record signed by the publisher.

@@ -152,14 +152,14 @@ fn run_kind(kind: Kind, n: usize, rate: usize, seconds: usize) -> anyhow::Result
     let mut inputs: Vec<ChildStdin> = Vec::new();
     let mut seen = Seen::default();
     let deadline = Instant::now() + Duration::from_secs(60 + n as u64);
-    for i in 0..n {
+    for (i, dials) in topo.iter().enumerate() {
         let mut child = Command::new(&exe)
             .arg("network-child")
             .arg(kind.name())
             .arg(i.to_string())
             .arg(n.to_string())
             .arg(dir.path().join(i.to_string()))
-            .args(topo[i].iter().map(|j| seen.addrs[*j].clone()))
+            .args(dials.iter().map(|j| seen.addrs[*j].clone()))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -182,7 +182,8 @@ fn run_kind(kind: Kind, n: usize, rate: usize, seconds: usize) -> anyhow::Result
         }
     }
     while seen.meshed.len() < n {
-        let (from, line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))?;
+        let (from, line) =
+            lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))?;
         seen.take(from, &line)?;
     }
     // Let the mesh settle for two heartbeats (measurement hygiene, not synchronisation).
@@ -275,12 +276,16 @@ pub(crate) async fn child(args: &[String]) -> anyhow::Result<()> {
             let node = Node::start(cfg).await?;
             let h = node.handle();
             let addr = h.listen_addrs(Duration::from_secs(10)).await;
-            let addr = addr.first().ok_or_else(|| anyhow::anyhow!("not listening"))?;
+            let addr = addr
+                .first()
+                .ok_or_else(|| anyhow::anyhow!("not listening"))?;
             say.send(format!("READY {addr}"))?;
             {
                 let (h, say) = (h.clone(), say.clone());
                 tokio::spawn(async move {
-                    if h.wait_for_gossip_peers(want, Duration::from_secs(120)).await {
+                    if h.wait_for_gossip_peers(want, Duration::from_secs(120))
+                        .await
+                    {
                         let _ = say.send("MESH".into());
                     }
                 });
@@ -298,7 +303,8 @@ pub(crate) async fn child(args: &[String]) -> anyhow::Result<()> {
                         };
                         for e in &page.entries {
                             if e.record.author() != author {
-                                let _ = say.send(format!("GOT {} {}", e.record.id(), e.received_us));
+                                let _ =
+                                    say.send(format!("GOT {} {}", e.record.id(), e.received_us));
                             }
                         }
                         cursor = page.next;
