@@ -97,17 +97,24 @@ struct Stats {
     cpu_s: f64,
 }
 
+/// Latency percentiles (of sorted latencies) and completeness, as one report line.
+pub(crate) fn delivery(sorted_ms: &[f64], delivered: usize, expected: usize) -> String {
+    format!(
+        "p50 {:>7.2} ms  p95 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  delivered {}/{} ({:.1}%)",
+        percentile(sorted_ms, 0.5),
+        percentile(sorted_ms, 0.95),
+        percentile(sorted_ms, 0.99),
+        sorted_ms.last().copied().unwrap_or(f64::NAN),
+        delivered,
+        expected,
+        100.0 * delivered as f64 / expected.max(1) as f64,
+    )
+}
+
 fn summary(name: &str, s: &Stats, nodes: usize, wall: Duration) {
-    let l = &s.latencies_ms;
     println!(
-        "  {name:<22} p50 {:>7.2} ms  p95 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  delivered {}/{} ({:.1}%)  CPU {:.1}% of a core per node",
-        percentile(l, 0.5),
-        percentile(l, 0.95),
-        percentile(l, 0.99),
-        l.last().copied().unwrap_or(f64::NAN),
-        s.delivered,
-        s.expected,
-        100.0 * s.delivered as f64 / s.expected.max(1) as f64,
+        "  {name:<22} {}  CPU {:.1}% of a core per node",
+        delivery(&s.latencies_ms, s.delivered, s.expected),
         100.0 * s.cpu_s / wall.as_secs_f64() / nodes as f64,
     );
 }

@@ -23,7 +23,7 @@ use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, gossipsub};
 use tokio::io::AsyncBufReadExt;
 
-use super::network::{DEGREE, HEARTBEAT, PUBLISHERS, bare_message, bare_swarm, topology};
+use super::network::{DEGREE, HEARTBEAT, PUBLISHERS, bare_message, bare_swarm, delivery, topology};
 use super::percentile;
 
 const SEED: u64 = 15;
@@ -60,19 +60,12 @@ pub(crate) fn run(n: usize, rate: usize, seconds: usize) -> anyhow::Result<()> {
         PUBLISHERS.min(n)
     );
     for (name, f) in [("bare gossipsub", &base), ("attrib", &attrib)] {
-        let l = &f.latencies_ms;
         let mean_cpu = f.cpu_share.iter().sum::<f64>() / f.cpu_share.len().max(1) as f64;
         let max_rss = f.peak_rss_kib.iter().max().copied().unwrap_or(0);
         let mean_rss = f.peak_rss_kib.iter().sum::<u64>() / f.peak_rss_kib.len().max(1) as u64;
         println!(
-            "  {name:<16} p50 {:>7.2} ms  p95 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  delivered {}/{} ({:.1}%)  CPU {:.1}% of a core per node  peak RSS per node {} MiB mean, {} MiB max",
-            percentile(l, 0.5),
-            percentile(l, 0.95),
-            percentile(l, 0.99),
-            l.last().copied().unwrap_or(f64::NAN),
-            f.delivered,
-            f.expected,
-            100.0 * f.delivered as f64 / f.expected.max(1) as f64,
+            "  {name:<16} {}  CPU {:.1}% of a core per node  peak RSS per node {} MiB mean, {} MiB max",
+            delivery(&f.latencies_ms, f.delivered, f.expected),
             100.0 * mean_cpu,
             mean_rss / 1024,
             max_rss / 1024,
