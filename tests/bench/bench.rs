@@ -29,33 +29,33 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// A `kB` field of `/proc/<process>/status` (`process` is `self` or a pid).
+fn status_kib(process: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{process}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .map(str::to_string)
+                .find(|l| l.starts_with(field))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
         })
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
+}
+
+fn rss_kib() -> u64 {
+    status_kib("self", "VmRSS:")
 }
 
 fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(str::to_string)
-        })
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
+    status_kib("self", "VmHWM:")
 }
 
-fn cpu_seconds() -> f64 {
-    // utime + stime of this process, in clock ticks (100 Hz on Linux).
-    std::fs::read_to_string("/proc/self/stat")
+/// CPU seconds (utime + stime) of `/proc/<process>` (`self` or a pid).
+fn cpu_seconds_of(process: &str) -> f64 {
+    // In clock ticks (100 Hz on Linux).
+    std::fs::read_to_string(format!("/proc/{process}/stat"))
         .ok()
         .and_then(|s| {
             let after = s.rsplit(')').next()?.split_whitespace().collect::<Vec<_>>();
@@ -64,6 +64,10 @@ fn cpu_seconds() -> f64 {
             Some((utime + stime) / 100.0)
         })
         .unwrap_or(0.0)
+}
+
+fn cpu_seconds() -> f64 {
+    cpu_seconds_of("self")
 }
 
 fn dir_bytes(path: &std::path::Path) -> u64 {

@@ -45,32 +45,41 @@ pub(crate) type BareGossip =
     gossipsub::Behaviour<gossipsub::IdentityTransform, gossipsub::AllowAllSubscriptionFilter>;
 
 /// A bare gossipsub swarm (the baseline): same identity, transport, heartbeat, message ids and
-/// size limit as an attrib node, no validation, no storage, no other protocols.
-pub(crate) fn bare_swarm(m: &LocalMember) -> anyhow::Result<libp2p::Swarm<BareGossip>> {
+/// size limit as an attrib node, no validation, no storage, no other protocols. Subscribed to
+/// `topic` and listening on loopback; returns its listen address too.
+pub(crate) async fn bare_swarm(
+    m: &LocalMember,
+    topic: &gossipsub::IdentTopic,
+) -> anyhow::Result<(libp2p::Swarm<BareGossip>, Multiaddr)> {
     let cfg = gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Anonymous)
         .message_id_fn(|msg| gossipsub::MessageId::new(RecordId::of_encoding(&msg.data).as_bytes()))
         .max_transmit_size(attrib_node::MAX_GOSSIP_BYTES)
         .heartbeat_interval(HEARTBEAT)
         .build()?;
-    Ok(
-        libp2p::SwarmBuilder::with_existing_identity(m.node_key.clone())
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )?
-            .with_behaviour(|_| {
-                Ok(BareGossip::new(
-                    gossipsub::MessageAuthenticity::Anonymous,
-                    cfg,
-                )?)
-            })
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
-            .build(),
-    )
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(m.node_key.clone())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_behaviour(|_| {
+            Ok(BareGossip::new(
+                gossipsub::MessageAuthenticity::Anonymous,
+                cfg,
+            )?)
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(300)))
+        .build();
+    swarm.behaviour_mut().subscribe(topic)?;
+    swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
+    loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+            return Ok((swarm, address));
+        }
+    }
 }
 
 /// The baseline's message k: the size of an attrib record, a record signed by the publisher.
@@ -215,14 +224,7 @@ async fn run_baseline(
     let mut addrs: Vec<Multiaddr> = Vec::new();
     let (ready_tx, mut ready) = mpsc::unbounded_channel::<usize>();
     for (i, m) in members.iter().enumerate() {
-        let mut swarm = bare_swarm(m)?;
-        swarm.behaviour_mut().subscribe(&topic)?;
-        swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
-        let addr = loop {
-            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
-                break address;
-            }
-        };
+        let (mut swarm, addr) = bare_swarm(m, &topic).await?;
         for j in &topo[i] {
             swarm.dial(addrs[*j].clone())?;
         }

@@ -24,7 +24,7 @@ use libp2p::{Multiaddr, gossipsub};
 use tokio::io::AsyncBufReadExt;
 
 use super::network::{DEGREE, HEARTBEAT, PUBLISHERS, bare_message, bare_swarm, delivery, topology};
-use super::percentile;
+use super::{cpu_seconds_of, percentile, status_kib};
 
 const SEED: u64 = 15;
 
@@ -78,32 +78,10 @@ pub(crate) fn run(n: usize, rate: usize, seconds: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Process CPU seconds (utime + stime) and peak RSS of a child.
+/// CPU seconds and peak RSS (KiB) of a child.
 fn proc_usage(pid: u32) -> (f64, u64) {
-    let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let f: Vec<String> = s
-                .rsplit(')')
-                .next()?
-                .split_whitespace()
-                .map(str::to_string)
-                .collect();
-            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
-        })
-        .unwrap_or(0.0);
-    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0);
-    (cpu, rss)
+    let pid = pid.to_string();
+    (cpu_seconds_of(&pid), status_kib(&pid, "VmHWM:"))
 }
 
 /// What the children have said so far.
@@ -319,14 +297,7 @@ pub(crate) async fn child(args: &[String]) -> anyhow::Result<()> {
         }
         "bare" => {
             let topic = gossip_topic(roster.network_id());
-            let mut swarm = bare_swarm(me)?;
-            swarm.behaviour_mut().subscribe(&topic)?;
-            swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
-            let addr = loop {
-                if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
-                    break address;
-                }
-            };
+            let (mut swarm, addr) = bare_swarm(me, &topic).await?;
             for a in bootstrap {
                 swarm.dial(a)?;
             }
