@@ -243,58 +243,59 @@ async fn api(n: usize) -> anyhow::Result<()> {
     });
 
     // (a) submissions signed by the node.
-    let t = Instant::now();
     let per_task = n / inflight;
-    let mut tasks = Vec::new();
-    for _ in 0..inflight {
-        let (http, base, claim) = (http.clone(), base.clone(), claim.clone());
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..per_task {
-                let r = http
-                    .post(format!("{base}/v1/claims"))
-                    .bearer_auth("bench")
-                    .json(&claim)
-                    .send()
-                    .await?;
-                anyhow::ensure!(r.status().as_u16() == 201, "submit failed: {}", r.status());
-            }
-            Ok::<_, anyhow::Error>(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
     let submitted = per_task * inflight;
-    let a = rate(submitted, t.elapsed());
+    let claim_body = serde_json::to_vec(&claim)?;
+    let a = post_all(
+        &http,
+        &format!("{base}/v1/claims"),
+        "application/json",
+        vec![vec![claim_body; per_task]; inflight],
+    )
+    .await?;
 
     // (b) pre-signed records, one author per in-flight slot so each stream is in chain order.
     let chains: Vec<Vec<Record>> = members[1..]
         .iter()
         .map(|m| attrib_tests::signed_claims(std::slice::from_ref(m), &roster, per_task as u64))
         .collect();
-    let t = Instant::now();
-    let mut tasks = Vec::new();
-    for chain in &chains {
-        let chain: Vec<Vec<u8>> = chain.iter().map(|r| r.as_bytes().to_vec()).collect();
-        let (http, base) = (http.clone(), base.clone());
-        tasks.push(tokio::spawn(async move {
-            for bytes in chain {
-                let r = http
-                    .post(format!("{base}/v1/records"))
-                    .bearer_auth("bench")
-                    .header("content-type", "application/octet-stream")
-                    .body(bytes)
-                    .send()
-                    .await?;
-                anyhow::ensure!(r.status().as_u16() == 201, "publish failed: {}", r.status());
-            }
-            Ok::<_, anyhow::Error>(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let b = rate(per_task * inflight, t.elapsed());
+    let record_bodies: Vec<Vec<Vec<u8>>> = chains
+        .iter()
+        .map(|c| c.iter().map(|r| r.as_bytes().to_vec()).collect())
+        .collect();
+    let b = post_all(
+        &http,
+        &format!("{base}/v1/records"),
+        "application/octet-stream",
+        record_bodies.clone(),
+    )
+    .await?;
+
+    // Floor in the same run: the same client and requests against an HTTP server that
+    // answers at once (no checks, no store): what HTTP alone costs on this machine.
+    let floor_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let floor_addr = floor_listener.local_addr()?;
+    let floor_server = tokio::spawn(async move {
+        let app = axum::Router::new().route(
+            "/v1/records",
+            axum::routing::post(|body: axum::body::Bytes| async move {
+                let id = RecordId::of_encoding(&body);
+                (
+                    axum::http::StatusCode::CREATED,
+                    axum::Json(serde_json::json!({ "id": id, "cursor": 1 })),
+                )
+            }),
+        );
+        axum::serve(floor_listener, app).await
+    });
+    let floor = post_all(
+        &http,
+        &format!("http://{floor_addr}/v1/records"),
+        "application/octet-stream",
+        record_bodies,
+    )
+    .await?;
+    floor_server.abort();
 
     // Baseline in the same run: the same records into a fresh store alone (append +
     // group-committed flush, 256 chains in flight), without HTTP, JSON or signatures.
@@ -383,6 +384,11 @@ async fn api(n: usize) -> anyhow::Result<()> {
     println!("  (a) submissions signed by the node : {a:>8.0} records/s");
     println!("  (b) pre-signed records             : {b:>8.0} records/s");
     println!(
+        "  floor: same client and requests, a server that answers at once: {floor:>8.0} requests/s  (a/floor {:.2}, b/floor {:.2})",
+        a / floor,
+        b / floor
+    );
+    println!(
         "  baseline: store append + group commit only, same run: {store_only:>8.0} records/s  (a/baseline {:.2}, b/baseline {:.2})",
         a / store_only,
         b / store_only
@@ -395,6 +401,39 @@ async fn api(n: usize) -> anyhow::Result<()> {
     );
     node.shutdown().await?;
     Ok(())
+}
+
+/// Posts every slot's bodies in order, one request in flight per slot, each answered 201;
+/// returns requests per second.
+async fn post_all(
+    http: &reqwest::Client,
+    url: &str,
+    content_type: &'static str,
+    slots: Vec<Vec<Vec<u8>>>,
+) -> anyhow::Result<f64> {
+    let total: usize = slots.iter().map(Vec::len).sum();
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for bodies in slots {
+        let (http, url) = (http.clone(), url.to_string());
+        tasks.push(tokio::spawn(async move {
+            for body in bodies {
+                let r = http
+                    .post(&url)
+                    .bearer_auth("bench")
+                    .header("content-type", content_type)
+                    .body(body)
+                    .send()
+                    .await?;
+                anyhow::ensure!(r.status().as_u16() == 201, "{url}: {}", r.status());
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(rate(total, t.elapsed()))
 }
 
 /// Node RSS with N records stored, and disk bytes per record.
