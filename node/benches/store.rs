@@ -39,32 +39,62 @@ fn chain(n: u64) -> Vec<Record> {
 }
 
 fn benches(c: &mut Criterion) {
-    let records = chain(512);
+    let records = chain(20_000);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
+    // One record at a time into a growing store: each measured run appends the next records
+    // of the chain; when the chain is used up, a fresh store starts it again (not measured).
+    c.bench_function("store append one (no flush)", |b| {
+        let mut store: Option<(tempfile::TempDir, Store)> = None;
+        let mut next = 0usize;
+        b.iter_custom(|iters| {
+            let mut elapsed = std::time::Duration::ZERO;
+            for _ in 0..iters {
+                if store.is_none() || next == records.len() {
+                    let dir = tempfile::tempdir().expect("dir");
+                    let s = Store::open(dir.path()).expect("store");
+                    store = Some((dir, s));
+                    next = 0;
+                }
+                let (_, s) = store.as_ref().expect("open");
+                let r = records[next].clone();
+                let t = std::time::Instant::now();
+                s.append(r).expect("append");
+                elapsed += t.elapsed();
+                next += 1;
+            }
+            elapsed
+        })
+    });
+    let batch: Vec<Record> = records[..512].to_vec();
+    let fresh = || {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Store::open(dir.path()).expect("store");
+        (dir, store, batch.clone())
+    };
     c.bench_function("store append x512 (no flush)", |b| {
         b.iter_batched(
-            || (tempfile::tempdir().expect("dir"), records.clone()),
-            |(dir, recs)| {
-                let store = Store::open(dir.path()).expect("store");
+            fresh,
+            |(dir, store, recs)| {
                 for r in recs {
                     store.append(r).expect("append");
                 }
+                (dir, store)
             },
             BatchSize::PerIteration,
         )
     });
     c.bench_function("store append x512 + one flush", |b| {
         b.iter_batched(
-            || (tempfile::tempdir().expect("dir"), records.clone()),
-            |(dir, recs)| {
-                let store = Store::open(dir.path()).expect("store");
+            fresh,
+            |(dir, store, recs)| {
                 for r in recs {
                     store.append(r).expect("append");
                 }
                 rt.block_on(store.flush()).expect("flush");
+                (dir, store)
             },
             BatchSize::PerIteration,
         )
