@@ -462,6 +462,7 @@ async fn footprint(n: usize) -> anyhow::Result<()> {
     node.shutdown().await?;
     // Reopen: the footprint of a node that holds the record, not of the import.
     let baseline = rss_kib();
+    let opening = Instant::now();
     let node = Node::start(local_config(
         &members[0],
         &roster,
@@ -470,12 +471,17 @@ async fn footprint(n: usize) -> anyhow::Result<()> {
         None,
     ))
     .await?;
+    let reopen = opening.elapsed();
     let _ = node
         .handle()
         .feed(0, 1000, &attrib_node::FeedFilter::default())?;
     let rss = rss_kib();
     let disk = dir_bytes(&dir.path().join("n"));
     println!("footprint with {n} records stored");
+    println!(
+        "  node start on the stored records (store open, index rebuilt): {:.2} s",
+        reopen.as_secs_f64()
+    );
     println!(
         "  process RSS before any node: {} KiB; with the node open: {} KiB; node share: {} KiB",
         before,
