@@ -966,9 +966,11 @@ fn build_index(
         let cursor = cursor_of(&k[1..])?;
         built.last_cursor = cursor;
         if v.len() < 9 {
-            built
-                .problems
-                .push(format!("record entry at cursor {cursor} is too short"));
+            if built.problems.len() < 1000 {
+                built
+                    .problems
+                    .push(format!("record entry at cursor {cursor} is too short"));
+            }
             continue;
         }
         built.last_received_us = cursor_of(&v[..8])?;
