@@ -1309,6 +1309,21 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+        // Ranges a peer may ask for: reversed, empty, from zero, to the end of time.
+        let range = |from, to, limit| {
+            store
+                .chain_range(&member_key(&fra), from, to, limit)
+                .unwrap()
+                .iter()
+                .map(Record::id)
+                .collect::<Vec<_>>()
+        };
+        assert!(range(3, 2, 10).is_empty());
+        assert!(range(0, 0, 10).is_empty());
+        assert_eq!(range(0, 1, 10), vec![c[0].id()]);
+        assert!(range(u64::MAX, u64::MAX, 10).is_empty());
+        assert_eq!(range(2, u64::MAX, 2), vec![c[1].id(), fork.id()]);
+        assert_eq!(range(3, u64::MAX, 10), vec![c[2].id()]);
     }
 
     #[test]

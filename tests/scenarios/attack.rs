@@ -142,8 +142,8 @@ async fn valid_but_useless_floods_are_bounded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_requests_for_huge_ranges_are_answered_within_bounds() {
-    // A roster peer asks for an author's chain from 1 to u64::MAX, for more ids than allowed,
-    // and floods requests. Answers stay within the record and byte bounds, oversized requests
+    // A roster peer asks for an author's chain from 1 to u64::MAX, for a reversed range, for
+    // more ids than allowed, and floods requests. Answers stay within the record and byte bounds, oversized requests
     // are refused, the excess is answered empty, and the node keeps serving honest peers.
     let net = TestNet::start(2, &[(12, true)]).await.unwrap();
     let fra = net.node(0);
@@ -180,6 +180,20 @@ async fn fetch_requests_for_huge_ranges_are_answered_within_bounds() {
         all.records.len(),
         MAX_FETCH_RECORDS,
         "a huge range is answered with one bounded batch"
+    );
+    // A reversed range is answered empty, and the node goes on answering.
+    let reversed = probe
+        .ask(FetchRequest::Chain {
+            author,
+            from: 10,
+            to: 1,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        reversed.records.is_empty(),
+        "a reversed range returned records"
     );
     let too_many: Vec<RecordId> = (0..MAX_FETCH_IDS as u32 + 1)
         .map(|i| RecordId([i as u8; 32]))

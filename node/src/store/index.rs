@@ -162,10 +162,10 @@ impl Index {
         to: u64,
         limit: usize,
     ) -> Vec<u64> {
-        let Some(chain) = self.chains.get(author) else {
+        let from = from.max(1);
+        let Some(chain) = self.chains.get(author).filter(|_| from <= to) else {
             return Vec::new();
         };
-        let from = from.max(1);
         let mut out = Vec::new();
         let mut beside = chain.beside.range(from..=to).peekable();
         let linked_to = to.min(chain.linked.len() as u64);
