@@ -411,6 +411,8 @@ impl Store {
         self.append_lock.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The index for reading. Take it for one statement, never across another store call: a
+    /// thread that holds a read guard and asks again can deadlock behind a waiting writer.
     fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
         self.index.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -431,7 +433,8 @@ impl Store {
         record: Record,
     ) -> Result<Appended, StoreError> {
         // The next record of its author's chain cannot be stored yet; anything else may be.
-        if !self.index().is_next(&record) && self.contains(&record.id())? {
+        let next = self.index().is_next(&record);
+        if !next && self.contains(&record.id())? {
             return Ok(Appended::Duplicate);
         }
         let pkey = key::pending_of(&record);
@@ -730,7 +733,8 @@ impl Store {
 
     /// The record with its feed cursor and arrival time.
     pub fn get_stored(&self, id: &RecordId) -> Result<Option<Stored>, StoreError> {
-        match self.index().cursor(id) {
+        let cursor = self.index().cursor(id);
+        match cursor {
             None => Ok(None),
             Some(c) => self.stored_at(c),
         }
