@@ -780,7 +780,8 @@ fn import(a: ImportArgs) -> Result<()> {
 
 #[derive(Args)]
 pub(crate) struct VerifyArgs {
-    /// Verify the running node's whole store: every signature, chain link and index entry.
+    /// Verify the running node's whole store on disk: every signature, every chain link, and that
+    /// every record the node holds is still there.
     #[arg(long, conflicts_with = "stix")]
     all: bool,
     /// A STIX bundle exported by attrib, to verify offline.

@@ -106,7 +106,8 @@ async fn read_access(
     Ok(next.run(request).await)
 }
 
-/// Verifies the whole store (signatures, chain links, indexes) and reports what is damaged.
+/// Verifies the whole store as it is on disk (signatures, chain links, every record the node
+/// holds still there) and reports what is damaged.
 async fn verify_store(
     State(api): State<Api>,
     headers: HeaderMap,

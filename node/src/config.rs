@@ -53,7 +53,7 @@ pub struct NodeConfig {
     pub webhooks: Vec<crate::webhook::WebhookConfig>,
     /// Resource bounds.
     pub limits: crate::limits::Limits,
-    /// Verify the whole store (signatures, chain links, indexes) before serving; refuse to
+    /// Verify the whole store (signatures, chain links, every record held still on disk) before serving; refuse to
     /// start if it is damaged.
     pub verify_on_start: bool,
 }

@@ -18,8 +18,11 @@
 //! - [`Store::append`] is idempotent and atomic: the record's `f` entry is its commit point,
 //!   written before its pending entries are removed. sled recovers a prefix of the writes
 //!   made, so after a crash a stored record may still have its pending entry; opening the
-//!   store finds it stored and removes that entry (see [`Store::open`]). sled's atomic `Batch`
+//!   store finds the record stored by its id and removes that entry. sled's atomic `Batch`
 //!   and transactions are not used: each writes and syncs the log buffer twice (`pin_log`).
+//! - Damage: a record whose predecessor is missing or damaged on disk is kept out of its
+//!   author's chain (stranded) and reported by [`Store::verify_all`]; when the predecessor is
+//!   stored again (fetched from a peer), the stranded records rejoin the chain.
 //! - Feed order: every stored record gets the next cursor (1, 2, 3, ...) at arrival; cursors
 //!   never change and are never reused, so a subscriber resumes from its last cursor. Records
 //!   are written under their cursor, so appends go to the end of the tree and the feed is one
@@ -39,7 +42,7 @@ use attrib_protocol::{
 
 mod index;
 
-use index::Index;
+use index::{Added, Index};
 
 /// The store's bounds on pending records (from [`crate::limits::Limits`]).
 #[derive(Debug, Clone, Copy)]
@@ -574,6 +577,12 @@ impl Store {
                 };
                 let record = Record::decode(&bytes)
                     .map_err(|e| StoreError::Corrupt(format!("pending record: {e}")))?;
+                // Stored already (the process stopped between storing it and removing its
+                // pending entry): only the pending entry goes.
+                if self.contains(&record.id())? {
+                    self.unpend(state, &record)?;
+                    continue;
+                }
                 match self.place(state, &record, true) {
                     Ok(Placement::Wait(Missing::Target(t))) => {
                         self.db.insert(key::pending_target(&t, &pkey), &[])?;
@@ -626,7 +635,8 @@ impl Store {
         Ok(candidates)
     }
 
-    /// Writes a record (its commit point) and then its index entries; returns its cursor.
+    /// Writes a record (its commit point), indexes it, then removes its pending entries if it
+    /// was pending; returns its cursor.
     fn write(
         &self,
         state: &mut AppendState,
@@ -641,17 +651,27 @@ impl Store {
         value.push(u8::from(extends_head));
         value.extend_from_slice(record.as_bytes());
         self.db.insert(key::feed(cursor), value)?;
+        // The record is stored: its cursor is taken and it is found from now on, whatever
+        // happens to the pending entries below.
+        state.next += 1;
+        state.last_received_us = received_us;
+        let added = self.index_mut().add(cursor, record, extends_head);
         if was_pending {
             unpend(&self.db, record)?;
             state.pending_removed(&record.author());
         }
-        state.next += 1;
-        state.last_received_us = received_us;
-        if let Err(misfit) = self.index_mut().add(cursor, record, extends_head) {
-            // The classification just decided it extends the head; the index disagrees.
-            return Err(StoreError::Corrupt(misfit.to_string()));
+        match added {
+            Added::Linked | Added::Beside => Ok(cursor),
+            // The chain rules just placed it; the index disagrees.
+            Added::Stranded => Err(StoreError::Corrupt(format!(
+                "record {} (cursor {cursor}) was stored as its author's next record but does not link to the head",
+                record.id()
+            ))),
+            Added::Twice { first } => Err(StoreError::Corrupt(format!(
+                "record {} was stored twice, at cursors {first} and {cursor}",
+                record.id()
+            ))),
         }
-        Ok(cursor)
     }
 
     /// A small persistent number kept by the node (e.g. a webhook's delivery cursor).
@@ -670,19 +690,23 @@ impl Store {
 
     /// The stored records whose id starts with the hex digits `prefix` (at most `limit`).
     pub fn find_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<RecordId>, StoreError> {
-        let even = &prefix[..prefix.len() - prefix.len() % 2];
-        let Ok(bytes) = hex::decode(even) else {
+        if !prefix.is_ascii() || prefix.len() > 64 {
+            return Ok(Vec::new());
+        }
+        let Ok(bytes) = hex::decode(&prefix[..prefix.len() - prefix.len() % 2]) else {
             return Ok(Vec::new());
         };
-        let mut out: Vec<RecordId> = self
+        let lower = prefix.to_ascii_lowercase();
+        let mut start = [0u8; 32];
+        start[..bytes.len()].copy_from_slice(&bytes);
+        Ok(self
             .index()
-            .ids()
-            .map(|(id, _)| *id)
-            .filter(|id| id.as_bytes().starts_with(&bytes) && id.to_hex().starts_with(prefix))
-            .collect();
-        out.sort_unstable();
-        out.truncate(limit);
-        Ok(out)
+            .ids_from(RecordId(start))
+            .take_while(|id| id.as_bytes().starts_with(&bytes))
+            .filter(|id| id.to_hex().starts_with(&lower))
+            .take(limit)
+            .copied()
+            .collect())
     }
 
     /// Checks the whole store as it is on disk: every record decodes, passes the field rules
@@ -693,20 +717,25 @@ impl Store {
         &self,
         roster: &attrib_protocol::Roster,
     ) -> Result<IntegrityReport, StoreError> {
+        // Records stored while the disk is read are compared only up to here.
+        let upto = self.last_cursor();
         let built = build_index(&self.db, |items| {
             attrib_protocol::check_records(items, roster, u64::MAX / 2)
         })?;
         let mut problems = built.problems;
-        for (author, seq, cursors) in built.index.beside() {
+        for (author, seq, cursor) in built.index.forks_beside() {
             if !self.is_equivocator(author)? {
-                for cursor in cursors {
-                    problems.push(format!(
-                        "record at cursor {cursor} (seq {seq} of {author}) is kept beside its author's chain, but no fork proof of that author is held"
-                    ));
-                }
+                problems.push(format!(
+                    "record at cursor {cursor} (seq {seq} of {author}) is kept beside its author's chain, but no fork proof of that author is held"
+                ));
             }
         }
-        let live: Vec<(RecordId, u64)> = self.index().ids().map(|(i, c)| (*i, *c)).collect();
+        let live: Vec<(RecordId, u64)> = self
+            .index()
+            .ids()
+            .filter(|(_, c)| **c <= upto)
+            .map(|(i, c)| (*i, *c))
+            .collect();
         for (id, cursor) in live {
             if built.index.cursor(&id) != Some(cursor) {
                 problems.push(format!(
@@ -856,9 +885,12 @@ impl Store {
 
     /// SHA-256 over the sorted ids of all stored records.
     pub fn record_set_digest(&self) -> Result<RecordId, StoreError> {
-        let mut ids: Vec<RecordId> = self.index().ids().map(|(id, _)| *id).collect();
-        ids.sort_unstable();
-        let all: Vec<u8> = ids.iter().flat_map(|id| id.as_bytes()).copied().collect();
+        let all: Vec<u8> = self
+            .index()
+            .ids()
+            .flat_map(|(id, _)| id.as_bytes())
+            .copied()
+            .collect();
         Ok(RecordId::of_encoding(&all))
     }
 
@@ -924,8 +956,8 @@ struct Built {
     entries: usize,
     last_cursor: u64,
     last_received_us: u64,
-    /// Entries that do not decode (or that `check` refused) and records that do not link
-    /// into their author's chain, one line each (at most 1,000).
+    /// Entries that do not decode (or that `check` refused), records stored twice and
+    /// records that do not link into their author's chain, one line each (at most 1,000).
     problems: Vec<String>,
 }
 
@@ -950,8 +982,12 @@ fn build_index(
         for ((cursor, v), checked) in batch.iter().zip(check(&items)) {
             let problem = match checked {
                 Ok(record) => match built.index.add(*cursor, &record, extends_head(v)) {
-                    Ok(()) => continue,
-                    Err(misfit) => misfit.to_string(),
+                    Added::Twice { first } => format!(
+                        "record {} is stored twice, at cursors {first} and {cursor}",
+                        record.id()
+                    ),
+                    // Stranded records may rejoin later in the scan; reported at the end.
+                    Added::Linked | Added::Beside | Added::Stranded => continue,
                 },
                 Err(e) => format!(
                     "record at cursor {cursor} (id {}): {e}",
@@ -984,6 +1020,14 @@ fn build_index(
         }
     }
     flush(&mut batch, &mut built);
+    // Records that stay stranded, unless their author is a known equivocator (whose records
+    // may extend either side of a fork).
+    let stranded: Vec<_> = built.index.stranded().collect();
+    for s in stranded {
+        if built.problems.len() < 1000 && !db.contains_key(key::equivocator(&s.author))? {
+            built.problems.push(s.to_string());
+        }
+    }
     Ok(built)
 }
 
@@ -1218,8 +1262,8 @@ mod tests {
     }
 
     #[test]
-    fn a_record_written_without_its_index_entries_is_completed_on_open() {
-        // What a crash between a record's commit point and its index entries leaves: only the
+    fn a_record_written_just_before_a_crash_is_found_and_releases_what_waited_for_it() {
+        // What a crash right after a record's commit point leaves: only the
         // `f` entry (sled recovers a prefix of the writes, so this is the worst case).
         let dir = tempfile::tempdir().unwrap();
         let key = MemberSigningKey::from_bytes(&[1; 32]);
@@ -1303,6 +1347,21 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(answers(&store), before);
         assert!(store.db.scan_prefix([b'r']).next().is_none());
+        // Lookups by prefix: any case, odd lengths; input that is no id prefix finds nothing.
+        let hex = c[2].id().to_hex();
+        assert_eq!(
+            store.find_prefix(&hex[..9].to_uppercase(), 10).unwrap(),
+            vec![c[2].id()]
+        );
+        assert_eq!(store.find_prefix(&hex, 10).unwrap(), vec![c[2].id()]);
+        assert!(store.find_prefix("é", 10).unwrap().is_empty());
+        assert!(
+            store
+                .find_prefix(&format!("{hex}0"), 10)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(store.find_prefix("", 2).unwrap().len(), 2);
         assert_eq!(
             store.chain_range(&member_key(&fra), 3, 3, 10).unwrap()[0].id(),
             c[2].id()
@@ -1328,6 +1387,45 @@ mod tests {
         assert!(range(u64::MAX, u64::MAX, 10).is_empty());
         assert_eq!(range(2, u64::MAX, 2), vec![c[1].id(), fork.id()]);
         assert_eq!(range(3, u64::MAX, 10), vec![c[2].id()]);
+    }
+
+    #[test]
+    fn a_stored_fork_still_pending_after_a_crash_is_not_stored_again() {
+        // The process stopped after a released fork was stored and before its pending entry
+        // was removed. On open, the chain rules would call it a fork again (the chain's own
+        // record sits at its seq); it must be recognised as stored instead.
+        let dir = tempfile::tempdir().unwrap();
+        let key = MemberSigningKey::from_bytes(&[1; 32]);
+        let c = chain(&key, 3);
+        let fork = sign(&key, 3, Some(c[1].id()), claim("other"));
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for r in &c {
+                store.append(r.clone()).unwrap();
+            }
+            assert!(matches!(
+                store.append(fork.clone()).unwrap(),
+                Appended::Fork {
+                    cursor: Some(4),
+                    ..
+                }
+            ));
+            store
+                .db
+                .insert(key::pending_of(&fork), fork.as_bytes())
+                .unwrap();
+            futures::executor::block_on(store.db.flush_async()).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.last_cursor(), 4);
+        assert_eq!(store.counts().pending, 0);
+        assert_eq!(
+            store
+                .chain_range(&member_key(&key), 1, 3, 10)
+                .unwrap()
+                .len(),
+            4
+        );
     }
 
     #[test]
@@ -1459,9 +1557,8 @@ mod integrity_tests {
             text.contains(&format!("record {} (cursor 5) is missing", records[4].id())),
             "{text}"
         );
-        // Also: record 4 sits beside the chain with no fork proof, and record 3 as the node
-        // indexed it is no longer on disk.
-        assert_eq!(report.problems.len(), 5, "{text}");
+        // Also: record 3 as the node indexed it is no longer on disk.
+        assert_eq!(report.problems.len(), 4, "{text}");
     }
 
     #[test]
@@ -1485,14 +1582,43 @@ mod integrity_tests {
         assert!(store.contains(&records[3].id()).unwrap());
         assert_eq!(store.last_cursor(), 4);
         let report = store.verify_all(&roster).unwrap();
-        assert_eq!(report.problems.len(), 4, "{:?}", report.problems);
-        // The lost record, fetched again, links and extends the head again (the records after
-        // it stay beside the chain, and reported, until the data dir is restored).
+        let text = report.problems.join("\n");
+        assert_eq!(report.problems.len(), 2, "{text}");
+        assert!(
+            text.contains(&format!(
+                "record {} (cursor 3, seq 3) does not link",
+                records[2].id()
+            )),
+            "{text}"
+        );
+        // Records 3 and 4 are held: fetched again, they are duplicates, not new records.
+        assert!(matches!(
+            store.append(records[3].clone()).unwrap(),
+            Appended::Duplicate
+        ));
+        // The lost record, fetched again from a peer, links, and the records after it rejoin
+        // the chain; the store is whole again, also after a restart.
         assert!(matches!(
             store.append(records[1].clone()).unwrap(),
             Appended::Stored { cursor: 5, .. }
         ));
-        assert_eq!(store.chain_head(&author).unwrap().map(|h| h.seq), Some(2));
+        assert_eq!(store.chain_head(&author).unwrap().map(|h| h.seq), Some(4));
+        let ids = |store: &Store| -> Vec<RecordId> {
+            store
+                .chain_range(&author, 1, 10, 10)
+                .unwrap()
+                .iter()
+                .map(Record::id)
+                .collect()
+        };
+        let whole: Vec<RecordId> = records.iter().map(Record::id).collect();
+        assert_eq!(ids(&store), whole);
+        assert!(store.verify_all(&roster).unwrap().problems.is_empty());
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.chain_head(&author).unwrap().map(|h| h.seq), Some(4));
+        assert_eq!(ids(&store), whole);
+        assert!(store.verify_all(&roster).unwrap().problems.is_empty());
     }
 }
 

@@ -6,13 +6,15 @@
 //! bounded ingest speed and disk use. It costs about 60 bytes of memory per record.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 
 use attrib_protocol::{ChainHead, MemberKey, Record, RecordId};
 
 /// The lookups the store answers without reading sled.
 #[derive(Debug, Default)]
 pub(super) struct Index {
-    by_id: HashMap<RecordId, u64>,
+    /// Sorted, so a lookup by id prefix reads only the ids that match.
+    by_id: BTreeMap<RecordId, u64>,
     chains: HashMap<MemberKey, Chain>,
     responses: HashMap<RecordId, Vec<u64>>,
 }
@@ -25,8 +27,21 @@ struct Chain {
     linked: Vec<u64>,
     /// The head's id (meaningful when `linked` is not empty).
     head_id: RecordId,
-    /// Records kept beside the chain (the conflicting side of a fork), by seq.
+    /// Records kept beside the chain, by seq: the conflicting side of a fork, and stranded
+    /// records (below).
     beside: BTreeMap<u64, Vec<u64>>,
+    /// Records that were stored extending the chain but no longer link to it, because a
+    /// record before them is missing or damaged on disk; they rejoin the chain when the gap is
+    /// filled (the record fetched again from a peer).
+    stranded: BTreeMap<u64, Vec<Stranded>>,
+}
+
+/// A stranded record: where it is and what it links to.
+#[derive(Debug, Clone, Copy)]
+struct Stranded {
+    cursor: u64,
+    id: RecordId,
+    prev: Option<RecordId>,
 }
 
 impl Default for Chain {
@@ -35,6 +50,7 @@ impl Default for Chain {
             linked: Vec::new(),
             head_id: RecordId([0; 32]),
             beside: BTreeMap::new(),
+            stranded: BTreeMap::new(),
         }
     }
 }
@@ -53,49 +69,104 @@ impl Chain {
             None => record.seq() == 1,
         }
     }
+
+    fn link(&mut self, cursor: u64, id: RecordId) {
+        self.linked.push(cursor);
+        self.head_id = id;
+    }
+
+    /// Links the stranded records that now extend the head, one after another.
+    fn rejoin(&mut self) {
+        loop {
+            let seq = self.linked.len() as u64 + 1;
+            let head = self.head().map(|h| h.id);
+            let Some(waiting) = self.stranded.get_mut(&seq) else {
+                return;
+            };
+            let Some(i) = waiting.iter().position(|s| s.prev == head) else {
+                return;
+            };
+            let s = waiting.swap_remove(i);
+            if waiting.is_empty() {
+                self.stranded.remove(&seq);
+            }
+            if let Some(beside) = self.beside.get_mut(&seq) {
+                beside.retain(|c| *c != s.cursor);
+                if beside.is_empty() {
+                    self.beside.remove(&seq);
+                }
+            }
+            self.link(s.cursor, s.id);
+        }
+    }
+
+    fn is_stranded(&self, seq: u64, cursor: u64) -> bool {
+        self.stranded
+            .get(&seq)
+            .is_some_and(|w| w.iter().any(|s| s.cursor == cursor))
+    }
 }
 
-/// A record entry that did not fit its author's chain when the index was built.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Misfit {
+/// Where [`Index::add`] put a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Added {
+    /// In its author's chain, as the new head.
+    Linked,
+    /// Beside the chain, as the conflicting side of a fork.
+    Beside,
+    /// Marked as extending the chain but it does not link to the head: stranded beside it.
+    Stranded,
+    /// Not added: the id is already indexed, at this cursor.
+    Twice {
+        /// Where the record was indexed first.
+        first: u64,
+    },
+}
+
+/// A stranded record, for reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct StrandedRecord {
+    pub(super) author: MemberKey,
+    pub(super) seq: u64,
     pub(super) cursor: u64,
     pub(super) id: RecordId,
-    pub(super) seq: u64,
-    /// The author's contiguous head when the record was met.
+    /// The author's contiguous head.
     pub(super) head: u64,
 }
 
 impl Index {
-    /// Adds a record stored at `cursor`. A record marked as extending its author's head must
-    /// do so (seq one above the head, linked to it); one that does not (a record before it is
-    /// missing or damaged) is kept beside the chain and returned as a misfit.
-    pub(super) fn add(
-        &mut self,
-        cursor: u64,
-        record: &Record,
-        extends_head: bool,
-    ) -> Result<(), Misfit> {
+    /// Adds a record stored at `cursor`. A record marked as extending its author's head
+    /// (`extends_head`) should link to it; one that does not (a record before it is missing or
+    /// damaged) is stranded beside the chain until the gap is filled.
+    pub(super) fn add(&mut self, cursor: u64, record: &Record, extends_head: bool) -> Added {
         let id = record.id();
+        if let Some(first) = self.by_id.get(&id) {
+            return Added::Twice { first: *first };
+        }
         self.by_id.insert(id, cursor);
         if let Some(target) = record.body().target() {
             self.responses.entry(target).or_default().push(cursor);
         }
         let chain = self.chains.entry(record.author()).or_default();
         if extends_head && chain.extended_by(record) {
-            chain.linked.push(cursor);
-            chain.head_id = id;
-            return Ok(());
+            chain.link(cursor, id);
+            chain.rejoin();
+            return Added::Linked;
         }
         chain.beside.entry(record.seq()).or_default().push(cursor);
-        if extends_head {
-            return Err(Misfit {
+        if !extends_head {
+            return Added::Beside;
+        }
+        chain
+            .stranded
+            .entry(record.seq())
+            .or_default()
+            .push(Stranded {
                 cursor,
                 id,
-                seq: record.seq(),
-                head: chain.linked.len() as u64,
+                prev: record.prev(),
             });
-        }
-        Ok(())
+        Added::Stranded
     }
 
     /// Where the record with this id is stored.
@@ -103,9 +174,16 @@ impl Index {
         self.by_id.get(id).copied()
     }
 
-    /// Every indexed id with its cursor (in no particular order).
+    /// Every indexed id with its cursor, in id order.
     pub(super) fn ids(&self) -> impl Iterator<Item = (&RecordId, &u64)> {
         self.by_id.iter()
+    }
+
+    /// Indexed ids from `start` on, in id order.
+    pub(super) fn ids_from(&self, start: RecordId) -> impl Iterator<Item = &RecordId> {
+        self.by_id
+            .range((Bound::Included(start), Bound::Unbounded))
+            .map(|(id, _)| id)
     }
 
     /// The author's contiguous chain head.
@@ -197,17 +275,36 @@ impl Index {
         self.responses.get(target).map_or(&[], Vec::as_slice)
     }
 
-    /// Authors with records kept beside their chain.
-    pub(super) fn beside(&self) -> impl Iterator<Item = (&MemberKey, u64, &[u64])> {
+    /// The conflicting sides of forks kept beside their author's chain (stranded records
+    /// are not among them): author, seq and cursor.
+    pub(super) fn forks_beside(&self) -> impl Iterator<Item = (&MemberKey, u64, u64)> {
         self.chains.iter().flat_map(|(a, c)| {
-            c.beside
-                .iter()
-                .map(move |(seq, cursors)| (a, *seq, cursors.as_slice()))
+            c.beside.iter().flat_map(move |(seq, cursors)| {
+                cursors
+                    .iter()
+                    .filter(move |cursor| !c.is_stranded(*seq, **cursor))
+                    .map(move |cursor| (a, *seq, *cursor))
+            })
+        })
+    }
+
+    /// The stranded records (see [`Chain`]).
+    pub(super) fn stranded(&self) -> impl Iterator<Item = StrandedRecord> + '_ {
+        self.chains.iter().flat_map(|(author, c)| {
+            c.stranded.iter().flat_map(move |(seq, waiting)| {
+                waiting.iter().map(move |s| StrandedRecord {
+                    author: *author,
+                    seq: *seq,
+                    cursor: s.cursor,
+                    id: s.id,
+                    head: c.linked.len() as u64,
+                })
+            })
         })
     }
 }
 
-impl std::fmt::Display for Misfit {
+impl std::fmt::Display for StrandedRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
