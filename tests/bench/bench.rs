@@ -108,106 +108,142 @@ fn ingest(n: usize) -> anyhow::Result<()> {
         .iter()
         .map(|r| *roster.verifying_key(&r.author()).expect("member"))
         .collect();
-    let t = Instant::now();
-    for i in 0..n {
-        keys[i].verify_strict(&msgs[i], &sigs[i])?;
-    }
-    let raw_single = rate(n, t.elapsed());
-    let t = Instant::now();
-    for chunk in (0..n).collect::<Vec<_>>().chunks(512) {
-        let m: Vec<&[u8]> = chunk.iter().map(|i| msgs[*i].as_slice()).collect();
-        let s: Vec<_> = chunk.iter().map(|i| sigs[*i]).collect();
-        let k: Vec<_> = chunk.iter().map(|i| keys[*i]).collect();
-        ed25519_dalek::verify_batch(&m, &s, &k)?;
-    }
-    let raw_batch = rate(n, t.elapsed());
-
+    // Each measurement runs ROUNDS times, interleaved with the others so that a slow moment
+    // of this shared machine touches them alike, and its best round is reported.
+    type Measure<'a> = Box<dyn Fn() -> anyhow::Result<f64> + 'a>;
+    let raw_single: Measure = Box::new(|| {
+        let t = Instant::now();
+        for i in 0..n {
+            keys[i].verify_strict(&msgs[i], &sigs[i])?;
+        }
+        Ok(rate(n, t.elapsed()))
+    });
+    let raw_batch: Measure = Box::new(|| {
+        let t = Instant::now();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(512) {
+            let m: Vec<&[u8]> = chunk.iter().map(|i| msgs[*i].as_slice()).collect();
+            let s: Vec<_> = chunk.iter().map(|i| sigs[*i]).collect();
+            let k: Vec<_> = chunk.iter().map(|i| keys[*i]).collect();
+            ed25519_dalek::verify_batch(&m, &s, &k)?;
+        }
+        Ok(rate(n, t.elapsed()))
+    });
     // Where the time goes: the checks alone (decode, rules, batch verification), and the
     // store alone on pre-checked records.
-    let t = Instant::now();
-    for chunk in bytes.chunks(512) {
-        let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-        for r in check_records(&refs, &roster, now) {
-            r?;
+    let checks_only: Measure = Box::new(|| {
+        let t = Instant::now();
+        for chunk in bytes.chunks(512) {
+            let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+            for r in check_records(&refs, &roster, now) {
+                r?;
+            }
         }
-    }
-    let checks_only = rate(n, t.elapsed());
-
-    let dir = tempfile::tempdir()?;
-    let store = Store::open(dir.path())?;
-    let t = Instant::now();
-    for r in &records {
-        store.append(r.clone())?;
-    }
-    rt.block_on(store.flush())?;
-    let store_only = rate(n, t.elapsed());
-    drop(store);
-
-    // Gossip-style: one record at a time, checked and appended; durable at the end.
-    let dir = tempfile::tempdir()?;
-    let store = Store::open(dir.path())?;
-    let t = Instant::now();
-    for b in &bytes {
-        let r = check_record(b, &roster, now)?;
-        store.append(r)?;
-    }
-    rt.block_on(store.flush())?;
-    let gossip = rate(n, t.elapsed());
-    drop(store);
-
-    // Sync-style: batches of 512, one batch signature check, appended, one flush per batch.
-    let dir = tempfile::tempdir()?;
-    let store = Store::open(dir.path())?;
-    let t = Instant::now();
-    for chunk in bytes.chunks(512) {
-        let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-        for r in check_records(&refs, &roster, now) {
-            store.append(r?)?;
+        Ok(rate(n, t.elapsed()))
+    });
+    let store_only: Measure = Box::new(|| {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path())?;
+        let t = Instant::now();
+        for r in &records {
+            store.append(r.clone())?;
         }
         rt.block_on(store.flush())?;
-    }
-    let sync = rate(n, t.elapsed());
-    anyhow::ensure!(store.counts().records == n, "not all records stored");
-    drop(store);
-
-    // Sync-style, pipelined: one thread checks batch k+1 while another appends batch k and
-    // flushes, as a node does with fetch responses in flight (checks run on blocking threads;
-    // appends are serialised by the store). Batches of 512, one flush each, in order.
-    let dir = tempfile::tempdir()?;
-    let store = Store::open(dir.path())?;
-    let t = Instant::now();
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let (checked_tx, checked_rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(1);
-        let (bytes, roster) = (&bytes, &roster);
-        let checker = scope.spawn(move || -> anyhow::Result<()> {
-            for chunk in bytes.chunks(512) {
-                let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-                let batch = check_records(&refs, roster, now)
-                    .into_iter()
-                    .collect::<Result<Vec<_>, _>>()?;
-                if checked_tx.send(batch).is_err() {
-                    break;
-                }
-            }
-            Ok(())
-        });
-        for batch in checked_rx {
-            for r in batch {
-                store.append(r)?;
+        Ok(rate(n, t.elapsed()))
+    });
+    // Gossip-style: one record at a time, checked and appended; durable at the end.
+    let gossip: Measure = Box::new(|| {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path())?;
+        let t = Instant::now();
+        for b in &bytes {
+            let r = check_record(b, &roster, now)?;
+            store.append(r)?;
+        }
+        rt.block_on(store.flush())?;
+        Ok(rate(n, t.elapsed()))
+    });
+    // Sync-style: batches of 512, one batch signature check, appended, one flush per batch.
+    let sync: Measure = Box::new(|| {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path())?;
+        let t = Instant::now();
+        for chunk in bytes.chunks(512) {
+            let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+            for r in check_records(&refs, &roster, now) {
+                store.append(r?)?;
             }
             rt.block_on(store.flush())?;
         }
-        checker
-            .join()
-            .map_err(|_| anyhow::anyhow!("check thread panicked"))?
-    })?;
-    let sync_two = rate(n, t.elapsed());
-    anyhow::ensure!(
-        store.counts().records == n,
-        "not all records stored (pipelined)"
-    );
+        let rate = rate(n, t.elapsed());
+        anyhow::ensure!(store.counts().records == n, "not all records stored");
+        Ok(rate)
+    });
+    // Sync-style, pipelined: one thread checks batch k+1 while another appends batch k and
+    // flushes, as a node does with fetch responses in flight (checks run on blocking threads;
+    // appends are serialised by the store). Batches of 512, one flush each, in order.
+    let sync_two: Measure = Box::new(|| {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path())?;
+        let t = Instant::now();
+        std::thread::scope(|scope| -> anyhow::Result<()> {
+            let (checked_tx, checked_rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(1);
+            let (bytes, roster) = (&bytes, &roster);
+            let checker = scope.spawn(move || -> anyhow::Result<()> {
+                for chunk in bytes.chunks(512) {
+                    let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+                    let batch = check_records(&refs, roster, now)
+                        .into_iter()
+                        .collect::<Result<Vec<_>, _>>()?;
+                    if checked_tx.send(batch).is_err() {
+                        break;
+                    }
+                }
+                Ok(())
+            });
+            for batch in checked_rx {
+                for r in batch {
+                    store.append(r)?;
+                }
+                rt.block_on(store.flush())?;
+            }
+            checker
+                .join()
+                .map_err(|_| anyhow::anyhow!("check thread panicked"))?
+        })?;
+        let rate = rate(n, t.elapsed());
+        anyhow::ensure!(
+            store.counts().records == n,
+            "not all records stored (pipelined)"
+        );
+        Ok(rate)
+    });
+    const ROUNDS: usize = 3;
+    let measures = [
+        &raw_single,
+        &raw_batch,
+        &checks_only,
+        &store_only,
+        &gossip,
+        &sync,
+        &sync_two,
+    ];
+    let mut best = [0f64; 7];
+    for _ in 0..ROUNDS {
+        for (b, m) in best.iter_mut().zip(measures) {
+            *b = b.max(m()?);
+        }
+    }
+    let [
+        raw_single,
+        raw_batch,
+        checks_only,
+        store_only,
+        gossip,
+        sync,
+        sync_two,
+    ] = best;
 
-    println!("ingest of {n} records from 20 authors (records/s)");
+    println!("ingest of {n} records from 20 authors (records/s, best of {ROUNDS} rounds)");
     println!("  raw ed25519 verify_strict, one by one : {raw_single:>9.0}");
     println!("  raw ed25519 verify_batch (512)        : {raw_batch:>9.0}");
     println!("  batch checks alone (decode, rules, verify_batch): {checks_only:>9.0}");
