@@ -646,11 +646,10 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let cursor = state.next;
         let received_us = crate::now_us().max(state.last_received_us + 1);
-        let mut value = Vec::with_capacity(9 + record.as_bytes().len());
-        value.extend_from_slice(&received_us.to_be_bytes());
-        value.push(u8::from(extends_head));
-        value.extend_from_slice(record.as_bytes());
-        self.db.insert(key::feed(cursor), value)?;
+        self.db.insert(
+            key::feed(cursor),
+            encode_entry(received_us, extends_head, record.as_bytes()),
+        )?;
         // The record is stored: its cursor is taken and it is found from now on, whatever
         // happens to the pending entries below.
         state.next += 1;
@@ -976,12 +975,13 @@ fn build_index(
         last_received_us: 0,
         problems: Vec::new(),
     };
-    let mut batch: Vec<(u64, sled::IVec)> = Vec::with_capacity(BATCH);
-    let flush = |batch: &mut Vec<(u64, sled::IVec)>, built: &mut Built| {
-        let items: Vec<&[u8]> = batch.iter().map(|(_, v)| &v[9..]).collect();
-        for ((cursor, v), checked) in batch.iter().zip(check(&items)) {
+    // Each entry with its cursor and whether its record extended its author's head.
+    let mut batch: Vec<(u64, sled::IVec, bool)> = Vec::with_capacity(BATCH);
+    let flush = |batch: &mut Vec<(u64, sled::IVec, bool)>, built: &mut Built| {
+        let items: Vec<&[u8]> = batch.iter().map(|(_, v, _)| &v[ENTRY_HEADER..]).collect();
+        for ((cursor, v, extends_head), checked) in batch.iter().zip(check(&items)) {
             let problem = match checked {
-                Ok(record) => match built.index.add(*cursor, &record, extends_head(v)) {
+                Ok(record) => match built.index.add(*cursor, &record, *extends_head) {
                     Added::Twice { first } => format!(
                         "record {} is stored twice, at cursors {first} and {cursor}",
                         record.id()
@@ -991,12 +991,10 @@ fn build_index(
                 },
                 Err(e) => format!(
                     "record at cursor {cursor} (id {}): {e}",
-                    RecordId::of_encoding(&v[9..])
+                    RecordId::of_encoding(&v[ENTRY_HEADER..])
                 ),
             };
-            if built.problems.len() < 1000 {
-                built.problems.push(problem);
-            }
+            built.problem(problem);
         }
         batch.clear();
     };
@@ -1005,16 +1003,12 @@ fn build_index(
         built.entries += 1;
         let cursor = cursor_of(&k[1..])?;
         built.last_cursor = cursor;
-        if v.len() < 9 {
-            if built.problems.len() < 1000 {
-                built
-                    .problems
-                    .push(format!("record entry at cursor {cursor} is too short"));
-            }
+        let Some((received_us, extends_head, _)) = split_entry(&v) else {
+            built.problem(too_short(cursor));
             continue;
-        }
-        built.last_received_us = cursor_of(&v[..8])?;
-        batch.push((cursor, v));
+        };
+        built.last_received_us = received_us;
+        batch.push((cursor, v, extends_head));
         if batch.len() == BATCH {
             flush(&mut batch, &mut built);
         }
@@ -1024,11 +1018,20 @@ fn build_index(
     // may extend either side of a fork).
     let stranded: Vec<_> = built.index.stranded().collect();
     for s in stranded {
-        if built.problems.len() < 1000 && !db.contains_key(key::equivocator(&s.author))? {
-            built.problems.push(s.to_string());
+        if !db.contains_key(key::equivocator(&s.author))? {
+            built.problem(s.to_string());
         }
     }
     Ok(built)
+}
+
+impl Built {
+    /// Notes a problem (the first 1,000 are kept).
+    fn problem(&mut self, p: String) {
+        if self.problems.len() < 1000 {
+            self.problems.push(p);
+        }
+    }
 }
 
 /// Removes a record's pending entries: the record first, then its target entry (a target
@@ -1042,19 +1045,34 @@ fn unpend(db: &sled::Tree, record: &Record) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Whether a stored record entry says its record extended its author's contiguous head.
-fn extends_head(v: &[u8]) -> bool {
-    v.get(8).is_some_and(|flags| flags & 1 == 1)
+/// A record entry (`f` value) is arrival time (µs, 8 bytes) ‖ flags (1 byte; bit 0: the
+/// record extended its author's contiguous head) ‖ the record's bytes.
+const ENTRY_HEADER: usize = 9;
+
+fn encode_entry(received_us: u64, extends_head: bool, record: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(ENTRY_HEADER + record.len());
+    v.extend_from_slice(&received_us.to_be_bytes());
+    v.push(u8::from(extends_head));
+    v.extend_from_slice(record);
+    v
+}
+
+/// A record entry's arrival time, head flag and record bytes; `None` if it is too short.
+fn split_entry(v: &[u8]) -> Option<(u64, bool, &[u8])> {
+    let (header, record) = v.split_at_checked(ENTRY_HEADER)?;
+    let (received, flags) = header.split_at(8);
+    let received_us = u64::from_be_bytes(received.try_into().ok()?);
+    Some((received_us, flags[0] & 1 == 1, record))
+}
+
+fn too_short(cursor: u64) -> String {
+    format!("record entry at cursor {cursor} is too short")
 }
 
 fn decode_stored(cursor: u64, v: &[u8]) -> Result<Stored, StoreError> {
-    if v.len() < 9 {
-        return Err(StoreError::Corrupt(format!(
-            "record entry at cursor {cursor} too short"
-        )));
-    }
-    let received_us = cursor_of(&v[..8])?;
-    let record = Record::decode(&v[9..])
+    let (received_us, _, bytes) =
+        split_entry(v).ok_or_else(|| StoreError::Corrupt(too_short(cursor)))?;
+    let record = Record::decode(bytes)
         .map_err(|e| StoreError::Corrupt(format!("record at cursor {cursor}: {e}")))?;
     Ok(Stored {
         cursor,
@@ -1278,10 +1296,10 @@ mod tests {
                 store.append(r.clone()).unwrap(),
                 Appended::Pending(_)
             ));
-            let mut value = 7u64.to_be_bytes().to_vec();
-            value.push(1);
-            value.extend_from_slice(c[1].as_bytes());
-            store.db.insert(key::feed(2), value).unwrap();
+            store
+                .db
+                .insert(key::feed(2), encode_entry(7, true, c[1].as_bytes()))
+                .unwrap();
             futures::executor::block_on(store.db.flush_async()).unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
