@@ -26,7 +26,13 @@
 //! - Feed order: every stored record gets the next cursor (1, 2, 3, ...) at arrival; cursors
 //!   never change and are never reused, so a subscriber resumes from its last cursor. Records
 //!   are written under their cursor, so appends go to the end of the tree and the feed is one
-//!   range scan.
+//!   range scan. Records from peers are not flushed one by one (they can be fetched again), so
+//!   a crash can lose the last of them after a subscriber saw their cursors. To keep those
+//!   cursors from being given to other records, cursors are reserved on disk in blocks of
+//!   [`CURSOR_BLOCK`] (`m` `cursors_reserved`, flushed before a cursor of a new block is
+//!   used), and a store opened after a crash goes on after the reserved block. A store that
+//!   was closed (dropped) gives back its unused reservation, so cursors stay contiguous across
+//!   clean restarts and jump only after a crash.
 //! - Durability: after [`Store::flush`] returns, everything appended before is on disk.
 //! - Only records that passed [`attrib_protocol::check_record`] are given to `append`; it adds
 //!   the chain rules and the response rules, which need what the store holds.
@@ -190,9 +196,17 @@ pub struct Store {
     flush_lock: tokio::sync::Mutex<()>,
 }
 
+/// Cursors reserved on disk at a time (module docs): a crash skips at most this many.
+pub const CURSOR_BLOCK: u64 = 1 << 16;
+
+/// The `m` entry holding the highest reserved cursor.
+const CURSORS_RESERVED: &str = "cursors_reserved";
+
 /// What appends need to know without reading the tree; rebuilt from it on open.
 struct AppendState {
     next: u64,
+    /// Every cursor up to this one may have been given out; it is on disk.
+    reserved: u64,
     last_received_us: u64,
     pending_total: usize,
     pending_by_author: HashMap<MemberKey, usize>,
@@ -271,6 +285,23 @@ mod key {
     }
 }
 
+impl Drop for Store {
+    /// Gives back the unused part of the cursor reservation; sled flushes everything when the
+    /// tree is dropped right after, so the next open goes on from the last stored cursor.
+    fn drop(&mut self) {
+        let state = self.lock();
+        if state.reserved >= state.next {
+            let used = state.next - 1;
+            if let Err(e) = self
+                .db
+                .insert(key::meta(CURSORS_RESERVED), &used.to_be_bytes())
+            {
+                tracing::warn!(error = %e, "could not give back reserved feed cursors");
+            }
+        }
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store in `dir` with default bounds, building the index from the
     /// records (see the module docs).
@@ -340,7 +371,13 @@ impl Store {
                 "store is damaged; run `attrib verify --all`, or restore the data dir from a peer"
             );
         }
-        let (next, last_received_us) = (built.last_cursor + 1, built.last_received_us);
+        // Cursors reserved before a crash may have been seen by subscribers: go on after them.
+        let reserved = match db.get(key::meta(CURSORS_RESERVED))? {
+            Some(v) => cursor_of(&v)?,
+            None => 0,
+        };
+        let (next, last_received_us) =
+            (built.last_cursor.max(reserved) + 1, built.last_received_us);
         // A fork proof is written before its equivocator mark; complete the mark.
         for entry in db.scan_prefix([key::FORK]) {
             let (k, v) = entry?;
@@ -366,6 +403,7 @@ impl Store {
             flush_lock: tokio::sync::Mutex::new(()),
             append_lock: Mutex::new(AppendState {
                 next,
+                reserved,
                 last_received_us,
                 pending_total,
                 pending_by_author,
@@ -645,6 +683,9 @@ impl Store {
         was_pending: bool,
     ) -> Result<u64, StoreError> {
         let cursor = state.next;
+        if cursor > state.reserved {
+            self.reserve_cursors(state, cursor)?;
+        }
         let received_us = crate::now_us().max(state.last_received_us + 1);
         self.db.insert(
             key::feed(cursor),
@@ -671,6 +712,17 @@ impl Store {
                 record.id()
             ))),
         }
+    }
+
+    /// Reserves the block of cursors starting at `from` and makes the reservation durable
+    /// before any of them is given out (module docs). Once per [`CURSOR_BLOCK`] appends.
+    fn reserve_cursors(&self, state: &mut AppendState, from: u64) -> Result<(), StoreError> {
+        let reserved = from - 1 + CURSOR_BLOCK;
+        self.db
+            .insert(key::meta(CURSORS_RESERVED), &reserved.to_be_bytes())?;
+        self.db.flush()?;
+        state.reserved = reserved;
+        Ok(())
     }
 
     /// A small persistent number kept by the node (e.g. a webhook's delivery cursor).
@@ -895,10 +947,8 @@ impl Store {
 
     /// Counts for status.
     pub fn counts(&self) -> Counts {
-        let (records, pending) = {
-            let state = self.lock();
-            ((state.next - 1) as usize, state.pending_total)
-        };
+        let pending = self.lock().pending_total;
+        let records = self.index().len();
         Counts {
             records,
             pending,
@@ -1577,6 +1627,58 @@ mod integrity_tests {
         );
         // Also: record 3 as the node indexed it is no longer on disk.
         assert_eq!(report.problems.len(), 4, "{text}");
+    }
+
+    #[test]
+    fn cursors_seen_before_a_crash_are_not_given_to_other_records() {
+        let key = MemberSigningKey::from_bytes(&[1; 32]);
+        let roster = roster(&key);
+        let dir = tempfile::tempdir().unwrap();
+        let records = chain(&key, &roster, 5);
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for r in &records[..3] {
+                store.append(r.clone()).unwrap();
+            }
+            // The reservation was made (and flushed) before cursor 1 was given out.
+            assert_eq!(
+                store.meta_u64(CURSORS_RESERVED).unwrap(),
+                Some(CURSOR_BLOCK)
+            );
+        }
+        // A clean close gives back the unused cursors: numbering goes on at 4.
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert_eq!(store.last_cursor(), 3);
+            store.append(records[3].clone()).unwrap();
+            assert_eq!(
+                store.get_stored(&records[3].id()).unwrap().unwrap().cursor,
+                4
+            );
+        }
+        // What a kill leaves when record 4 (seen by subscribers at cursor 4) was not yet
+        // flushed: the reservation on disk and no record 4.
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.remove(key::feed(4)).unwrap();
+            db.insert(
+                key::meta(CURSORS_RESERVED),
+                &(3 + CURSOR_BLOCK).to_be_bytes(),
+            )
+            .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.counts().records, 3);
+        store.append(records[3].clone()).unwrap();
+        store.append(records[4].clone()).unwrap();
+        let again = store.get_stored(&records[3].id()).unwrap().unwrap().cursor;
+        assert_eq!(
+            again,
+            4 + CURSOR_BLOCK,
+            "cursor 4 was given to another record"
+        );
+        assert_eq!(store.feed_after(3, 10).unwrap().len(), 2);
+        assert_eq!(store.counts().records, 5);
     }
 
     #[test]

@@ -169,6 +169,11 @@ impl Index {
         Added::Stranded
     }
 
+    /// How many records are stored.
+    pub(super) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
     /// Where the record with this id is stored.
     pub(super) fn cursor(&self, id: &RecordId) -> Option<u64> {
         self.by_id.get(id).copied()
