@@ -120,17 +120,29 @@ impl Ingest {
             }
             refs.push(item);
         }
+        let mut records = Vec::with_capacity(refs.len());
         for checked in check_records(&refs, &self.roster, crate::now_ms()) {
-            let record = match checked {
-                Ok(r) => r,
+            match checked {
+                Ok(r) => records.push(r),
                 Err(e) => {
                     tracing::warn!(error = %e, "peer sent an invalid record");
                     report.invalid += 1;
-                    continue;
                 }
-            };
-            let author = record.author();
-            match self.append(record) {
+            }
+        }
+        let sent: Vec<(MemberKey, RecordId)> =
+            records.iter().map(|r| (r.author(), r.id())).collect();
+        let appended = self.store.append_batch(records);
+        // Whatever was stored before a store failure is announced all the same.
+        let results = match appended {
+            Ok(results) => results,
+            Err(e) => {
+                self.notify();
+                return Err(e);
+            }
+        };
+        for ((author, id), result) in sent.into_iter().zip(results) {
+            match self.outcome(&id, result) {
                 Ok(Outcome::Stored { .. }) | Ok(Outcome::Fork) => {
                     report.stored += 1;
                     if !report.advanced.contains(&author) {
@@ -148,8 +160,14 @@ impl Ingest {
                 )) => {
                     tracing::debug!(error = %e, "record not kept for now");
                 }
-                Err(IngestError::Store(e)) => return Err(e),
+                Err(IngestError::Store(e)) => {
+                    self.notify();
+                    return Err(e);
+                }
             }
+        }
+        if report.stored > 0 {
+            self.notify();
         }
         Ok(report)
     }
@@ -157,10 +175,22 @@ impl Ingest {
     /// Stores a checked record and tells feed subscribers.
     pub(crate) fn append(&self, record: Record) -> Result<Outcome, IngestError> {
         let id = record.id();
-        match self.store.append(record)? {
+        let outcome = self.outcome(&id, self.store.append(record));
+        if matches!(outcome, Ok(Outcome::Stored { .. } | Outcome::Fork)) {
+            self.notify();
+        }
+        outcome
+    }
+
+    /// What a store append did, logged.
+    fn outcome(
+        &self,
+        id: &RecordId,
+        appended: Result<Appended, StoreError>,
+    ) -> Result<Outcome, IngestError> {
+        match appended? {
             Appended::Stored { cursor, released } => {
                 tracing::debug!(%id, cursor, released = released.len(), "stored record");
-                self.notify();
                 Ok(Outcome::Stored { cursor })
             }
             Appended::Duplicate => Ok(Outcome::Duplicate),
@@ -170,7 +200,6 @@ impl Ingest {
             }
             Appended::Fork { proof, cursor } => {
                 tracing::warn!(%id, ?cursor, author = %proof.author(), proof = %proof.id(), "author equivocated: fork proof stored");
-                self.notify();
                 Ok(Outcome::Fork)
             }
         }

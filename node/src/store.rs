@@ -2,7 +2,9 @@
 //!
 //! One sled tree; every key starts with a byte naming what it is (see [`key`]):
 //! - `f` cursor → received-at µs ‖ flags ‖ record bytes: the records themselves, in feed order
-//!   (flag bit 0: the record extended its author's contiguous head);
+//!   (flag bit 0: the record extended its author's contiguous head). Records that arrive
+//!   together as a run of chain extensions (a catch-up answer) share an entry of up to
+//!   [`GROUP_BYTES`], under the last one's cursor (layout at [`ENTRY_HEADER`]);
 //! - `p` author ‖ seq ‖ id → bytes: valid records waiting for a chain gap or a response target;
 //! - `t` target ‖ author ‖ seq ‖ id: which pending records wait for which target;
 //! - `x` proof id → proof bytes, `e` author → proof id: fork proofs and equivocators;
@@ -10,7 +12,7 @@
 //!
 //! Records are found by id, by author and seq, and by the claim they respond to through an
 //! [`index::Index`] held in memory and rebuilt from the `f` entries on open: a stored record is
-//! one sled entry. (Earlier versions kept those indexes in sled as `r`, `c`, `h` and `a`
+//! one sled entry, or a share of one. (Earlier versions kept those indexes in sled as `r`, `c`, `h` and `a`
 //! entries, four more inserts per record, which bounded ingest speed and tripled disk use;
 //! opening such a store removes them once.)
 //!
@@ -195,6 +197,12 @@ pub struct Store {
     /// One flush at a time; waiters behind it usually find their record already covered.
     flush_lock: tokio::sync::Mutex<()>,
 }
+
+/// Most record bytes written as one entry by [`Store::append_batch`] (a record larger than
+/// this is an entry of its own): four typical records. A sled insert costs about the same up to
+/// this size, so a record costs a third of what it costs alone; larger entries made sled hold
+/// more memory (BENCHMARKS.md).
+pub const GROUP_BYTES: usize = 1280;
 
 /// Cursors reserved on disk at a time (module docs): a crash skips at most this many.
 pub const CURSOR_BLOCK: u64 = 1 << 16;
@@ -519,6 +527,121 @@ impl Store {
         }
     }
 
+    /// Appends checked records in order, as [`Store::append`] does one by one, with one result
+    /// per record. Runs of records that each extend their author's chain (the usual catch-up
+    /// answer) are written several to an entry (up to [`GROUP_BYTES`]): one sled insert instead
+    /// of one per record, which is most of what a record costs to store. Such an entry is
+    /// durable as a whole or not at all. An error of the store itself (I/O) ends the batch.
+    pub fn append_batch(
+        &self,
+        records: Vec<Record>,
+    ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+        let mut state = self.lock();
+        let mut out = Vec::with_capacity(records.len());
+        let mut run: Vec<Record> = Vec::new();
+        let mut run_bytes = 0;
+        // The run's last record of each author in it: the head the next one must extend.
+        let mut run_heads: HashMap<MemberKey, (u64, RecordId)> = HashMap::new();
+        for record in records {
+            if self.extends_run(&state, &record, &run, &run_heads)? {
+                if run_bytes + record.as_bytes().len() > GROUP_BYTES {
+                    // Written first, the run is in the index: the record still extends it.
+                    out.extend(self.write_run(&mut state, &mut run)?);
+                    run_heads.clear();
+                    run_bytes = 0;
+                }
+                run_bytes += record.as_bytes().len();
+                run_heads.insert(record.author(), (record.seq(), record.id()));
+                run.push(record);
+                continue;
+            }
+            out.extend(self.write_run(&mut state, &mut run)?);
+            run_heads.clear();
+            run_bytes = 0;
+            match self.append_locked(&mut state, record) {
+                Err(e @ (StoreError::Sled(_) | StoreError::Corrupt(_))) => return Err(e),
+                other => out.push(other),
+            }
+        }
+        out.extend(self.write_run(&mut state, &mut run)?);
+        Ok(out)
+    }
+
+    /// Whether `record` can join the run of chain extensions to be written together: it is
+    /// its author's next record (after the index's head, or after the run's last record of
+    /// that author), is not already pending, and responds to nothing or to a stored claim it
+    /// may respond to. Anything else takes the one-by-one path.
+    fn extends_run(
+        &self,
+        state: &AppendState,
+        record: &Record,
+        run: &[Record],
+        run_heads: &HashMap<MemberKey, (u64, RecordId)>,
+    ) -> Result<bool, StoreError> {
+        let next = match run_heads.get(&record.author()) {
+            Some((seq, id)) => record.seq() == seq + 1 && record.prev() == Some(*id),
+            None => self.index().is_next(record),
+        };
+        if !next || (state.pending_total > 0 && self.db.contains_key(key::pending_of(record))?) {
+            return Ok(false);
+        }
+        let Some(target) = record.body().target() else {
+            return Ok(true);
+        };
+        let target = match run.iter().find(|r| r.id() == target) {
+            Some(r) => Some(r.clone()),
+            None => self.get(&target)?,
+        };
+        Ok(target.is_some_and(|t| check_response(record, &t).is_ok()))
+    }
+
+    /// Writes a run from [`Store::extends_run`] as one entry (its commit point), indexes it,
+    /// then stores what was pending on its records. Empties `run`.
+    fn write_run(
+        &self,
+        state: &mut AppendState,
+        run: &mut Vec<Record>,
+    ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+        if run.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (first, last) = (state.next, state.next + run.len() as u64 - 1);
+        if last > state.reserved {
+            self.reserve_cursors(state, first)?;
+        }
+        let mut received = Vec::with_capacity(run.len());
+        for _ in run.iter() {
+            let us = crate::now_us().max(state.last_received_us + 1);
+            state.last_received_us = us;
+            received.push(us);
+        }
+        let items: Vec<(u64, bool, &[u8])> = run
+            .iter()
+            .zip(&received)
+            .map(|(r, us)| (*us, true, r.as_bytes()))
+            .collect();
+        self.db.insert(key::feed(last), encode_entry(&items))?;
+        state.next = last + 1;
+        {
+            let mut index = self.index_mut();
+            index.add_group(first, last);
+            for (cursor, record) in (first..).zip(run.iter()) {
+                if !matches!(index.add(cursor, record, true), Added::Linked) {
+                    return Err(StoreError::Corrupt(format!(
+                        "record {} (cursor {cursor}) was stored as its author's next record but does not extend its chain",
+                        record.id()
+                    )));
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(run.len());
+        for (cursor, record) in (first..).zip(run.drain(..)) {
+            let released = self.release_pending(state, &record)?;
+            out.push(Ok(Appended::Stored { cursor, released }));
+        }
+        Ok(out)
+    }
+
     /// Drops a pending record that can never be stored (or already is).
     fn unpend(&self, state: &mut AppendState, record: &Record) -> Result<(), StoreError> {
         unpend(&self.db, record)?;
@@ -689,7 +812,7 @@ impl Store {
         let received_us = crate::now_us().max(state.last_received_us + 1);
         self.db.insert(
             key::feed(cursor),
-            encode_entry(received_us, extends_head, record.as_bytes()),
+            encode_entry(&[(received_us, extends_head, record.as_bytes())]),
         )?;
         // The record is stored: its cursor is taken and it is found from now on, whatever
         // happens to the pending entries below.
@@ -822,9 +945,16 @@ impl Store {
 
     /// The record at a feed cursor.
     fn stored_at(&self, cursor: u64) -> Result<Option<Stored>, StoreError> {
-        match self.db.get(key::feed(cursor))? {
+        let last = self.index().entry_of(cursor);
+        let Some(v) = self.db.get(key::feed(last))? else {
+            return Ok(None);
+        };
+        match entry_records(last, &v)?
+            .into_iter()
+            .find(|(c, _)| *c == cursor)
+        {
+            Some((_, item)) => decode_stored(cursor, &v, &item).map(Some),
             None => Ok(None),
-            Some(v) => decode_stored(cursor, &v).map(Some),
         }
     }
 
@@ -846,11 +976,15 @@ impl Store {
         let mut out = Vec::new();
         let start = key::feed(after.saturating_add(1));
         for entry in self.db.range(start..key::end_of(key::FEED)) {
-            if out.len() >= limit {
-                break;
-            }
             let (k, v) = entry?;
-            out.push(decode_stored(cursor_of(&k[1..])?, &v)?);
+            for (cursor, item) in entry_records(cursor_of(&k[1..])?, &v)? {
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                if cursor > after {
+                    out.push(decode_stored(cursor, &v, &item)?);
+                }
+            }
         }
         Ok(out)
     }
@@ -1001,7 +1135,7 @@ impl ChainView for Store {
 /// The index built from the record entries on disk, with what did not fit.
 struct Built {
     index: Index,
-    /// Record entries read.
+    /// Records read (an entry may hold several).
     entries: usize,
     last_cursor: u64,
     last_received_us: u64,
@@ -1025,13 +1159,15 @@ fn build_index(
         last_received_us: 0,
         problems: Vec::new(),
     };
-    // Each entry with its cursor and whether its record extended its author's head.
-    let mut batch: Vec<(u64, sled::IVec, bool)> = Vec::with_capacity(BATCH);
-    let flush = |batch: &mut Vec<(u64, sled::IVec, bool)>, built: &mut Built| {
-        let items: Vec<&[u8]> = batch.iter().map(|(_, v, _)| &v[ENTRY_HEADER..]).collect();
-        for ((cursor, v, extends_head), checked) in batch.iter().zip(check(&items)) {
+    // Each record with its cursor and its entry.
+    let mut batch: Vec<(u64, sled::IVec, EntryItem)> = Vec::with_capacity(BATCH);
+    let flush = |batch: &mut Vec<(u64, sled::IVec, EntryItem)>, built: &mut Built| {
+        let items: Vec<&[u8]> = batch.iter().map(|(_, v, i)| &v[i.bytes.clone()]).collect();
+        for ((cursor, _, item), (bytes, checked)) in
+            batch.iter().zip(items.iter().zip(check(&items)))
+        {
             let problem = match checked {
-                Ok(record) => match built.index.add(*cursor, &record, *extends_head) {
+                Ok(record) => match built.index.add(*cursor, &record, item.extends_head) {
                     Added::Twice { first } => format!(
                         "record {} is stored twice, at cursors {first} and {cursor}",
                         record.id()
@@ -1041,7 +1177,7 @@ fn build_index(
                 },
                 Err(e) => format!(
                     "record at cursor {cursor} (id {}): {e}",
-                    RecordId::of_encoding(&v[ENTRY_HEADER..])
+                    RecordId::of_encoding(bytes)
                 ),
             };
             built.problem(problem);
@@ -1050,17 +1186,26 @@ fn build_index(
     };
     for entry in db.scan_prefix([key::FEED]) {
         let (k, v) = entry?;
-        built.entries += 1;
-        let cursor = cursor_of(&k[1..])?;
-        built.last_cursor = cursor;
-        let Some((received_us, extends_head, _)) = split_entry(&v) else {
-            built.problem(too_short(cursor));
-            continue;
+        let last = cursor_of(&k[1..])?;
+        built.last_cursor = last;
+        let records = match entry_records(last, &v) {
+            Ok(r) => r,
+            Err(_) => {
+                built.entries += 1;
+                built.problem(too_short(last));
+                continue;
+            }
         };
-        built.last_received_us = received_us;
-        batch.push((cursor, v, extends_head));
-        if batch.len() == BATCH {
-            flush(&mut batch, &mut built);
+        built.entries += records.len();
+        if let (Some((first, _)), Some((_, item))) = (records.first(), records.last()) {
+            built.index.add_group(*first, last);
+            built.last_received_us = item.received_us;
+        }
+        for (cursor, item) in records {
+            batch.push((cursor, v.clone(), item));
+            if batch.len() == BATCH {
+                flush(&mut batch, &mut built);
+            }
         }
     }
     flush(&mut batch, &mut built);
@@ -1095,38 +1240,89 @@ fn unpend(db: &sled::Tree, record: &Record) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A record entry (`f` value) is arrival time (µs, 8 bytes) ‖ flags (1 byte; bit 0: the
-/// record extended its author's contiguous head) ‖ the record's bytes.
+/// A record entry (`f` value) holds one record, or a group of records with consecutive
+/// cursors (written together by [`Store::append_batch`]), under the last cursor. One record:
+/// arrival time (µs, 8 bytes) ‖ flags (1 byte; bit 0: the record extended its author's
+/// contiguous head) ‖ the record's bytes. A group: for each record, arrival time ‖ flags (bit 1
+/// set) ‖ length (4 bytes) ‖ the record's bytes.
 const ENTRY_HEADER: usize = 9;
+const GROUPED: u8 = 2;
 
-fn encode_entry(received_us: u64, extends_head: bool, record: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(ENTRY_HEADER + record.len());
-    v.extend_from_slice(&received_us.to_be_bytes());
-    v.push(u8::from(extends_head));
-    v.extend_from_slice(record);
+/// One record in an entry: arrival time, head flag and where its bytes are in the entry.
+#[derive(Debug, Clone)]
+struct EntryItem {
+    received_us: u64,
+    extends_head: bool,
+    bytes: std::ops::Range<usize>,
+}
+
+/// Encodes an entry of `(arrival time, head flag, record bytes)`, one or more.
+fn encode_entry(items: &[(u64, bool, &[u8])]) -> Vec<u8> {
+    let grouped = items.len() > 1;
+    let size: usize = items
+        .iter()
+        .map(|(_, _, r)| ENTRY_HEADER + 4 + r.len())
+        .sum();
+    let mut v = Vec::with_capacity(size);
+    for (received_us, extends_head, record) in items {
+        v.extend_from_slice(&received_us.to_be_bytes());
+        if grouped {
+            v.push(u8::from(*extends_head) | GROUPED);
+            v.extend_from_slice(&(record.len() as u32).to_be_bytes());
+        } else {
+            v.push(u8::from(*extends_head));
+        }
+        v.extend_from_slice(record);
+    }
     v
 }
 
-/// A record entry's arrival time, head flag and record bytes; `None` if it is too short.
-fn split_entry(v: &[u8]) -> Option<(u64, bool, &[u8])> {
-    let (header, record) = v.split_at_checked(ENTRY_HEADER)?;
-    let (received, flags) = header.split_at(8);
-    let received_us = u64::from_be_bytes(received.try_into().ok()?);
-    Some((received_us, flags[0] & 1 == 1, record))
+/// The records of an entry, in cursor order; `None` if it is cut short.
+fn split_entry(v: &[u8]) -> Option<Vec<EntryItem>> {
+    let mut items = Vec::new();
+    let mut at = 0;
+    while at < v.len() || items.is_empty() {
+        let header = v.get(at..at + ENTRY_HEADER)?;
+        let received_us = u64::from_be_bytes(header[..8].try_into().ok()?);
+        let flags = header[8];
+        at += ENTRY_HEADER;
+        let len = if flags & GROUPED == 0 {
+            v.len() - at
+        } else {
+            let len = v.get(at..at + 4)?;
+            at += 4;
+            u32::from_be_bytes(len.try_into().ok()?) as usize
+        };
+        let end = at.checked_add(len).filter(|e| *e <= v.len())?;
+        items.push(EntryItem {
+            received_us,
+            extends_head: flags & 1 == 1,
+            bytes: at..end,
+        });
+        at = end;
+    }
+    Some(items)
+}
+
+/// The entry's records, each with its cursor, the entry being stored under `last`.
+fn entry_records(last: u64, v: &[u8]) -> Result<Vec<(u64, EntryItem)>, StoreError> {
+    let items = split_entry(v).ok_or_else(|| StoreError::Corrupt(too_short(last)))?;
+    let first = (last + 1)
+        .checked_sub(items.len() as u64)
+        .ok_or_else(|| StoreError::Corrupt(too_short(last)))?;
+    Ok((first..).zip(items).collect())
 }
 
 fn too_short(cursor: u64) -> String {
     format!("record entry at cursor {cursor} is too short")
 }
 
-fn decode_stored(cursor: u64, v: &[u8]) -> Result<Stored, StoreError> {
-    let (received_us, _, bytes) =
-        split_entry(v).ok_or_else(|| StoreError::Corrupt(too_short(cursor)))?;
-    let record = Record::decode(bytes)
+fn decode_stored(cursor: u64, v: &[u8], item: &EntryItem) -> Result<Stored, StoreError> {
+    let record = Record::decode(&v[item.bytes.clone()])
         .map_err(|e| StoreError::Corrupt(format!("record at cursor {cursor}: {e}")))?;
     Ok(Stored {
         cursor,
-        received_us,
+        received_us: item.received_us,
         record,
     })
 }
@@ -1348,7 +1544,7 @@ mod tests {
             ));
             store
                 .db
-                .insert(key::feed(2), encode_entry(7, true, c[1].as_bytes()))
+                .insert(key::feed(2), encode_entry(&[(7, true, c[1].as_bytes())]))
                 .unwrap();
             futures::executor::block_on(store.db.flush_async()).unwrap();
         }
@@ -1455,6 +1651,90 @@ mod tests {
         assert!(range(u64::MAX, u64::MAX, 10).is_empty());
         assert_eq!(range(2, u64::MAX, 2), vec![c[1].id(), fork.id()]);
         assert_eq!(range(3, u64::MAX, 10), vec![c[2].id()]);
+    }
+
+    #[test]
+    fn a_batch_is_stored_as_one_by_one_but_in_groups() {
+        let fra = MemberSigningKey::from_bytes(&[1; 32]);
+        let rus = MemberSigningKey::from_bytes(&[2; 32]);
+        let c = chain(&fra, 20);
+        let rebuttal = sign(&rus, 1, None, rebut(c[0].id()));
+        let second = sign(&rus, 2, Some(rebuttal.id()), claim("r2"));
+        let fork = sign(&fra, 3, Some(c[1].id()), claim("other"));
+        // Waits for its target, which comes later in the batch; a duplicate; a fork; a record
+        // pending from before (c[12]) released by c[11]; a chain run of both authors.
+        let mut batch = vec![rebuttal.clone()];
+        batch.extend(c[..12].iter().cloned());
+        batch.extend([c[5].clone(), fork.clone(), second.clone()]);
+        batch.extend(c[13..].iter().cloned());
+        let kind = |a: &Result<Appended, StoreError>| match a {
+            Ok(Appended::Stored { released, .. }) => format!("stored+{}", released.len()),
+            Ok(Appended::Duplicate) => "duplicate".into(),
+            Ok(Appended::Pending(_)) => "pending".into(),
+            Ok(Appended::Fork { cursor, .. }) => format!("fork {}", cursor.is_some()),
+            Err(e) => format!("error {e}"),
+        };
+        let answers = |store: &Store| {
+            let mut ids: Vec<RecordId> = store.index().ids().map(|(i, _)| *i).collect();
+            ids.sort();
+            (
+                store.heads().unwrap(),
+                ids,
+                store.counts().records,
+                store.counts().pending,
+                store.responses(&c[0].id()).unwrap(),
+                store.chain_range(&member_key(&fra), 1, 20, 100).unwrap(),
+            )
+        };
+
+        let one_by_one = Store::temporary().unwrap();
+        one_by_one.append(c[12].clone()).unwrap();
+        let expected: Vec<String> = batch
+            .iter()
+            .map(|r| kind(&one_by_one.append(r.clone())))
+            .collect();
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.append(c[12].clone()).unwrap();
+        let got: Vec<String> = store
+            .append_batch(batch.clone())
+            .unwrap()
+            .iter()
+            .map(kind)
+            .collect();
+        assert_eq!(got, expected);
+        assert_eq!(answers(&store), answers(&one_by_one));
+        assert_eq!(store.counts().records, 23);
+        assert_eq!(store.counts().pending, 0);
+        // Fewer entries than records: the chain runs went in groups.
+        let entries = store.db.scan_prefix([key::FEED]).count();
+        assert!(entries <= 12, "{entries} entries");
+
+        // Every record is found at its cursor, and the feed pages through groups in order.
+        let check = |store: &Store| {
+            let all = store.feed_after(0, 100).unwrap();
+            assert_eq!(all.len(), 23);
+            for (i, s) in all.iter().enumerate() {
+                assert_eq!(
+                    store.get_stored(&s.record.id()).unwrap().unwrap().cursor,
+                    s.cursor
+                );
+                if i > 0 {
+                    assert!(s.cursor > all[i - 1].cursor);
+                    assert!(s.received_us > all[i - 1].received_us);
+                }
+                let page = store.feed_after(s.cursor - 1, 3).unwrap();
+                let want: Vec<u64> = all[i..].iter().take(3).map(|s| s.cursor).collect();
+                assert_eq!(page.iter().map(|s| s.cursor).collect::<Vec<_>>(), want);
+            }
+        };
+        check(&store);
+        let before = answers(&store);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(answers(&store), before);
+        check(&store);
     }
 
     #[test]
@@ -1627,6 +1907,56 @@ mod integrity_tests {
         );
         // Also: record 3 as the node indexed it is no longer on disk.
         assert_eq!(report.problems.len(), 4, "{text}");
+    }
+
+    #[test]
+    fn damage_inside_a_group_is_reported_for_the_record_it_hits() {
+        let key = MemberSigningKey::from_bytes(&[1; 32]);
+        let roster = roster(&key);
+        let dir = tempfile::tempdir().unwrap();
+        let records = chain(&key, &roster, 20);
+        let damaged = {
+            let store = Store::open(dir.path()).unwrap();
+            let stored = store.append_batch(records.clone()).unwrap();
+            assert!(
+                stored
+                    .iter()
+                    .all(|a| matches!(a, Ok(Appended::Stored { .. })))
+            );
+            assert!(store.verify_all(&roster).unwrap().problems.is_empty());
+            // The last byte of record 10 (seq 10), inside the second group of eight.
+            let cursor = store.get_stored(&records[9].id()).unwrap().unwrap().cursor;
+            let last = store.index().entry_of(cursor);
+            assert!(last > cursor, "record 10 is not in a group");
+            let mut v = store.db.get(key::feed(last)).unwrap().unwrap().to_vec();
+            let items = split_entry(&v).unwrap();
+            let at = items[items.len() - 1 - (last - cursor) as usize].bytes.end - 1;
+            v[at] ^= 1;
+            store.db.insert(key::feed(last), v).unwrap();
+            cursor
+        };
+        let store = Store::open(dir.path()).unwrap();
+        let report = store.verify_all(&roster).unwrap();
+        let text = report.problems.join("\n");
+        assert_eq!(report.records_checked, 20, "{text}");
+        assert!(
+            text.contains(&format!("record at cursor {damaged}")),
+            "{text}"
+        );
+        // The records after it no longer link to the chain (the damaged bytes are another
+        // id); the chain ends at the damaged record, which still decodes.
+        assert!(text.contains("does not link"), "{text}");
+        assert_eq!(
+            store
+                .chain_head(&records[0].author())
+                .unwrap()
+                .map(|h| h.seq),
+            Some(10)
+        );
+        assert!(store.get(&records[9].id()).unwrap().is_none());
+        // Its neighbours in the entry are still read.
+        assert!(store.get(&records[8].id()).unwrap().is_some());
+        assert!(store.get(&records[10].id()).unwrap().is_some());
     }
 
     #[test]

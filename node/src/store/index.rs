@@ -2,8 +2,8 @@
 //!
 //! The records in sled are the only persistent truth: the index is rebuilt from them when the
 //! store opens (one scan, a few hundred ms per 100,000 records) and updated after every write.
-//! Keeping it out of sled makes a record one sled entry instead of four or five, which is what
-//! bounded ingest speed and disk use. It costs about 60 bytes of memory per record.
+//! Keeping it out of sled makes a record one sled entry (or a share of one) instead of four or
+//! five, which is what bounded ingest speed and disk use. It costs about 60 bytes of memory per record.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -17,6 +17,9 @@ pub(super) struct Index {
     by_id: BTreeMap<RecordId, u64>,
     chains: HashMap<MemberKey, Chain>,
     responses: HashMap<RecordId, Vec<u64>>,
+    /// Entries holding a group of records (store module docs): last cursor → first cursor.
+    /// A cursor in none of these is its own entry's key.
+    groups: BTreeMap<u64, u64>,
 }
 
 /// One author's stored records.
@@ -167,6 +170,22 @@ impl Index {
                 prev: record.prev(),
             });
         Added::Stranded
+    }
+
+    /// Notes an entry holding the records at cursors `first..=last`.
+    pub(super) fn add_group(&mut self, first: u64, last: u64) {
+        if last > first {
+            self.groups.insert(last, first);
+        }
+    }
+
+    /// The cursor under which the record at `cursor` is written: the last cursor of its group,
+    /// or its own.
+    pub(super) fn entry_of(&self, cursor: u64) -> u64 {
+        match self.groups.range(cursor..).next() {
+            Some((last, first)) if *first <= cursor => *last,
+            _ => cursor,
+        }
     }
 
     /// How many records are stored.
