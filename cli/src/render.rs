@@ -255,15 +255,21 @@ pub(crate) fn status(st: &Value) -> String {
     let peers = st["peers"].as_array().cloned().unwrap_or_default();
     let _ = writeln!(out, "peers       {}", peers.len());
     for p in &peers {
+        let connections = p["connections"].as_u64().unwrap_or(1);
         let _ = writeln!(
             out,
-            "  {} {}{}",
+            "  {} {}{}{}",
             s(&p["role"]),
             s(&p["peer_id"]),
             if p["subscribed"] == true {
                 ""
             } else {
                 " (not subscribed)"
+            },
+            if connections > 1 {
+                format!(" ({connections} connections)")
+            } else {
+                String::new()
             }
         );
     }

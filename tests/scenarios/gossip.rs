@@ -303,3 +303,25 @@ async fn an_observer_receives_the_record_but_cannot_author() {
     assert_eq!(obs.status().await.unwrap().state, None);
     observer.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_keep_one_connection_to_each_peer() {
+    // A node dials its bootstrap peers when it starts. Its redial timer used to fire at once
+    // too, before those connections were up, and opened a second connection to each.
+    let net = TestNet::start(4, &[]).await.unwrap();
+    for i in 0..4 {
+        // A round trip through each node's event loop, after its start.
+        net.node(i).sync_now().await.unwrap();
+    }
+    for i in 0..4 {
+        let status = net.node(i).status().await.unwrap();
+        assert_eq!(status.peers.len(), 3, "node {i}: {:?}", status.peers);
+        for p in &status.peers {
+            assert_eq!(
+                p.connections, 1,
+                "node {i} has {} connections to {}",
+                p.connections, p.peer_id
+            );
+        }
+    }
+}
