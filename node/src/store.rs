@@ -380,12 +380,26 @@ impl Store {
             );
         }
         // Cursors reserved before a crash may have been seen by subscribers: go on after them.
+        // A reservation is made only once the cursors before it are on disk, so it is never
+        // more than a block beyond the last stored record; a larger or unreadable value is
+        // damage, and a block beyond the last record is as safe.
+        let plausible = built.last_cursor.saturating_add(CURSOR_BLOCK);
         let reserved = match db.get(key::meta(CURSORS_RESERVED))? {
-            Some(v) => cursor_of(&v)?,
             None => 0,
+            Some(v) => match cursor_of(&v) {
+                Ok(r) if r <= plausible => r,
+                _ => {
+                    tracing::warn!(
+                        "the store's cursor reservation is damaged; going on a block after the last record"
+                    );
+                    plausible
+                }
+            },
         };
-        let (next, last_received_us) =
-            (built.last_cursor.max(reserved) + 1, built.last_received_us);
+        let (next, last_received_us) = (
+            built.last_cursor.max(reserved).saturating_add(1),
+            built.last_received_us,
+        );
         // A fork proof is written before its equivocator mark; complete the mark.
         for entry in db.scan_prefix([key::FORK]) {
             let (k, v) = entry?;
@@ -543,13 +557,12 @@ impl Store {
         // The run's last record of each author in it: the head the next one must extend.
         let mut run_heads: HashMap<MemberKey, (u64, RecordId)> = HashMap::new();
         for record in records {
+            if !run.is_empty() && run_bytes + record.as_bytes().len() > GROUP_BYTES {
+                out.extend(self.write_run(&mut state, &mut run)?);
+                run_heads.clear();
+                run_bytes = 0;
+            }
             if self.extends_run(&state, &record, &run, &run_heads)? {
-                if run_bytes + record.as_bytes().len() > GROUP_BYTES {
-                    // Written first, the run is in the index: the record still extends it.
-                    out.extend(self.write_run(&mut state, &mut run)?);
-                    run_heads.clear();
-                    run_bytes = 0;
-                }
                 run_bytes += record.as_bytes().len();
                 run_heads.insert(record.author(), (record.seq(), record.id()));
                 run.push(record);
@@ -569,8 +582,10 @@ impl Store {
 
     /// Whether `record` can join the run of chain extensions to be written together: it is
     /// its author's next record (after the index's head, or after the run's last record of
-    /// that author), is not already pending, and responds to nothing or to a stored claim it
-    /// may respond to. Anything else takes the one-by-one path.
+    /// that author), responds to nothing or to a stored claim it may respond to, and has
+    /// nothing to do with a pending record: none pending at its place in the chain (itself or
+    /// a fork of it) and none waiting for it. Anything else takes the one-by-one path, so
+    /// pending records are placed and released exactly as by [`Store::append`].
     fn extends_run(
         &self,
         state: &AppendState,
@@ -582,8 +597,16 @@ impl Store {
             Some((seq, id)) => record.seq() == seq + 1 && record.prev() == Some(*id),
             None => self.index().is_next(record),
         };
-        if !next || (state.pending_total > 0 && self.db.contains_key(key::pending_of(record))?) {
+        if !next {
             return Ok(false);
+        }
+        if state.pending_total > 0 {
+            let at_its_seq = key::pending(&record.author(), record.seq(), None);
+            if self.db.scan_prefix(at_its_seq).next().is_some()
+                || !self.waiting_for(record)?.is_empty()
+            {
+                return Ok(false);
+            }
         }
         let Some(target) = record.body().target() else {
             return Ok(true);
@@ -622,17 +645,22 @@ impl Store {
             .collect();
         self.db.insert(key::feed(last), encode_entry(&items))?;
         state.next = last + 1;
+        let mut misplaced = None;
         {
             let mut index = self.index_mut();
             index.add_group(first, last);
+            // All indexed before any mismatch is reported: the entry is on disk.
             for (cursor, record) in (first..).zip(run.iter()) {
                 if !matches!(index.add(cursor, record, true), Added::Linked) {
-                    return Err(StoreError::Corrupt(format!(
-                        "record {} (cursor {cursor}) was stored as its author's next record but does not extend its chain",
-                        record.id()
-                    )));
+                    misplaced.get_or_insert((cursor, record.id()));
                 }
             }
+        }
+        if let Some((cursor, id)) = misplaced {
+            run.clear();
+            return Err(StoreError::Corrupt(format!(
+                "record {id} (cursor {cursor}) was stored as its author's next record but does not extend its chain"
+            )));
         }
         let mut out = Vec::with_capacity(run.len());
         for (cursor, record) in (first..).zip(run.drain(..)) {
@@ -840,7 +868,7 @@ impl Store {
     /// Reserves the block of cursors starting at `from` and makes the reservation durable
     /// before any of them is given out (module docs). Once per [`CURSOR_BLOCK`] appends.
     fn reserve_cursors(&self, state: &mut AppendState, from: u64) -> Result<(), StoreError> {
-        let reserved = from - 1 + CURSOR_BLOCK;
+        let reserved = from.saturating_add(CURSOR_BLOCK - 1);
         self.db
             .insert(key::meta(CURSORS_RESERVED), &reserved.to_be_bytes())?;
         self.db.flush()?;
@@ -1190,9 +1218,12 @@ fn build_index(
         built.last_cursor = last;
         let records = match entry_records(last, &v) {
             Ok(r) => r,
-            Err(_) => {
+            Err(e) => {
                 built.entries += 1;
-                built.problem(too_short(last));
+                built.problem(match e {
+                    StoreError::Corrupt(what) => what,
+                    other => other.to_string(),
+                });
                 continue;
             }
         };
@@ -1277,16 +1308,21 @@ fn encode_entry(items: &[(u64, bool, &[u8])]) -> Vec<u8> {
     v
 }
 
-/// The records of an entry, in cursor order; `None` if it is cut short.
+/// The records of an entry, in cursor order; `None` if it is cut short or its records
+/// disagree on whether they are a group.
 fn split_entry(v: &[u8]) -> Option<Vec<EntryItem>> {
+    let grouped = v.get(8)? & GROUPED != 0;
     let mut items = Vec::new();
     let mut at = 0;
     while at < v.len() || items.is_empty() {
         let header = v.get(at..at + ENTRY_HEADER)?;
         let received_us = u64::from_be_bytes(header[..8].try_into().ok()?);
         let flags = header[8];
+        if (flags & GROUPED != 0) != grouped {
+            return None;
+        }
         at += ENTRY_HEADER;
-        let len = if flags & GROUPED == 0 {
+        let len = if !grouped {
             v.len() - at
         } else {
             let len = v.get(at..at + 4)?;
@@ -1307,9 +1343,15 @@ fn split_entry(v: &[u8]) -> Option<Vec<EntryItem>> {
 /// The entry's records, each with its cursor, the entry being stored under `last`.
 fn entry_records(last: u64, v: &[u8]) -> Result<Vec<(u64, EntryItem)>, StoreError> {
     let items = split_entry(v).ok_or_else(|| StoreError::Corrupt(too_short(last)))?;
-    let first = (last + 1)
-        .checked_sub(items.len() as u64)
-        .ok_or_else(|| StoreError::Corrupt(too_short(last)))?;
+    let first = last
+        .checked_add(1)
+        .and_then(|end| end.checked_sub(items.len() as u64))
+        .filter(|first| *first > 0)
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "record entry at cursor {last} does not fit its key"
+            ))
+        })?;
     Ok((first..).zip(items).collect())
 }
 
@@ -1737,6 +1779,70 @@ mod tests {
         check(&store);
     }
 
+    /// Appends `before` one by one, then `batch` with `append_batch` on one store and one by
+    /// one on another, and asserts the same outcomes, feed order, chains and pending records.
+    fn batch_matches_one_by_one(before: &[Record], batch: &[Record]) {
+        let kind = |a: &Result<Appended, StoreError>| match a {
+            Ok(Appended::Stored { released, .. }) => format!(
+                "stored, releasing {:?}",
+                released.iter().map(|(_, r)| r.id()).collect::<Vec<_>>()
+            ),
+            Ok(Appended::Duplicate) => "duplicate".into(),
+            Ok(Appended::Pending(m)) => format!("pending {m:?}"),
+            Ok(Appended::Fork { cursor, .. }) => format!("fork stored {}", cursor.is_some()),
+            Err(e) => format!("error {e}"),
+        };
+        let state = |store: &Store| {
+            let feed: Vec<(u64, RecordId)> = store
+                .feed_after(0, 1000)
+                .unwrap()
+                .iter()
+                .map(|s| (s.cursor, s.record.id()))
+                .collect();
+            (
+                feed,
+                store.heads().unwrap(),
+                store.counts().pending,
+                store.forks().unwrap().len(),
+            )
+        };
+        let one = Store::temporary().unwrap();
+        let batched = Store::temporary().unwrap();
+        for r in before {
+            one.append(r.clone()).unwrap();
+            batched.append(r.clone()).unwrap();
+        }
+        let expected: Vec<String> = batch.iter().map(|r| kind(&one.append(r.clone()))).collect();
+        let got: Vec<String> = batched
+            .append_batch(batch.to_vec())
+            .unwrap()
+            .iter()
+            .map(kind)
+            .collect();
+        assert_eq!(got, expected);
+        assert_eq!(state(&batched), state(&one));
+    }
+
+    #[test]
+    fn a_batch_around_pending_records_matches_one_by_one() {
+        let fra = MemberSigningKey::from_bytes(&[1; 32]);
+        let rus = MemberSigningKey::from_bytes(&[2; 32]);
+        let c = chain(&fra, 12);
+        // A fork of c[4] (seq 5) arrives in a batch while c[4] waits for the gap before it.
+        let fork = sign(&fra, 5, Some(c[3].id()), claim("other"));
+        batch_matches_one_by_one(
+            &[c[0].clone(), c[1].clone(), c[4].clone()],
+            &[c[2].clone(), c[3].clone(), fork.clone(), c[5].clone()],
+        );
+        // A record in the middle of a run has waiters: its successor, and a response.
+        let rebuttal = sign(&rus, 1, None, rebut(c[3].id()));
+        batch_matches_one_by_one(&[c[0].clone(), c[5].clone(), rebuttal.clone()], &c[1..12]);
+        // The last record of a run has a waiter, and the batch splits runs by size.
+        let mut long = vec![c[0].clone()];
+        long.extend(chain(&rus, 40));
+        batch_matches_one_by_one(&[c[2].clone()], &[&long[..], &c[1..2]].concat());
+    }
+
     #[test]
     fn a_stored_fork_still_pending_after_a_crash_is_not_stored_again() {
         // The process stopped after a released fork was stored and before its pending entry
@@ -2009,6 +2115,18 @@ mod integrity_tests {
         );
         assert_eq!(store.feed_after(3, 10).unwrap().len(), 2);
         assert_eq!(store.counts().records, 5);
+        drop(store);
+        // A damaged reservation (out of range, or not a number) is not trusted, nor fatal.
+        for damaged in [&u64::MAX.to_be_bytes()[..], &[1, 2, 3][..]] {
+            {
+                let db = sled::open(dir.path()).unwrap();
+                db.insert(key::meta(CURSORS_RESERVED), damaged).unwrap();
+            }
+            let store = Store::open(dir.path()).unwrap();
+            let last = store.last_cursor();
+            assert!(last <= 5 + 2 * CURSOR_BLOCK, "{last}");
+            assert_eq!(store.counts().records, 5);
+        }
     }
 
     #[test]
