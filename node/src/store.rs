@@ -594,7 +594,9 @@ impl Store {
         run_heads: &HashMap<MemberKey, (u64, RecordId)>,
     ) -> Result<bool, StoreError> {
         let next = match run_heads.get(&record.author()) {
-            Some((seq, id)) => record.seq() == seq + 1 && record.prev() == Some(*id),
+            Some((seq, id)) => {
+                seq.checked_add(1) == Some(record.seq()) && record.prev() == Some(*id)
+            }
             None => self.index().is_next(record),
         };
         if !next {
