@@ -132,15 +132,20 @@ impl Ingest {
         }
         let sent: Vec<(MemberKey, RecordId)> =
             records.iter().map(|r| (r.author(), r.id())).collect();
-        let appended = self.store.append_batch(records);
-        // Whatever was stored before a store failure is announced all the same.
-        let results = match appended {
-            Ok(results) => results,
-            Err(e) => {
-                self.notify();
-                return Err(e);
+        // In pieces, so an import of any size holds the store's append lock only briefly.
+        let mut results = Vec::with_capacity(records.len());
+        let mut records = records.into_iter().peekable();
+        while records.peek().is_some() {
+            let piece: Vec<Record> = records.by_ref().take(MAX_FETCH_RECORDS).collect();
+            match self.store.append_batch(piece) {
+                Ok(r) => results.extend(r),
+                Err(e) => {
+                    // Whatever was stored before the failure is announced all the same.
+                    self.notify();
+                    return Err(e);
+                }
             }
-        };
+        }
         for ((author, id), result) in sent.into_iter().zip(results) {
             match self.outcome(&id, result) {
                 Ok(Outcome::Stored { .. }) | Ok(Outcome::Fork) => {

@@ -380,19 +380,18 @@ impl Store {
             );
         }
         // Cursors reserved before a crash may have been seen by subscribers: go on after them.
-        // A reservation is made only once the cursors before it are on disk, so it is never
-        // more than a block beyond the last stored record; a larger or unreadable value is
-        // damage, and a block beyond the last record is as safe.
-        let plausible = built.last_cursor.saturating_add(CURSOR_BLOCK);
+        // (Two crashes in a row can leave a reservation blocks beyond the last record on disk,
+        // so any number is taken, unless it is not a number or absurdly large: damage, after
+        // which a block beyond the last record is the best guess.)
         let reserved = match db.get(key::meta(CURSORS_RESERVED))? {
             None => 0,
             Some(v) => match cursor_of(&v) {
-                Ok(r) if r <= plausible => r,
+                Ok(r) if r <= u64::MAX / 2 => r,
                 _ => {
                     tracing::warn!(
                         "the store's cursor reservation is damaged; going on a block after the last record"
                     );
-                    plausible
+                    built.last_cursor.saturating_add(CURSOR_BLOCK)
                 }
             },
         };
@@ -2129,6 +2128,16 @@ mod integrity_tests {
             assert!(last <= 5 + 2 * CURSOR_BLOCK, "{last}");
             assert_eq!(store.counts().records, 5);
         }
+        // Two kills in a row: the second reservation, made after the first restart, is
+        // blocks beyond the last record on disk, and is honoured all the same.
+        let far = 5 + 3 * CURSOR_BLOCK;
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.insert(key::meta(CURSORS_RESERVED), &far.to_be_bytes())
+                .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.last_cursor(), far);
     }
 
     #[test]
