@@ -13,7 +13,8 @@ use attrib_protocol::{ForkProof, MemberKey, NetworkId, RecordId};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId};
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, connection_limits, identify, noise,
     ping, tcp, yamux,
@@ -178,6 +179,9 @@ pub(crate) struct EventLoop {
     commands: mpsc::Receiver<Command>,
     bootstrap: Vec<Multiaddr>,
     connected: HashSet<PeerId>,
+    /// This node's dials to bootstrap addresses and their connections, while open: an address
+    /// is not dialled again while it has one.
+    bootstrap_links: HashMap<ConnectionId, Multiaddr>,
     /// Connections open to each connected peer.
     connections: HashMap<PeerId, u32>,
     subscribed: HashSet<PeerId>,
@@ -272,11 +276,6 @@ impl EventLoop {
                 .listen_on(addr.clone())
                 .map_err(|e| crate::NodeError::Network(format!("cannot listen on {addr}: {e}")))?;
         }
-        for addr in &settings.bootstrap {
-            if let Err(e) = swarm.dial(addr.clone()) {
-                tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
-            }
-        }
         let (batches_tx, batches) = mpsc::channel(64);
         Ok(EventLoop {
             swarm,
@@ -285,6 +284,7 @@ impl EventLoop {
             commands,
             bootstrap: settings.bootstrap,
             connected: HashSet::new(),
+            bootstrap_links: HashMap::new(),
             connections: HashMap::new(),
             subscribed: HashSet::new(),
             gossip_peers,
@@ -308,12 +308,14 @@ impl EventLoop {
 
     /// Runs until the command channel closes (every handle dropped) or `shutdown` fires.
     pub(crate) async fn run(mut self, mut shutdown: oneshot::Receiver<()>) {
-        // Not at once: the bootstrap peers were just dialled, and dialling them again before
-        // those connections are up opened a second connection to each (a third of all
-        // connection attempts in the 100-node bench).
+        self.dial_bootstrap(true);
+        // Not at once: the bootstrap peers were just dialled. (Dialling every bootstrap address
+        // again before those connections were up opened a second connection to each: a third
+        // of all connection attempts in the 100-node bench.)
         let redial_every = Duration::from_secs(5);
         let mut redial =
             tokio::time::interval_at(tokio::time::Instant::now() + redial_every, redial_every);
+        redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sync = tokio::time::interval(self.sync_interval);
         loop {
             tokio::select! {
@@ -592,8 +594,24 @@ impl EventLoop {
             self.swarm.behaviour_mut().allowed.allow_peer(peer);
         }
         if self.connected.len() < self.bootstrap.len() {
-            for addr in self.bootstrap.clone() {
-                let _ = self.swarm.dial(addr);
+            self.dial_bootstrap(false);
+        }
+    }
+
+    /// Dials the bootstrap addresses that have no dial or connection of this node's open.
+    fn dial_bootstrap(&mut self, first: bool) {
+        for addr in self.bootstrap.clone() {
+            if self.bootstrap_links.values().any(|a| *a == addr) {
+                continue;
+            }
+            let opts = DialOpts::from(addr.clone());
+            let id = opts.connection_id();
+            match self.swarm.dial(opts) {
+                Ok(()) => {
+                    self.bootstrap_links.insert(id, addr);
+                }
+                Err(e) if first => tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer"),
+                Err(e) => tracing::debug!(%addr, error = %e, "cannot dial bootstrap peer"),
             }
         }
     }
@@ -619,9 +637,15 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 ..
             } => {
+                self.bootstrap_links.remove(&connection_id);
+                if num_established > 0 {
+                    self.connections.insert(peer_id, num_established);
+                    return;
+                }
                 tracing::debug!(peer = %peer_id, "disconnected");
                 self.connected.remove(&peer_id);
                 self.connections.remove(&peer_id);
@@ -631,19 +655,17 @@ impl EventLoop {
                 self.subscribed.remove(&peer_id);
                 self.publish_peer_count();
             }
-            SwarmEvent::ConnectionClosed {
-                peer_id,
-                num_established,
-                ..
-            } => {
-                self.connections.insert(peer_id, num_established);
-            }
             SwarmEvent::Behaviour(BehaviourEvent::Gossip(e)) => self.handle_gossip_event(e),
             SwarmEvent::Behaviour(BehaviourEvent::Fetch(e)) => self.handle_fetch_event(e),
             SwarmEvent::IncomingConnectionError { error, .. } => {
                 tracing::debug!(%error, "incoming connection refused or failed");
             }
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+            SwarmEvent::OutgoingConnectionError {
+                peer_id,
+                connection_id,
+                error,
+            } => {
+                self.bootstrap_links.remove(&connection_id);
                 tracing::debug!(?peer_id, %error, "outgoing connection failed");
             }
             _ => {}
