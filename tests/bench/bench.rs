@@ -17,6 +17,14 @@ use attrib_node::localnet::{LocalMember, local_config, local_roster};
 use attrib_node::{Node, Store};
 use attrib_protocol::*;
 
+/// Appends records with `append_batch`, failing on the first one the store refuses.
+fn append_all(store: &Store, records: Vec<Record>) -> anyhow::Result<()> {
+    for appended in store.append_batch(records)? {
+        appended?;
+    }
+    Ok(())
+}
+
 fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
@@ -140,62 +148,60 @@ fn ingest(n: usize) -> anyhow::Result<()> {
         }
         Ok(rate(n, t.elapsed()))
     });
-    let store_with = |batched: bool| -> anyhow::Result<f64> {
+    // Each store measurement: `fill` on a fresh store, timed until everything is durable.
+    let in_fresh_store = |fill: &dyn Fn(&Store) -> anyhow::Result<()>| -> anyhow::Result<f64> {
         let dir = tempfile::tempdir()?;
         let store = Store::open(dir.path())?;
         let t = Instant::now();
-        if batched {
-            for chunk in records.chunks(512) {
-                for appended in store.append_batch(chunk.to_vec())? {
-                    appended?;
-                }
-            }
-        } else {
+        fill(&store)?;
+        rt.block_on(store.flush())?;
+        let rate = rate(n, t.elapsed());
+        anyhow::ensure!(store.counts().records == n, "not all records stored");
+        Ok(rate)
+    };
+    let store_only: Measure = Box::new(|| {
+        in_fresh_store(&|store| {
             for r in &records {
                 store.append(r.clone())?;
             }
-        }
-        rt.block_on(store.flush())?;
-        Ok(rate(n, t.elapsed()))
-    };
-    let store_only: Measure = Box::new(|| store_with(false));
-    let store_batched: Measure = Box::new(|| store_with(true));
+            Ok(())
+        })
+    });
+    let store_batched: Measure = Box::new(|| {
+        in_fresh_store(&|store| {
+            for chunk in records.chunks(512) {
+                append_all(store, chunk.to_vec())?;
+            }
+            Ok(())
+        })
+    });
     // Gossip-style: one record at a time, checked and appended; durable at the end.
     let gossip: Measure = Box::new(|| {
-        let dir = tempfile::tempdir()?;
-        let store = Store::open(dir.path())?;
-        let t = Instant::now();
-        for b in &bytes {
-            let r = check_record(b, &roster, now)?;
-            store.append(r)?;
-        }
-        rt.block_on(store.flush())?;
-        Ok(rate(n, t.elapsed()))
+        in_fresh_store(&|store| {
+            for b in &bytes {
+                store.append(check_record(b, &roster, now)?)?;
+            }
+            Ok(())
+        })
     });
     // Sync-style: batches of 512, one batch signature check each, appended; durable at the
     // end, as a node does with fetch answers (records from peers are not flushed one by one;
     // a peer has them again). With `flush_each`, also a flush after every batch: what it
     // would cost to make each fetch answer durable before the next.
-    let sync_with = |flush_each: bool| -> anyhow::Result<f64> {
-        let dir = tempfile::tempdir()?;
-        let store = Store::open(dir.path())?;
-        let t = Instant::now();
-        for chunk in bytes.chunks(512) {
-            let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-            let checked = check_records(&refs, &roster, now)
-                .into_iter()
-                .collect::<Result<Vec<_>, _>>()?;
-            for appended in store.append_batch(checked)? {
-                appended?;
+    let sync_with = |flush_each: bool| {
+        in_fresh_store(&|store| {
+            for chunk in bytes.chunks(512) {
+                let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+                let checked = check_records(&refs, &roster, now)
+                    .into_iter()
+                    .collect::<Result<Vec<_>, _>>()?;
+                append_all(store, checked)?;
+                if flush_each {
+                    rt.block_on(store.flush())?;
+                }
             }
-            if flush_each {
-                rt.block_on(store.flush())?;
-            }
-        }
-        rt.block_on(store.flush())?;
-        let rate = rate(n, t.elapsed());
-        anyhow::ensure!(store.counts().records == n, "not all records stored");
-        Ok(rate)
+            Ok(())
+        })
     };
     let sync: Measure = Box::new(|| sync_with(false));
     let sync_flush_each: Measure = Box::new(|| sync_with(true));
@@ -203,40 +209,30 @@ fn ingest(n: usize) -> anyhow::Result<()> {
     // node does with fetch responses in flight (checks run on blocking threads; appends are
     // serialised by the store). Batches of 512, in order, durable at the end.
     let sync_two: Measure = Box::new(|| {
-        let dir = tempfile::tempdir()?;
-        let store = Store::open(dir.path())?;
-        let t = Instant::now();
-        std::thread::scope(|scope| -> anyhow::Result<()> {
-            let (checked_tx, checked_rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(1);
-            let (bytes, roster) = (&bytes, &roster);
-            let checker = scope.spawn(move || -> anyhow::Result<()> {
-                for chunk in bytes.chunks(512) {
-                    let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-                    let batch = check_records(&refs, roster, now)
-                        .into_iter()
-                        .collect::<Result<Vec<_>, _>>()?;
-                    if checked_tx.send(batch).is_err() {
-                        break;
+        in_fresh_store(&|store| {
+            std::thread::scope(|scope| -> anyhow::Result<()> {
+                let (checked_tx, checked_rx) = std::sync::mpsc::sync_channel::<Vec<Record>>(1);
+                let (bytes, roster) = (&bytes, &roster);
+                let checker = scope.spawn(move || -> anyhow::Result<()> {
+                    for chunk in bytes.chunks(512) {
+                        let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+                        let batch = check_records(&refs, roster, now)
+                            .into_iter()
+                            .collect::<Result<Vec<_>, _>>()?;
+                        if checked_tx.send(batch).is_err() {
+                            break;
+                        }
                     }
+                    Ok(())
+                });
+                for batch in checked_rx {
+                    append_all(store, batch)?;
                 }
-                Ok(())
-            });
-            for batch in checked_rx {
-                for appended in store.append_batch(batch)? {
-                    appended?;
-                }
-            }
-            rt.block_on(store.flush())?;
-            checker
-                .join()
-                .map_err(|_| anyhow::anyhow!("check thread panicked"))?
-        })?;
-        let rate = rate(n, t.elapsed());
-        anyhow::ensure!(
-            store.counts().records == n,
-            "not all records stored (pipelined)"
-        );
-        Ok(rate)
+                checker
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("check thread panicked"))?
+            })
+        })
     });
     const ROUNDS: usize = 3;
     let measures = [
