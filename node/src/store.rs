@@ -619,8 +619,8 @@ impl Store {
         Ok(target.is_some_and(|t| check_response(record, &t).is_ok()))
     }
 
-    /// Writes a run from [`Store::extends_run`] as one entry (its commit point), indexes it,
-    /// then stores what was pending on its records. Empties `run`.
+    /// Writes a run from [`Store::extends_run`] as one entry (its commit point) and indexes
+    /// it. Empties `run`.
     fn write_run(
         &self,
         state: &mut AppendState,
@@ -663,11 +663,16 @@ impl Store {
                 "record {id} (cursor {cursor}) was stored as its author's next record but does not extend its chain"
             )));
         }
-        let mut out = Vec::with_capacity(run.len());
-        for (cursor, record) in (first..).zip(run.drain(..)) {
-            let released = self.release_pending(state, &record)?;
-            out.push(Ok(Appended::Stored { cursor, released }));
-        }
+        // Nothing pending waits for a run's records (`extends_run`), so nothing is released.
+        let out = (first..=last)
+            .map(|cursor| {
+                Ok(Appended::Stored {
+                    cursor,
+                    released: Vec::new(),
+                })
+            })
+            .collect();
+        run.clear();
         Ok(out)
     }
 
