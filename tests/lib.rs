@@ -596,3 +596,99 @@ impl FetchProbe {
         Ok(tokio::time::timeout(DEADLINE, rx).await??)
     }
 }
+
+/// A TCP relay on loopback in front of a node, which can be cut the way a dead host cuts a
+/// link: connections through a cut link stay open but pass no more bytes (no FIN, no RST), and
+/// new connections are refused until the link is restored, which closes the stale ones.
+pub struct Link {
+    /// Where to dial to reach the node through the link.
+    pub addr: Multiaddr,
+    cut: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Link {
+    /// Opens a link to `target` (a node's `/ip4/.../tcp/...` listen address).
+    pub async fn open(target: &Multiaddr) -> anyhow::Result<Link> {
+        let to = tcp_socket_addr(target)?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let (cut, cut_rx) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                if *cut_rx.borrow() {
+                    continue; // dropped: refused
+                }
+                let Ok(outbound) = tokio::net::TcpStream::connect(to).await else {
+                    continue;
+                };
+                let (ri, wi) = inbound.into_split();
+                let (ro, wo) = outbound.into_split();
+                tokio::spawn(relay(ri, wo, cut_rx.clone()));
+                tokio::spawn(relay(ro, wi, cut_rx.clone()));
+            }
+        });
+        Ok(Link {
+            addr: format!("/ip4/127.0.0.1/tcp/{port}").parse()?,
+            cut,
+            task,
+        })
+    }
+
+    /// Cuts the link, or restores it.
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.send_replace(cut);
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies bytes until the link is cut.
+async fn relay(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut cut: watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = tokio::select! {
+            _ = cut.wait_for(|c| *c) => break,
+            n = from.read(&mut buf) => n,
+        };
+        match n {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if *cut.borrow() || to.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    // Cut: hold the sockets open, passing nothing, until the link is restored; then close them,
+    // as a host that comes back answers a stale connection with a reset.
+    let _ = cut.wait_for(|c| !*c).await;
+    drop((from, to));
+}
+
+/// The TCP socket address of a `/ip4/A/tcp/P` multiaddr.
+fn tcp_socket_addr(addr: &Multiaddr) -> anyhow::Result<std::net::SocketAddr> {
+    use libp2p::multiaddr::Protocol;
+    let mut ip = None;
+    let mut port = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+            Protocol::Tcp(p) => port = Some(p),
+            _ => {}
+        }
+    }
+    match (ip, port) {
+        (Some(ip), Some(port)) => Ok((ip, port).into()),
+        _ => anyhow::bail!("{addr} is not an /ip4/../tcp/.. address"),
+    }
+}

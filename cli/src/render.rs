@@ -258,9 +258,13 @@ pub(crate) fn status(st: &Value) -> String {
         let connections = p["connections"].as_u64().unwrap_or(1);
         let _ = writeln!(
             out,
-            "  {} {}{}{}",
+            "  {} {}{}{}{}",
             s(&p["role"]),
             s(&p["peer_id"]),
+            match p["rtt_ms"].as_f64() {
+                Some(ms) => format!("  rtt {ms:.1} ms"),
+                None => String::new(),
+            },
             if p["subscribed"] == true {
                 ""
             } else {

@@ -45,6 +45,10 @@ pub struct NodeConfig {
     pub heartbeat: Duration,
     /// How often to run a catch-up round with a few peers.
     pub sync_interval: Duration,
+    /// How often each connection is pinged.
+    pub ping_interval: Duration,
+    /// How long a ping may go unanswered before its connection is closed as dead.
+    pub ping_timeout: Duration,
     /// The most sensitive TLP level served to outside readers (feed API, STIX, TAXII,
     /// webhooks). RED is never served except to a local reader holding the API token who asks
     /// for it; a configured RED is treated as AMBER+STRICT.
@@ -89,6 +93,13 @@ pub struct FileConfig {
     /// Catch-up round interval in ms (default 10000).
     #[serde(default)]
     pub sync_interval_ms: Option<u64>,
+    /// Ping interval in ms (default 15000).
+    #[serde(default)]
+    pub ping_interval_ms: Option<u64>,
+    /// Ping timeout in ms (default 20000): a connection whose ping goes unanswered this long
+    /// is closed.
+    #[serde(default)]
+    pub ping_timeout_ms: Option<u64>,
     /// TLP ceiling for outbound interfaces (default AMBER).
     #[serde(default)]
     pub tlp_ceiling: Option<Tlp>,
@@ -175,6 +186,8 @@ impl FileConfig {
             }),
             heartbeat: Duration::from_millis(file.heartbeat_ms.unwrap_or(1000)),
             sync_interval: Duration::from_millis(file.sync_interval_ms.unwrap_or(10_000).max(100)),
+            ping_interval: Duration::from_millis(file.ping_interval_ms.unwrap_or(15_000).max(100)),
+            ping_timeout: Duration::from_millis(file.ping_timeout_ms.unwrap_or(20_000).max(100)),
             tlp_ceiling: file.tlp_ceiling.unwrap_or(Tlp::Amber),
             webhooks: file.webhooks.clone(),
             limits: file.limits.clone(),

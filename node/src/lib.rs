@@ -354,6 +354,8 @@ impl Node {
                     bootstrap: config.bootstrap,
                     heartbeat: config.heartbeat,
                     sync_interval: config.sync_interval,
+                    ping_interval: config.ping_interval,
+                    ping_timeout: config.ping_timeout,
                     limits: config.limits.clone(),
                 },
                 ingest.clone(),

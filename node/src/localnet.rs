@@ -117,6 +117,8 @@ pub fn local_config(
         }),
         heartbeat: Duration::from_millis(100),
         sync_interval: Duration::from_millis(500),
+        ping_interval: Duration::from_secs(15),
+        ping_timeout: Duration::from_secs(20),
         tlp_ceiling: attrib_protocol::Tlp::Amber,
         webhooks: Vec::new(),
         limits: crate::limits::Limits::default(),

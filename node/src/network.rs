@@ -16,8 +16,8 @@ use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{
-    Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, connection_limits, identify, noise,
-    ping, tcp, yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, connection_limits, noise, ping,
+    tcp, yamux,
 };
 use rand::seq::SliceRandom;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -89,7 +89,6 @@ pub(crate) struct Behaviour {
     limits: connection_limits::Behaviour,
     gossip: gossipsub::Behaviour,
     fetch: request_response::Behaviour<FetchCodec>,
-    identify: identify::Behaviour,
     ping: ping::Behaviour,
 }
 
@@ -121,6 +120,8 @@ pub struct PeerInfo {
     pub subscribed: bool,
     /// Connections open to it (one, unless both sides dialled at once).
     pub connections: u32,
+    /// Round-trip time of the last ping answered, in milliseconds (none before the first).
+    pub rtt_ms: Option<f64>,
 }
 
 /// Network settings.
@@ -130,6 +131,12 @@ pub(crate) struct NetworkSettings {
     pub(crate) bootstrap: Vec<Multiaddr>,
     pub(crate) heartbeat: Duration,
     pub(crate) sync_interval: Duration,
+    /// Each connection is pinged this often; one whose ping goes unanswered for `ping_timeout`
+    /// is closed (a peer whose host died without closing its TCP connections would otherwise
+    /// look connected until TCP gives up, many minutes later), and bootstrap peers are then
+    /// redialled.
+    pub(crate) ping_interval: Duration,
+    pub(crate) ping_timeout: Duration,
     pub(crate) limits: crate::limits::Limits,
 }
 
@@ -184,6 +191,8 @@ pub(crate) struct EventLoop {
     bootstrap_links: HashMap<ConnectionId, Multiaddr>,
     /// Connections open to each connected peer.
     connections: HashMap<PeerId, u32>,
+    /// Last ping round trip to each connected peer.
+    rtt: HashMap<PeerId, Duration>,
     subscribed: HashSet<PeerId>,
     gossip_peers: watch::Sender<usize>,
     listen_addrs: watch::Sender<Vec<Multiaddr>>,
@@ -244,7 +253,7 @@ impl EventLoop {
                 yamux::Config::default,
             )
             .map_err(|e| crate::NodeError::Network(e.to_string()))?
-            .with_behaviour(|key| {
+            .with_behaviour(|_| {
                 let mut gossip =
                     gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_cfg)?;
                 let (params, thresholds) = gossip_scoring(&gossip_topic(network));
@@ -255,11 +264,11 @@ impl EventLoop {
                     limits: connection_limits::Behaviour::new(limits),
                     gossip,
                     fetch,
-                    identify: identify::Behaviour::new(identify::Config::new(
-                        "/attrib/1".into(),
-                        key.public(),
-                    )),
-                    ping: ping::Behaviour::default(),
+                    ping: ping::Behaviour::new(
+                        ping::Config::new()
+                            .with_interval(settings.ping_interval)
+                            .with_timeout(settings.ping_timeout),
+                    ),
                 })
             })
             .map_err(|e| crate::NodeError::Network(e.to_string()))?
@@ -286,6 +295,7 @@ impl EventLoop {
             connected: HashSet::new(),
             bootstrap_links: HashMap::new(),
             connections: HashMap::new(),
+            rtt: HashMap::new(),
             subscribed: HashSet::new(),
             gossip_peers,
             listen_addrs,
@@ -359,6 +369,7 @@ impl EventLoop {
                             .map_or("observer".into(), |m| m.code.to_string()),
                         subscribed: self.subscribed.contains(p),
                         connections: self.connections.get(p).copied().unwrap_or(1),
+                        rtt_ms: self.rtt.get(p).map(|d| d.as_secs_f64() * 1000.0),
                     })
                     .collect();
                 let _ = reply.send(peers);
@@ -649,6 +660,7 @@ impl EventLoop {
                 tracing::debug!(peer = %peer_id, "disconnected");
                 self.connected.remove(&peer_id);
                 self.connections.remove(&peer_id);
+                self.rtt.remove(&peer_id);
                 self.peer_heads.retain(|(p, _), _| *p != peer_id);
                 self.gossip_buckets.remove(&peer_id);
                 self.fetch_buckets.remove(&peer_id);
@@ -657,6 +669,7 @@ impl EventLoop {
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossip(e)) => self.handle_gossip_event(e),
             SwarmEvent::Behaviour(BehaviourEvent::Fetch(e)) => self.handle_fetch_event(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(e)) => self.handle_ping_event(e),
             SwarmEvent::IncomingConnectionError { error, .. } => {
                 tracing::debug!(%error, "incoming connection refused or failed");
             }
@@ -669,6 +682,23 @@ impl EventLoop {
                 tracing::debug!(?peer_id, %error, "outgoing connection failed");
             }
             _ => {}
+        }
+    }
+
+    /// Keeps each peer's round-trip time, and closes a connection whose ping failed: its peer
+    /// is gone or stuck, and a dead connection would otherwise stay counted as a peer.
+    fn handle_ping_event(&mut self, event: ping::Event) {
+        match event.result {
+            Ok(rtt) => {
+                self.rtt.insert(event.peer, rtt);
+            }
+            Err(ping::Failure::Unsupported) => {
+                tracing::debug!(peer = %event.peer, "peer does not answer pings");
+            }
+            Err(error) => {
+                tracing::warn!(peer = %event.peer, %error, "ping failed: closing the connection");
+                self.swarm.close_connection(event.connection);
+            }
         }
     }
 

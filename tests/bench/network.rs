@@ -122,7 +122,7 @@ pub(crate) fn delivery(sorted_ms: &[f64], delivered: usize, expected: usize) -> 
 
 fn summary(name: &str, s: &Stats, nodes: usize, wall: Duration) {
     println!(
-        "  {name:<22} {}  CPU {:.1}% of a core per node",
+        "  {name:<22} {}  CPU {:.2}% of a core per node",
         delivery(&s.latencies_ms, s.delivered, s.expected),
         100.0 * s.cpu_s / wall.as_secs_f64() / nodes as f64,
     );

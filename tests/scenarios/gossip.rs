@@ -1,8 +1,10 @@
 //! Records travel between nodes; invalid records and outsiders do not.
 
+use std::time::Duration;
+
 use attrib_node::localnet::LocalMember;
 use attrib_protocol::*;
-use attrib_tests::{DEADLINE, HarnessPeer, TestNet};
+use attrib_tests::{DEADLINE, HarnessPeer, Link, TestNet};
 
 fn claim_about(accused: StateCode, title: &str) -> Body {
     Body::Claim(Claim {
@@ -324,4 +326,59 @@ async fn nodes_keep_one_connection_to_each_peer() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_whose_link_goes_silent_is_dropped_and_redialled_when_it_is_back() {
+    // Node 1 reaches node 0 only through a link the test can cut the way a dead host does:
+    // the TCP connection stays open but carries nothing more, so only pings can tell.
+    let mut net = TestNet::start(2, &[]).await.unwrap();
+    net.stop(1).await.unwrap();
+    let link = Link::open(&net.addrs[0]).await.unwrap();
+    net.restart_configured(1, vec![link.addr.clone()], |c| {
+        c.ping_interval = Duration::from_millis(200);
+        c.ping_timeout = Duration::from_millis(500);
+    })
+    .await
+    .unwrap();
+    let node = net.node(1);
+    assert!(
+        node.wait_for_gossip_peers(1, DEADLINE).await,
+        "never connected"
+    );
+
+    // Status shows the peer's round-trip time once a ping was answered.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let status = node.status().await.unwrap();
+        if status.peers.iter().any(|p| p.rtt_ms.is_some()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no round-trip time: {:?}",
+            status.peers
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await; // polling status, not syncing
+    }
+
+    link.set_cut(true);
+    let mut peers = node.gossip_peer_updates();
+    tokio::time::timeout(DEADLINE, peers.wait_for(|n| *n == 0))
+        .await
+        .expect("the silent peer was never dropped")
+        .unwrap();
+    assert!(node.status().await.unwrap().peers.is_empty());
+
+    // Back: the bootstrap address is redialled and records flow again.
+    link.set_cut(false);
+    assert!(
+        node.wait_for_gossip_peers(1, DEADLINE).await,
+        "never reconnected"
+    );
+    let claim = node
+        .submit(claim_about(net.members[0].code, "After the outage"))
+        .await
+        .unwrap();
+    assert!(net.node(0).wait_for_record(&claim.id, DEADLINE).await);
 }
