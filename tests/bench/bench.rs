@@ -425,9 +425,11 @@ async fn api(n: usize) -> anyhow::Result<()> {
         })
     };
     use futures::StreamExt;
-    let mut latencies = Vec::new();
+    // Arrival time of each record's event; matched with its send time once every POST has
+    // been answered (an answer may come after the event).
+    let mut arrivals: Vec<(String, Instant)> = Vec::new();
     let mut buf = String::new();
-    while latencies.len() < 1000 {
+    while arrivals.len() < 1000 {
         let chunk = tokio::time::timeout(Duration::from_secs(30), body.next())
             .await?
             .ok_or_else(|| anyhow::anyhow!("stream ended"))??;
@@ -438,18 +440,19 @@ async fn api(n: usize) -> anyhow::Result<()> {
             if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data:")) {
                 let v: serde_json::Value = serde_json::from_str(data.trim())?;
                 let id = v["record"]["id"].as_str().unwrap_or("").to_string();
-                // The POST answer may arrive after the event: wait for the send time to be known.
-                let start = loop {
-                    if let Some(s) = sent.lock().expect("lock").get(&id).copied() {
-                        break s;
-                    }
-                    tokio::task::yield_now().await;
-                };
-                latencies.push(now.duration_since(start).as_secs_f64() * 1000.0);
+                arrivals.push((id, now));
             }
         }
     }
     sender.await??;
+    let sent = sent.lock().expect("lock");
+    let mut latencies = Vec::with_capacity(arrivals.len());
+    for (id, at) in &arrivals {
+        let start = sent
+            .get(id)
+            .ok_or_else(|| anyhow::anyhow!("feed delivered {id}, which was not submitted"))?;
+        latencies.push(at.duration_since(*start).as_secs_f64() * 1000.0);
+    }
     latencies.sort_by(f64::total_cmp);
     println!(
         "through the local API ({inflight} requests in flight, each acknowledged when durable)"
