@@ -21,9 +21,14 @@ $attrib roster build --network attrib-local --out "$dir/roster.toml" "${entries[
 for i in $(seq 0 $((n - 1))); do
   lower="$(echo "${codes[$i]}" | tr 'A-Z' 'a-z')"
   cp "$dir/roster.toml" "$dir/$lower/roster.toml"
-  if [ "$i" -gt 0 ]; then
-    sed -i "s|^bootstrap = \[\]|bootstrap = [\"/ip4/127.0.0.1/tcp/4710\"]|" "$dir/$lower/node.toml"
-  fi
+  # Each node dials every node listed before it (and redials it while it is down): every
+  # pair is linked once, so losing any one node leaves the others connected.
+  peers=()
+  for j in $(seq 0 $((i - 1))); do
+    peers+=("\"/ip4/127.0.0.1/tcp/$((4710 + 10 * j))\"")
+  done
+  list="$(IFS=,; echo "${peers[*]}")"
+  sed -i "s|^bootstrap = \[\]|bootstrap = [$list]|" "$dir/$lower/node.toml"
   echo "run:    $attrib node run --config $dir/$lower/node.toml"
 done
 echo "submit: $attrib --config $dir/fra/node.toml claim submit --title 'Grid outage' --state RUS --confidence 70"

@@ -173,9 +173,13 @@ impl TestNet {
             .collect();
         let roster = local_roster(&members, &extra);
         let dir = tempfile::tempdir()?;
-        let dirs = (0..n)
+        let dirs: Vec<_> = (0..n)
             .map(|i| dir.path().join(format!("node{i}")))
             .collect();
+        for d in &dirs {
+            // As `attrib init` does: these states' keys are new, their chains start here.
+            attrib_node::mark_new_chain(d)?;
+        }
         let nodes = start_local_network(
             &members,
             &roster,

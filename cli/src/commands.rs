@@ -91,7 +91,7 @@ fn init(a: InitArgs) -> Result<()> {
          data_dir = \"data\"\n\
          # libp2p identity of this node (keep private, mode 0600).\n\
          node_key = \"node.key\"\n\
-         # Bearer token for the local API's write endpoints (mode 0600).\n\
+         # Bearer token for the local API: writes, and reads unless api_public_reads (mode 0600).\n\
          api_token = \"api.token\"\n\
          # libp2p listen addresses.\n\
          listen = [\"{}\"]\n\
@@ -107,6 +107,10 @@ fn init(a: InitArgs) -> Result<()> {
             &a.dir.join("state.key"),
             hex::encode(key.to_bytes()).as_bytes(),
         )?;
+        // A key made just now has no chain anywhere: the node may sign its first record
+        // before a peer can confirm that.
+        attrib_node::mark_new_chain(&a.dir.join("data"))
+            .with_context(|| format!("cannot create {}", a.dir.join("data").display()))?;
         config.push_str(&format!(
             "# The state this node signs for, and its record-signing key (mode 0600).\nstate = \"{state}\"\nstate_key = \"state.key\"\n"
         ));

@@ -221,7 +221,7 @@ fn submitted(
         }
         Err(SubmitError::Retracted(_)) => StatusCode::CONFLICT,
         Err(SubmitError::Conflict { .. } | SubmitError::OutOfOrder { .. }) => StatusCode::CONFLICT,
-        Err(SubmitError::CatchingUp { .. } | SubmitError::Stopping) => {
+        Err(SubmitError::CatchingUp { .. } | SubmitError::ChainUnknown | SubmitError::Stopping) => {
             StatusCode::SERVICE_UNAVAILABLE
         }
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR,

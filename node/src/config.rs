@@ -49,6 +49,11 @@ pub struct NodeConfig {
     pub ping_interval: Duration,
     /// How long a ping may go unanswered before its connection is closed as dead.
     pub ping_timeout: Duration,
+    /// Let the node sign its state's first record before it has compared chains with any
+    /// peer. Only for a state whose chain really starts on this node now (the first node of a
+    /// new network, a single-node test): a node whose data dir was lost would fork its
+    /// state's chain.
+    pub new_chain: bool,
     /// The most sensitive TLP level served to outside readers (feed API, STIX, TAXII,
     /// webhooks). RED is never served except to a local reader holding the API token who asks
     /// for it; a configured RED is treated as AMBER+STRICT.
@@ -93,6 +98,10 @@ pub struct FileConfig {
     /// Catch-up round interval in ms (default 10000).
     #[serde(default)]
     pub sync_interval_ms: Option<u64>,
+    /// Sign the state's first record without first asking a peer whether its chain exists
+    /// (default false; see [`NodeConfig::new_chain`]).
+    #[serde(default)]
+    pub new_chain: bool,
     /// Ping interval in ms (default 15000).
     #[serde(default)]
     pub ping_interval_ms: Option<u64>,
@@ -188,6 +197,7 @@ impl FileConfig {
             sync_interval: Duration::from_millis(file.sync_interval_ms.unwrap_or(10_000).max(100)),
             ping_interval: Duration::from_millis(file.ping_interval_ms.unwrap_or(15_000).max(100)),
             ping_timeout: Duration::from_millis(file.ping_timeout_ms.unwrap_or(20_000).max(100)),
+            new_chain: file.new_chain,
             tlp_ceiling: file.tlp_ceiling.unwrap_or(Tlp::Amber),
             webhooks: file.webhooks.clone(),
             limits: file.limits.clone(),

@@ -48,7 +48,23 @@ pub use network::{
 pub use store::{Counts, IntegrityReport, Store, StoreError, Stored};
 
 use ingest::Ingest;
-use network::{Command, EventLoop, NetworkSettings};
+use network::{Command, EventLoop, NetworkSettings, OwnChainSync};
+
+/// A file in a data dir, written by `attrib init` beside a state key it has just made: that
+/// state's chain cannot exist anywhere yet, so its node may sign the first record before a
+/// peer has said whether the chain exists. A lost data dir takes the file with it, so a node
+/// back with an empty data dir waits for a peer instead (see [`SubmitError::ChainUnknown`]).
+pub const NEW_CHAIN_MARKER: &str = "new-chain";
+
+/// Marks `data_dir` as the data dir of a state whose key was just made (creating the dir).
+pub fn mark_new_chain(data_dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(data_dir)?;
+    std::fs::write(
+        data_dir.join(NEW_CHAIN_MARKER),
+        "The state key beside this node's config was made with it: its chain starts here.\n\
+         The node removes this file once it holds its first own record.\n",
+    )
+}
 
 /// Milliseconds since the Unix epoch, by this machine's clock.
 pub fn now_ms() -> u64 {
@@ -113,12 +129,19 @@ pub enum SubmitError {
     /// The state's own chain on this node is behind what peers hold (e.g. a wiped or restored
     /// data dir that is still catching up): signing now would fork the chain.
     #[error(
-        "this node is still fetching {pending} of its own state's records from peers; retry in a few seconds (signing now would fork the state's chain)"
+        "this node is still fetching its own state's records from peers ({pending} arrived out of order so far); retry in a few seconds (signing now would fork the state's chain)"
     )]
     CatchingUp {
         /// Own records held pending.
         pending: usize,
     },
+    /// This node holds none of its state's records and has not yet compared chains with any
+    /// peer: if the state signed before (on this node before its data dir was lost, or on
+    /// another), signing now would fork its chain.
+    #[error(
+        "this node holds none of its state's records and has not yet reached a peer to learn whether the state's chain already exists (signing now could fork it); check that its bootstrap peers are up and retry, or, if this state's chain really starts on this node now, set `new_chain = true` in the node config"
+    )]
+    ChainUnknown,
     /// A pre-signed record does not follow its author's chain on this node (earlier records
     /// are missing); it was kept pending, not published.
     #[error(
@@ -259,8 +282,38 @@ struct Shared {
     listen_addrs: watch::Receiver<Vec<Multiaddr>>,
     sync_stats: watch::Receiver<SyncStats>,
     commands: mpsc::Sender<Command>,
+    /// What the network knows of this state's chain (see [`NodeHandle::own_chain_ready`]).
+    own_chain: watch::Receiver<OwnChainSync>,
+    /// Sign a first record without comparing chains with a peer first.
+    new_chain: bool,
     tlp_ceiling: Tlp,
 }
+
+/// Whether the data dir says this state's chain starts on this node ([`NEW_CHAIN_MARKER`]);
+/// the marker is removed once the node holds an own record.
+fn own_chain_is_new(
+    data_dir: Option<&std::path::Path>,
+    state_key: Option<&MemberSigningKey>,
+    store: &Store,
+) -> bool {
+    let (Some(dir), Some(key)) = (data_dir, state_key) else {
+        return false;
+    };
+    let marker = dir.join(NEW_CHAIN_MARKER);
+    if !marker.exists() {
+        return false;
+    }
+    if matches!(store.chain_head(&member_key(key)), Ok(None)) {
+        return true;
+    }
+    if let Err(e) = std::fs::remove_file(&marker) {
+        tracing::warn!(path = %marker.display(), error = %e, "cannot remove the new-chain marker");
+    }
+    false
+}
+
+/// How long a submission waits for the node to learn that its own chain is whole.
+const OWN_CHAIN_WAIT: Duration = Duration::from_secs(5);
 
 /// How long a stopping node waits for API requests in flight.
 const API_DRAIN: Duration = Duration::from_secs(5);
@@ -326,6 +379,12 @@ impl Node {
             })?,
             None => Store::temporary_with(pending_limits)?,
         });
+        let new_chain = config.new_chain
+            || own_chain_is_new(
+                config.data_dir.as_deref(),
+                config.state_key.as_ref(),
+                &store,
+            );
         if config.verify_on_start {
             let report = store.verify_all(&roster)?;
             if !report.problems.is_empty() {
@@ -344,6 +403,7 @@ impl Node {
         let (addrs_tx, addrs_rx) = watch::channel(Vec::new());
         let (stats_tx, stats_rx) = watch::channel(SyncStats::default());
         let (cmd_tx, cmd_rx) = mpsc::channel(1024);
+        let (own_chain_tx, own_chain_rx) = watch::channel(OwnChainSync::default());
         let ingest = Ingest::new(store.clone(), roster.clone(), feed_tx);
         let event_loop = {
             let _enter = span.enter();
@@ -356,6 +416,7 @@ impl Node {
                     sync_interval: config.sync_interval,
                     ping_interval: config.ping_interval,
                     ping_timeout: config.ping_timeout,
+                    own: config.state_key.as_ref().map(member_key),
                     limits: config.limits.clone(),
                 },
                 ingest.clone(),
@@ -363,6 +424,7 @@ impl Node {
                 peers_tx,
                 addrs_tx,
                 stats_tx,
+                own_chain_tx,
             )?
         };
         let (stop_network, stop_rx) = oneshot::channel();
@@ -382,6 +444,8 @@ impl Node {
                 listen_addrs: addrs_rx,
                 sync_stats: stats_rx,
                 commands: cmd_tx,
+                own_chain: own_chain_rx,
+                new_chain,
                 tlp_ceiling: config.tlp_ceiling.min(Tlp::AmberStrict),
             }),
         };
@@ -511,6 +575,34 @@ impl NodeHandle {
             .map(|m| m.code)
     }
 
+    /// Waits (a few seconds at most) until this node's copy of its own state's chain is known
+    /// to be whole: none of it being fetched, and, if it holds none of it, a peer asked
+    /// whether the chain already exists. Signing before would fork the chain: a node back
+    /// with a wiped data dir would sign seq 1 again, and every node would then hold proof
+    /// that the state equivocated.
+    async fn own_chain_ready(
+        &self,
+        author: &attrib_protocol::MemberKey,
+    ) -> Result<(), SubmitError> {
+        let empty = self.shared.store.chain_head(author)?.is_none();
+        let must_compare = empty && !self.shared.new_chain;
+        let mut own = self.shared.own_chain.clone();
+        let ready = |s: &OwnChainSync| !s.fetching && (s.compared || !must_compare);
+        if tokio::time::timeout(OWN_CHAIN_WAIT, own.wait_for(ready))
+            .await
+            .is_ok_and(|r| r.is_ok())
+        {
+            return Ok(());
+        }
+        if own.borrow().fetching {
+            Err(SubmitError::CatchingUp {
+                pending: self.shared.store.pending_of(author),
+            })
+        } else {
+            Err(SubmitError::ChainUnknown)
+        }
+    }
+
     /// Signs `body` with the state key as the next record of the state's chain, stores it
     /// durably, then gossips it. Returns once the record is on disk.
     pub async fn submit(&self, body: Body) -> Result<Submitted, SubmitError> {
@@ -536,6 +628,7 @@ impl NodeHandle {
         {
             return Err(SubmitError::Retracted(target));
         }
+        self.own_chain_ready(&author).await?;
         let pending = store.pending_of(&author);
         if pending > 0 {
             return Err(SubmitError::CatchingUp { pending });

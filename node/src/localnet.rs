@@ -119,6 +119,7 @@ pub fn local_config(
         sync_interval: Duration::from_millis(500),
         ping_interval: Duration::from_secs(15),
         ping_timeout: Duration::from_secs(20),
+        new_chain: false,
         tlp_ceiling: attrib_protocol::Tlp::Amber,
         webhooks: Vec::new(),
         limits: crate::limits::Limits::default(),
@@ -139,14 +140,10 @@ pub async fn start_local_network(
     let mut addrs: Vec<Multiaddr> = Vec::new();
     for (i, m) in members.iter().enumerate() {
         let dir = data_dirs.as_ref().and_then(|d| d.get(i).cloned());
-        let node = Node::start(local_config(
-            m,
-            roster,
-            dir,
-            addrs.clone(),
-            api_token.clone(),
-        ))
-        .await?;
+        let mut config = local_config(m, roster, dir, addrs.clone(), api_token.clone());
+        // A network started here is new: every state's chain starts on its node now.
+        config.new_chain = true;
+        let node = Node::start(config).await?;
         let listen = node.handle().listen_addrs(timeout).await;
         let addr = listen.first().cloned().ok_or_else(|| {
             NodeError::Network(format!("node {} did not start listening", m.code))

@@ -109,6 +109,16 @@ pub(crate) enum Command {
     SyncNow,
 }
 
+/// What the event loop knows of the node's own state's chain on the network, for signing: a
+/// node must not sign while its copy of its own chain may be behind (that would fork it).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct OwnChainSync {
+    /// A peer has told this node its chain heads since the node started.
+    pub(crate) compared: bool,
+    /// Records of the node's own chain are being fetched from a peer.
+    pub(crate) fetching: bool,
+}
+
 /// A connected peer, for status.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PeerInfo {
@@ -137,6 +147,8 @@ pub(crate) struct NetworkSettings {
     /// redialled.
     pub(crate) ping_interval: Duration,
     pub(crate) ping_timeout: Duration,
+    /// The node's own state's member key (none on an observer).
+    pub(crate) own: Option<MemberKey>,
     pub(crate) limits: crate::limits::Limits,
 }
 
@@ -203,6 +215,9 @@ pub(crate) struct EventLoop {
     records_in_flight: HashSet<RecordId>,
     /// How far each peer said each author's chain goes.
     peer_heads: HashMap<(PeerId, MemberKey), u64>,
+    /// The node's own state, if it is a member node, and what is known of its chain.
+    own: Option<MemberKey>,
+    own_chain: watch::Sender<OwnChainSync>,
     /// Peers that served invalid records; not asked again until they reconnect.
     distrusted: HashSet<PeerId>,
     /// Invalid records received per peer.
@@ -226,6 +241,7 @@ impl EventLoop {
         gossip_peers: watch::Sender<usize>,
         listen_addrs: watch::Sender<Vec<Multiaddr>>,
         stats: watch::Sender<SyncStats>,
+        own_chain: watch::Sender<OwnChainSync>,
     ) -> Result<EventLoop, crate::NodeError> {
         let roster = ingest.roster().clone();
         let network = roster.network_id();
@@ -303,6 +319,8 @@ impl EventLoop {
             chain_in_flight: HashSet::new(),
             records_in_flight: HashSet::new(),
             peer_heads: HashMap::new(),
+            own: settings.own,
+            own_chain,
             distrusted: HashSet::new(),
             strikes: HashMap::new(),
             banned: HashMap::new(),
@@ -464,10 +482,16 @@ impl EventLoop {
     }
 
     fn request_chain(&mut self, peer: PeerId, author: MemberKey, from: u64, to: u64) {
-        if to < from || self.chain_in_flight.contains(&author) || !self.has_capacity(peer) {
+        // The node's own chain is fetched even past the per-peer request limit: signing waits
+        // for it.
+        if to < from
+            || self.chain_in_flight.contains(&author)
+            || (!self.has_capacity(peer) && self.own != Some(author))
+        {
             return;
         }
         self.chain_in_flight.insert(author);
+        self.publish_own_chain();
         let to = to.min(from.saturating_add(MAX_FETCH_RECORDS as u64 - 1));
         self.send(
             peer,
@@ -527,10 +551,30 @@ impl EventLoop {
                 self.request_chain(peer, head.author, head.seq, head.seq);
             }
         }
+        // The fetches of anything missing of the own chain are in flight by now.
+        self.own_chain
+            .send_if_modified(|s| !std::mem::replace(&mut s.compared, true));
     }
 
     /// A batch from a peer was ingested: continue the catch-up, chase what is still missing.
     fn handle_batch_done(&mut self, done: BatchDone) {
+        self.continue_catch_up(done);
+        // Only now: a chain fetched in several requests is not finished between two of them.
+        self.publish_own_chain();
+    }
+
+    /// Tells signing whether the node's own chain is being fetched.
+    fn publish_own_chain(&self) {
+        let Some(own) = self.own else { return };
+        let fetching = self.chain_in_flight.contains(&own);
+        self.own_chain.send_if_modified(|s| {
+            let changed = s.fetching != fetching;
+            s.fetching = fetching;
+            changed
+        });
+    }
+
+    fn continue_catch_up(&mut self, done: BatchDone) {
         match &done.want {
             Want::Chain { author } => {
                 self.chain_in_flight.remove(author);
@@ -850,6 +894,7 @@ impl EventLoop {
                     match want {
                         Want::Chain { author } => {
                             self.chain_in_flight.remove(&author);
+                            self.publish_own_chain();
                         }
                         Want::Records(ids) => {
                             for id in ids {

@@ -297,14 +297,15 @@ async fn api(n: usize) -> anyhow::Result<()> {
     let members: Vec<LocalMember> = (0..inflight + 1).map(|i| LocalMember::new(12, i)).collect();
     let roster = local_roster(&members, &[]);
     let dir = tempfile::tempdir()?;
-    let node = Node::start(local_config(
+    let mut config = local_config(
         &members[0],
         &roster,
         Some(dir.path().join("n")),
         vec![],
         Some("bench".into()),
-    ))
-    .await?;
+    );
+    config.new_chain = true; // a single node: its chain starts here
+    let node = Node::start(config).await?;
     let base = format!("http://{}", node.api_addr().expect("api"));
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(inflight)
@@ -445,14 +446,17 @@ async fn api(n: usize) -> anyhow::Result<()> {
         }
     }
     sender.await??;
-    let sent = sent.lock().expect("lock");
-    let mut latencies = Vec::with_capacity(arrivals.len());
-    for (id, at) in &arrivals {
-        let start = sent
-            .get(id)
-            .ok_or_else(|| anyhow::anyhow!("feed delivered {id}, which was not submitted"))?;
-        latencies.push(at.duration_since(*start).as_secs_f64() * 1000.0);
-    }
+    let mut latencies = {
+        let sent = sent.lock().expect("lock");
+        let mut latencies = Vec::with_capacity(arrivals.len());
+        for (id, at) in &arrivals {
+            let start = sent
+                .get(id)
+                .ok_or_else(|| anyhow::anyhow!("feed delivered {id}, which was not submitted"))?;
+            latencies.push(at.duration_since(*start).as_secs_f64() * 1000.0);
+        }
+        latencies
+    };
     latencies.sort_by(f64::total_cmp);
     println!(
         "through the local API ({inflight} requests in flight, each acknowledged when durable)"

@@ -139,6 +139,7 @@ async fn run_attrib(n: usize, rate: usize, seconds: usize) -> anyhow::Result<(St
         let mut cfg = local_config(m, &roster, None, bootstrap, None);
         cfg.heartbeat = HEARTBEAT;
         cfg.sync_interval = Duration::from_secs(30);
+        cfg.new_chain = true; // a new network: every chain starts now
         let node = Node::start(cfg).await?;
         addrs.push(node.handle().listen_addrs(Duration::from_secs(10)).await[0].clone());
         nodes.push(node);

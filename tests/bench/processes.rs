@@ -244,6 +244,7 @@ pub(crate) async fn child(args: &[String]) -> anyhow::Result<()> {
             let mut cfg = local_config(me, &roster, Some(dir.into()), bootstrap, None);
             cfg.heartbeat = HEARTBEAT;
             cfg.sync_interval = Duration::from_secs(30);
+            cfg.new_chain = true; // a new network: every chain starts now
             let node = Node::start(cfg).await?;
             let h = node.handle();
             let addr = h.listen_addrs(Duration::from_secs(10)).await;

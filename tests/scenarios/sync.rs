@@ -281,3 +281,41 @@ async fn an_equivocating_author_is_caught_everywhere_with_a_verifiable_proof() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_node_with_no_peer_refuses_to_sign_until_a_peer_tells_it_its_chain() {
+    // FRA publishes, loses its data dir and comes back where no peer can reach it. Signing
+    // then would make a second seq 1, and every node would hold proof that FRA equivocated.
+    let mut net = TestNet::start(2, &[]).await.unwrap();
+    let mut last = None;
+    for i in 0..3 {
+        last = Some(
+            net.node(0)
+                .submit(claim(&format!("FRA {i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    let last = last.unwrap();
+    wait_for_count(&net.node(1), 3, "DEU to hold FRA's chain")
+        .await
+        .unwrap();
+    net.stop(0).await.unwrap();
+    std::fs::remove_dir_all(net.data_dir(0)).unwrap();
+    net.restart_with(0, Vec::new()).await.unwrap(); // a new port DEU does not know
+    let fra = net.node(0);
+    let err = fra.submit(claim("FRA alone")).await.unwrap_err();
+    assert!(
+        matches!(err, attrib_node::SubmitError::ChainUnknown),
+        "{err}"
+    );
+    assert_eq!(fra.record_count(), 0, "nothing was signed");
+
+    // A peer is back: the submission waits for FRA's own chain, then continues it.
+    fra.dial(net.addrs[1].clone()).await.unwrap();
+    let next = fra.submit(claim("FRA with a peer")).await.unwrap();
+    assert_eq!(next.seq, 4);
+    assert!(fra.get(&last.id).unwrap().is_some());
+    assert!(net.node(1).wait_for_record(&next.id, DEADLINE).await);
+    assert!(net.node(1).status().await.unwrap().equivocators.is_empty());
+}
