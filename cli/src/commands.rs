@@ -136,9 +136,9 @@ fn init(a: InitArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join("\n");
         std::fs::write(a.dir.join("roster-entry.toml"), entry.trim_start())?;
-        println!("Created node directory {} for {state}.", a.dir.display());
-        println!("Send this roster entry (also in roster-entry.toml) to the other members:\n");
-        println!("{}", entry.trim());
+        outln!("Created node directory {} for {state}.", a.dir.display());
+        outln!("Send this roster entry (also in roster-entry.toml) to the other members:\n");
+        outln!("{}", entry.trim());
     } else {
         let entry = toml::to_string(&RosterFile {
             observers: vec![attrib_protocol::Observer {
@@ -158,11 +158,11 @@ fn init(a: InitArgs) -> Result<()> {
             .join("\n");
         let entry = entry.trim_start().to_string() + "\n";
         std::fs::write(a.dir.join("roster-entry.toml"), &entry)?;
-        println!("Created observer node directory {}.", a.dir.display());
-        println!("Send this roster entry (also in roster-entry.toml) to the members:\n\n{entry}");
+        outln!("Created observer node directory {}.", a.dir.display());
+        outln!("Send this roster entry (also in roster-entry.toml) to the members:\n\n{entry}");
     }
     std::fs::write(a.dir.join("node.toml"), config)?;
-    println!(
+    outln!(
         "\nNext: put the agreed roster at {}/roster.toml, then `attrib node run --config {}/node.toml`.",
         a.dir.display(),
         a.dir.display()
@@ -234,26 +234,26 @@ fn roster(c: RosterCommand) -> Result<()> {
             let roster = Roster::new(file)?;
             std::fs::write(&out, roster.to_toml())
                 .with_context(|| format!("cannot write {}", out.display()))?;
-            println!(
+            outln!(
                 "Wrote {} ({} members, {} observers).",
                 out.display(),
                 roster.members().len(),
                 roster.observers().len()
             );
-            println!("network id: {}", roster.network_id());
+            outln!("network id: {}", roster.network_id());
             Ok(())
         }
         RosterCommand::Show { file } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let roster = Roster::from_toml(&text)?;
-            println!(
+            outln!(
                 "network:    {}\nnetwork id: {}",
                 roster.network_name(),
                 roster.network_id()
             );
             for m in roster.members() {
-                println!(
+                outln!(
                     "  member {} {:<24} key {} nodes {}",
                     m.code,
                     m.name,
@@ -262,7 +262,7 @@ fn roster(c: RosterCommand) -> Result<()> {
                 );
             }
             for o in roster.observers() {
-                println!("  observer {:<24} nodes {}", o.name, o.nodes.len());
+                outln!("  observer {:<24} nodes {}", o.name, o.nodes.len());
             }
             Ok(())
         }
@@ -475,9 +475,9 @@ async fn claim_submit(client: &Client, a: ClaimArgs) -> Result<()> {
 
 fn submitted(v: serde_json::Value, json: bool) -> Result<()> {
     if json {
-        println!("{v}");
+        outln!("{v}");
     } else {
-        println!("{}", v["id"].as_str().unwrap_or_default());
+        outln!("{}", v["id"].as_str().unwrap_or_default());
     }
     Ok(())
 }
@@ -607,17 +607,17 @@ async fn show(client: &Client, a: ShowArgs) -> Result<()> {
     let record: serde_json::Value = client.get(&format!("/v1/records/{}{q}", a.id)).await?;
     if record["record"]["body"]["kind"] != "claim" {
         if a.json {
-            println!("{record}");
+            outln!("{record}");
         } else {
-            print!("{}", render::entry(&record));
+            out!("{}", render::entry(&record));
         }
         return Ok(());
     }
     let thread: serde_json::Value = client.get(&format!("/v1/threads/{}{q}", a.id)).await?;
     if a.json {
-        println!("{thread}");
+        outln!("{thread}");
     } else {
-        print!("{}", render::thread(&thread));
+        out!("{}", render::thread(&thread));
     }
     Ok(())
 }
@@ -678,9 +678,9 @@ async fn feed(client: &Client, a: FeedArgs) -> Result<()> {
     }
     let print = |e: &serde_json::Value| {
         if a.json {
-            println!("{e}");
+            outln!("{e}");
         } else {
-            print!("{}", render::feed_line(e));
+            out!("{}", render::feed_line(e));
         }
     };
     if !a.follow {
@@ -728,9 +728,9 @@ pub(crate) struct StatusArgs {
 async fn status(client: &Client, a: StatusArgs) -> Result<()> {
     let s: serde_json::Value = client.get("/v1/status").await?;
     if a.json {
-        println!("{s}");
+        outln!("{s}");
     } else {
-        print!("{}", render::status(&s));
+        out!("{}", render::status(&s));
     }
     Ok(())
 }
@@ -758,7 +758,7 @@ async fn export(client: &Client, a: ExportArgs) -> Result<()> {
         path.push_str("&include_red=true");
     }
     let bundle: serde_json::Value = client.get(&path).await?;
-    println!("{}", serde_json::to_string_pretty(&bundle)?);
+    outln!("{}", serde_json::to_string_pretty(&bundle)?);
     Ok(())
 }
 
@@ -775,7 +775,7 @@ fn import(a: ImportArgs) -> Result<()> {
     let bundle: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", a.stix.display()))?;
     let claim = attrib_node::stix::claim_from_stix(&bundle).map_err(anyhow::Error::msg)?;
-    println!("{}", serde_json::to_string_pretty(&claim)?);
+    outln!("{}", serde_json::to_string_pretty(&claim)?);
     eprintln!(
         "This is a draft: review it (save it as claim.json), then `attrib claim submit --file claim.json`."
     );
@@ -802,7 +802,7 @@ async fn verify_all(client: &Client) -> Result<()> {
     for p in &problems {
         eprintln!("damage: {}", p.as_str().unwrap_or(""));
     }
-    println!(
+    outln!(
         "{} record(s) checked, {} problem(s)",
         report["records_checked"],
         problems.len()
@@ -836,7 +836,7 @@ fn verify(a: VerifyArgs) -> Result<()> {
     for p in &report.problems {
         eprintln!("problem: {p}");
     }
-    println!(
+    outln!(
         "{} signed record(s) verified, {} object(s) without a record, {} problem(s)",
         report.verified,
         report.unsigned,
@@ -864,11 +864,11 @@ pub(crate) struct ForksArgs {
 async fn forks(client: &Client, a: ForksArgs) -> Result<()> {
     let proofs: Vec<serde_json::Value> = client.get("/v1/forks").await?;
     if a.json {
-        println!("{}", serde_json::Value::Array(proofs.clone()));
+        outln!("{}", serde_json::Value::Array(proofs.clone()));
     }
     for p in &proofs {
         if !a.json {
-            println!(
+            outln!(
                 "{} EQUIVOCATED: records {} (seq {}) and {} (seq {}) conflict; proof {}",
                 p["author_state"].as_str().unwrap_or("?"),
                 p["records"][0]
@@ -892,7 +892,7 @@ async fn forks(client: &Client, a: ForksArgs) -> Result<()> {
         }
     }
     if proofs.is_empty() && !a.json {
-        println!("no forks known: no state has signed conflicting records");
+        outln!("no forks known: no state has signed conflicting records");
     }
     Ok(())
 }
@@ -932,7 +932,7 @@ fn verify_proof(a: VerifyProofArgs) -> Result<()> {
         .member_by_key(&author)
         .map_or("?".to_string(), |m| m.code.to_string());
     let (x, y) = proof.records();
-    println!(
+    outln!(
         "VALID: {state} signed two conflicting records: {} (seq {}) and {} (seq {})",
         x.id(),
         x.seq(),
@@ -955,7 +955,7 @@ async fn demo(a: DemoArgs) -> Result<()> {
         .map(|i| LocalMember::new(2026, i))
         .collect();
     let roster = local_roster(&members, &[]);
-    println!(
+    outln!(
         "Starting {} national nodes on loopback (network id {}) ...",
         members.len(),
         roster.network_id().short()
@@ -986,7 +986,7 @@ async fn demo(a: DemoArgs) -> Result<()> {
             supersedes: None,
         }))
         .await?;
-    println!("{} submitted claim {}", members[0].code, claim.id.short());
+    outln!("{} submitted claim {}", members[0].code, claim.id.short());
     wait_everywhere(&handles, &claim.id, timeout).await?;
     let rebuttal = rus
         .submit(Body::Rebuttal(Rebuttal {
@@ -997,7 +997,7 @@ async fn demo(a: DemoArgs) -> Result<()> {
             evidence: vec![],
         }))
         .await?;
-    println!(
+    outln!(
         "{} (the accused) submitted rebuttal {}",
         members[2].code,
         rebuttal.id.short()
@@ -1010,17 +1010,17 @@ async fn demo(a: DemoArgs) -> Result<()> {
             evidence: vec![],
         }))
         .await?;
-    println!(
+    outln!(
         "{} submitted endorsement {}",
         members[1].code,
         endorsement.id.short()
     );
     wait_everywhere(&handles, &rebuttal.id, timeout).await?;
     wait_everywhere(&handles, &endorsement.id, timeout).await?;
-    println!();
+    outln!();
     for (h, m) in handles.iter().zip(&members) {
         let thread = h.thread(&claim.id)?.context("claim missing on a node")?;
-        println!(
+        outln!(
             "[{} node] {} response(s): {}",
             m.code,
             thread.responses.len(),
@@ -1030,7 +1030,7 @@ async fn demo(a: DemoArgs) -> Result<()> {
     for node in nodes {
         node.shutdown().await?;
     }
-    println!(
+    outln!(
         "\nAll {} nodes hold the same thread. Demo done.",
         members.len()
     );

@@ -3,6 +3,37 @@
 //! Every command except `init`, `roster`, `node run` and `demo` talks to a running node through
 //! its local HTTP API; the CLI never opens the store itself.
 
+/// `println!` for the command's output: if the reader has gone away (output piped into `head`),
+/// the process ends quietly, as other command-line tools do, instead of panicking.
+macro_rules! outln {
+    () => {
+        $crate::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for the command's output, like [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::write_out(format_args!($($arg)*))
+    };
+}
+
+/// Writes to stdout; see [`outln!`].
+fn write_out(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write the output: {e}");
+        std::process::exit(1);
+    }
+}
+
 mod client;
 mod commands;
 mod render;

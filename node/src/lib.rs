@@ -286,30 +286,32 @@ struct Shared {
     own_chain: watch::Receiver<OwnChainSync>,
     /// Sign a first record without comparing chains with a peer first.
     new_chain: bool,
+    /// The data dir's [`NEW_CHAIN_MARKER`], removed after the first own record.
+    new_chain_marker: std::sync::Mutex<Option<std::path::PathBuf>>,
     tlp_ceiling: Tlp,
 }
 
-/// Whether the data dir says this state's chain starts on this node ([`NEW_CHAIN_MARKER`]);
-/// the marker is removed once the node holds an own record.
-fn own_chain_is_new(
+/// The data dir's [`NEW_CHAIN_MARKER`], if it is there and this state's chain has not begun
+/// (one left behind by a node that stopped right after its first record is removed).
+fn new_chain_marker(
     data_dir: Option<&std::path::Path>,
     state_key: Option<&MemberSigningKey>,
     store: &Store,
-) -> bool {
+) -> Option<std::path::PathBuf> {
     let (Some(dir), Some(key)) = (data_dir, state_key) else {
-        return false;
+        return None;
     };
     let marker = dir.join(NEW_CHAIN_MARKER);
     if !marker.exists() {
-        return false;
+        return None;
     }
     if matches!(store.chain_head(&member_key(key)), Ok(None)) {
-        return true;
+        return Some(marker);
     }
     if let Err(e) = std::fs::remove_file(&marker) {
         tracing::warn!(path = %marker.display(), error = %e, "cannot remove the new-chain marker");
     }
-    false
+    None
 }
 
 /// How long a submission waits for the node to learn that its own chain is whole.
@@ -379,12 +381,12 @@ impl Node {
             })?,
             None => Store::temporary_with(pending_limits)?,
         });
-        let new_chain = config.new_chain
-            || own_chain_is_new(
-                config.data_dir.as_deref(),
-                config.state_key.as_ref(),
-                &store,
-            );
+        let new_chain_marker = new_chain_marker(
+            config.data_dir.as_deref(),
+            config.state_key.as_ref(),
+            &store,
+        );
+        let new_chain = config.new_chain || new_chain_marker.is_some();
         if config.verify_on_start {
             let report = store.verify_all(&roster)?;
             if !report.problems.is_empty() {
@@ -446,6 +448,7 @@ impl Node {
                 commands: cmd_tx,
                 own_chain: own_chain_rx,
                 new_chain,
+                new_chain_marker: std::sync::Mutex::new(new_chain_marker),
                 tlp_ceiling: config.tlp_ceiling.min(Tlp::AmberStrict),
             }),
         };
@@ -666,6 +669,18 @@ impl NodeHandle {
         // The next submission may sign while this one waits for the disk.
         drop(_guard);
         self.settle(cursor, bytes).await?;
+        let marker = self
+            .shared
+            .new_chain_marker
+            .lock()
+            .ok()
+            .and_then(|mut m| m.take());
+        if let Some(marker) = marker {
+            // The chain has begun (and is on disk): the marker has done its work.
+            if let Err(e) = std::fs::remove_file(&marker) {
+                tracing::warn!(path = %marker.display(), error = %e, "cannot remove the new-chain marker");
+            }
+        }
         Ok(Submitted { id, seq, cursor })
     }
 

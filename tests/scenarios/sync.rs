@@ -297,6 +297,10 @@ async fn a_wiped_node_with_no_peer_refuses_to_sign_until_a_peer_tells_it_its_cha
         );
     }
     let last = last.unwrap();
+    assert!(
+        !net.data_dir(0).join(attrib_node::NEW_CHAIN_MARKER).exists(),
+        "the new-chain marker outlived the chain's first record"
+    );
     wait_for_count(&net.node(1), 3, "DEU to hold FRA's chain")
         .await
         .unwrap();
