@@ -614,7 +614,8 @@ pub struct Link {
 impl Link {
     /// Opens a link to `target` (a node's `/ip4/.../tcp/...` listen address).
     pub async fn open(target: &Multiaddr) -> anyhow::Result<Link> {
-        let to = tcp_socket_addr(target)?;
+        let to = attrib_node::tcp_socket_addr(target)
+            .ok_or_else(|| anyhow::anyhow!("{target} is not an /ip4/../tcp/.. address"))?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
         let (cut, cut_rx) = watch::channel(false);
@@ -677,22 +678,4 @@ async fn relay(
     // as a host that comes back answers a stale connection with a reset.
     let _ = cut.wait_for(|c| !*c).await;
     drop((from, to));
-}
-
-/// The TCP socket address of a `/ip4/A/tcp/P` multiaddr.
-fn tcp_socket_addr(addr: &Multiaddr) -> anyhow::Result<std::net::SocketAddr> {
-    use libp2p::multiaddr::Protocol;
-    let mut ip = None;
-    let mut port = None;
-    for p in addr.iter() {
-        match p {
-            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
-            Protocol::Tcp(p) => port = Some(p),
-            _ => {}
-        }
-    }
-    match (ip, port) {
-        (Some(ip), Some(port)) => Ok((ip, port).into()),
-        _ => anyhow::bail!("{addr} is not an /ip4/../tcp/.. address"),
-    }
 }

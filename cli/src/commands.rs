@@ -58,12 +58,19 @@ pub(crate) struct InitArgs {
     /// Set up a read-only observer node (no state key).
     #[arg(long)]
     observer: bool,
-    /// libp2p listen address.
-    #[arg(long, default_value = "/ip4/0.0.0.0/tcp/4710")]
+    /// libp2p listen address, a multiaddr such as /ip4/0.0.0.0/tcp/4710.
+    #[arg(long, default_value = "/ip4/0.0.0.0/tcp/4710", value_parser = listen_multiaddr)]
     listen: String,
     /// Local API address.
     #[arg(long, default_value = "127.0.0.1:4711")]
     api_listen: std::net::SocketAddr,
+}
+
+/// Checks an `init --listen` value, so that `node run` does not refuse it later.
+fn listen_multiaddr(s: &str) -> Result<String, String> {
+    attrib_node::config::parse_addrs("listen", &[s.to_string()])
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn init(a: InitArgs) -> Result<()> {

@@ -207,7 +207,8 @@ impl FileConfig {
     }
 }
 
-fn parse_addrs(what: &str, addrs: &[String]) -> Result<Vec<Multiaddr>, NodeError> {
+/// Parses `what` addresses (`listen`, `bootstrap`) as multiaddrs, naming a bad one.
+pub fn parse_addrs(what: &str, addrs: &[String]) -> Result<Vec<Multiaddr>, NodeError> {
     addrs
         .iter()
         .map(|a| {

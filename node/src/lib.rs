@@ -43,7 +43,7 @@ use tracing::Instrument;
 pub use config::NodeConfig;
 pub use network::{
     BAN_DURATION, FetchCodec, INVALID_STRIKES, MAX_GOSSIP_BYTES, PeerInfo, SyncStats,
-    fetch_behaviour, gossip_config, gossip_scoring, gossip_topic,
+    fetch_behaviour, gossip_config, gossip_scoring, gossip_topic, tcp_socket_addr,
 };
 pub use store::{Counts, IntegrityReport, Store, StoreError, Stored};
 
@@ -429,6 +429,11 @@ impl Node {
                 own_chain_tx,
             )?
         };
+        if config.tlp_ceiling > Tlp::AmberStrict {
+            tracing::warn!(
+                "tlp_ceiling RED is served as AMBER+STRICT: RED records never leave the node except to a local reader holding the API token who asks for them"
+            );
+        }
         let (stop_network, stop_rx) = oneshot::channel();
         let network = tokio::spawn(event_loop.run(stop_rx).instrument(span.clone()));
         let checker = ingest::BatchChecker::start(roster.clone());

@@ -30,6 +30,22 @@ use crate::store::Missing;
 pub const MAX_GOSSIP_BYTES: usize = 64 * 1024;
 const FETCH_PROTOCOL: StreamProtocol = StreamProtocol::new("/attrib/fetch/1");
 
+/// The TCP socket address of an `/ip4/../tcp/..` or `/ip6/../tcp/..` multiaddr.
+pub fn tcp_socket_addr(addr: &Multiaddr) -> Option<std::net::SocketAddr> {
+    use libp2p::multiaddr::Protocol;
+    let mut ip = None;
+    let mut port = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+            Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+            Protocol::Tcp(p) => port = Some(p),
+            _ => {}
+        }
+    }
+    Some((ip?, port?).into())
+}
+
 /// The gossipsub topic of a network: records of different networks never mix.
 pub fn gossip_topic(network: NetworkId) -> IdentTopic {
     IdentTopic::new(format!("/attrib/records/{}", network.to_hex()))
@@ -297,6 +313,17 @@ impl EventLoop {
             .subscribe(&topic)
             .map_err(|e| crate::NodeError::Network(e.to_string()))?;
         for addr in &settings.listen {
+            // libp2p's listeners share their port (SO_REUSEPORT, for dialling from it), so a
+            // second node on the same port would start without a word and take half of the
+            // first one's connections. A plain bind first tells.
+            if let Some(socket) = tcp_socket_addr(addr).filter(|s| s.port() != 0) {
+                std::net::TcpListener::bind(socket).map_err(|e| {
+                    crate::NodeError::Network(format!(
+                        "cannot listen on {addr}: {e}; is another node (or program) using port {}? choose another `listen` port",
+                        socket.port()
+                    ))
+                })?;
+            }
             swarm
                 .listen_on(addr.clone())
                 .map_err(|e| crate::NodeError::Network(format!("cannot listen on {addr}: {e}")))?;

@@ -382,3 +382,21 @@ async fn a_peer_whose_link_goes_silent_is_dropped_and_redialled_when_it_is_back(
         .unwrap();
     assert!(net.node(0).wait_for_record(&claim.id, DEADLINE).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refuses_to_start_on_a_port_another_node_listens_on() {
+    // libp2p listeners share their port with other such sockets, so without a check a second
+    // node on FRA's port starts silently and takes part of FRA's incoming connections.
+    let mut net = TestNet::start(2, &[]).await.unwrap();
+    let taken = net.addrs[0].clone();
+    net.stop(1).await.unwrap();
+    let err = net
+        .restart_configured(1, vec![], |c| c.listen = vec![taken.clone()])
+        .await
+        .unwrap_err();
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("cannot listen on") && message.contains("choose another `listen` port"),
+        "{message}"
+    );
+}
