@@ -849,6 +849,12 @@ fn verify(a: VerifyArgs) -> Result<()> {
         report.unsigned,
         report.problems.len()
     );
+    if report.properties_unchecked > 0 {
+        outln!(
+            "{} object(s) made with records not in this bundle: their signed records verify, their other STIX properties were not compared",
+            report.properties_unchecked
+        );
+    }
     if !report.problems.is_empty() {
         bail!(
             "the bundle does not verify against network {}",

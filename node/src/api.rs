@@ -188,12 +188,31 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// A request body, or the reason it could not be read as a JSON error like every other
+/// (the body limit's own answer is plain text).
+fn request_body(
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Bytes, ApiError> {
+    body.map_err(|r| {
+        let what = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            format!(
+                "request body too large for this node (`api_max_body_bytes` in its [limits]); a record is at most {} KiB",
+                attrib_protocol::limits::MAX_RECORD_BYTES / 1024
+            )
+        } else {
+            format!("cannot read the request body: {}", r.body_text())
+        };
+        ApiError(r.status(), what)
+    })
+}
+
 async fn submit<T: Submission>(
     State(api): State<Api>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, axum::Json<crate::Submitted>), ApiError> {
     authorize(&api, &headers)?;
+    let body = request_body(body)?;
     let value: T = serde_json::from_slice(&body).map_err(|e| {
         ApiError(
             StatusCode::BAD_REQUEST,
@@ -234,9 +253,10 @@ fn submitted(
 async fn publish_signed(
     State(api): State<Api>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, axum::Json<crate::Submitted>), ApiError> {
     authorize(&api, &headers)?;
+    let body = request_body(body)?;
     submitted(api.node.publish_signed(&body).await)
 }
 

@@ -435,12 +435,18 @@ pub struct BundleReport {
     pub verified: usize,
     /// Objects without an attrib record (identities, campaigns, actors, ...).
     pub unsigned: usize,
+    /// Of the verified, objects whose STIX properties could not be compared with their record:
+    /// they are made with a record that is not in the bundle (a revoked version whose claim
+    /// was exported earlier, say). Their signed record is verified all the same.
+    pub properties_unchecked: usize,
     /// Problems, one line each.
     pub problems: Vec<String>,
 }
 
 /// Verifies every attrib record carried in a bundle against the roster (signature, network,
-/// and that the carrying object's id derives from the record), offline.
+/// and that the carrying object's id derives from the record), offline, and that each
+/// carrying object says what its record says: its STIX properties are compared with the
+/// object attrib makes from the record, so an edited confidence or description is caught.
 pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
     let mut report = BundleReport::default();
     let Some(objects) = bundle["objects"].as_array() else {
@@ -449,6 +455,7 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
             .push("not a STIX bundle: no `objects` array".into());
         return report;
     };
+    let mut carried: Vec<(&Value, Record)> = Vec::new();
     for o in objects {
         let Some(hex_record) = carried_record(o) else {
             report.unsigned += 1;
@@ -489,18 +496,100 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
             ));
             continue;
         }
+        carried.push((o, record));
+    }
+    let records: std::collections::HashMap<RecordId, Record> =
+        carried.iter().map(|(_, r)| (r.id(), r.clone())).collect();
+    let lookup = |id: &RecordId| records.get(id).cloned();
+    for (o, record) in carried {
+        // An opinion takes its claim's TLP: without the claim it cannot be remade.
+        let target = match record.body() {
+            Body::Rebuttal(r) => Some(r.target),
+            Body::Endorsement(e) => Some(e.target),
+            _ => None,
+        };
+        if target.is_some_and(|t| !records.contains_key(&t)) {
+            report.properties_unchecked += 1;
+            report.verified += 1;
+            continue;
+        }
+        let entry = FeedEntry {
+            cursor: 0,
+            received_us: 0,
+            author_state: roster.member_by_key(&record.author()).map(|m| m.code),
+            tlp: Tlp::Clear,
+            record,
+        };
+        let made = objects_of(&entry, roster, &lookup);
+        let twin = made.iter().find(|m| {
+            m["id"] == o["id"]
+                && m["revoked"] == o["revoked"]
+                && carried_record(m) == carried_record(o)
+        });
+        match twin {
+            Some(m) if m == o => {}
+            Some(m) => {
+                report.problems.push(format!(
+                    "{}: {} differ from the signed record it carries ({})",
+                    o["id"].as_str().unwrap_or("?"),
+                    differing_properties(m, o).join(", "),
+                    entry.record.id()
+                ));
+                continue;
+            }
+            None => report.properties_unchecked += 1,
+        }
         report.verified += 1;
     }
     report
 }
 
-/// Turns a STIX bundle's attribution (a `relationship` `attributed-to`, with its source
-/// campaign/intrusion-set/incident and target threat-actor/identity, or a `report`) into a
-/// claim draft for a person to review and submit. Fails with a message naming what is missing.
+/// The top-level properties in which two objects differ.
+fn differing_properties(a: &Value, b: &Value) -> Vec<String> {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return vec!["the object".into()];
+    };
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| format!("`{k}`"))
+        .collect()
+}
+
+/// Turns a STIX bundle's attribution into a claim draft for a person to review and submit:
+/// from a bundle attrib exported, the claim its relationship carries, word for word; from
+/// other tools, a `relationship` `attributed-to` with its source campaign/intrusion-set/incident
+/// and its target threat-actor/identity (following threat-actor → identity to the state), or
+/// a `report`. A bundle with several attrib claims is refused (a draft is one claim). Fails
+/// with a message naming what is missing.
 pub fn claim_from_stix(bundle: &Value) -> Result<Claim, String> {
     let objects = bundle["objects"]
         .as_array()
         .ok_or("not a STIX bundle: no `objects` array")?;
+    let carried: Vec<Claim> = objects
+        .iter()
+        .filter(|o| o["type"] == "relationship" && o["revoked"] != json!(true))
+        .filter_map(carried_record)
+        .filter_map(|h| Record::decode(&hex::decode(h).ok()?).ok())
+        .filter_map(|r| r.body().as_claim().cloned())
+        .collect();
+    match carried.as_slice() {
+        [] => {}
+        [claim] => {
+            return Ok(Claim {
+                supersedes: None,
+                ..claim.clone()
+            });
+        }
+        many => {
+            return Err(format!(
+                "the bundle holds {} attrib claims and a draft is one claim: export the one you want alone (`attrib export --stix --since CURSOR --limit 1`)",
+                many.len()
+            ));
+        }
+    }
     let by_id = |id: &str| objects.iter().find(|o| o["id"] == id);
     let rel = objects
         .iter()
@@ -534,16 +623,30 @@ pub fn claim_from_stix(bundle: &Value) -> Result<Claim, String> {
         .max(from);
     let mut state = None;
     let mut actor = None;
+    let state_of = |t: &Value| {
+        t["name"]
+            .as_str()
+            .and_then(|n| n.rsplit('(').next())
+            .map(|n| n.trim_end_matches(')').trim().to_string())
+            .and_then(|c| c.parse().ok())
+    };
     if let Some(t) = target {
         match t["type"].as_str() {
-            Some("identity") | Some("location") => {
-                state = t["name"]
-                    .as_str()
-                    .and_then(|n| n.rsplit('(').next())
-                    .map(|n| n.trim_end_matches(')').trim().to_string())
-                    .and_then(|c| c.parse().ok());
+            Some("identity") | Some("location") => state = state_of(t),
+            _ => {
+                actor = t["name"].as_str().map(str::to_string);
+                // The actor attributed in turn to a state (threat-actor → identity).
+                state = objects
+                    .iter()
+                    .filter(|o| {
+                        o["type"] == "relationship"
+                            && o["relationship_type"] == "attributed-to"
+                            && o["source_ref"] == t["id"]
+                    })
+                    .filter_map(|o| o["target_ref"].as_str().and_then(by_id))
+                    .filter(|o| o["type"] == "identity" || o["type"] == "location")
+                    .find_map(state_of);
             }
-            _ => actor = t["name"].as_str().map(str::to_string),
         }
     }
     if state.is_none() && actor.is_none() {

@@ -89,7 +89,7 @@ async fn api_refuses_bad_requests_clearly_and_stores_nothing() {
             Some("test-token"),
             "x".repeat(300 * 1024),
             413,
-            "",
+            "api_max_body_bytes",
         ),
         (
             "/v1/rebuttals",
@@ -114,6 +114,9 @@ async fn api_refuses_bad_requests_clearly_and_stores_nothing() {
             text.contains(message),
             "error for status {status} should mention {message:?}: {text}"
         );
+        let error: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("error for status {status} is not JSON: {text}"));
+        assert!(error["error"].is_string(), "{text}");
     }
     let status: Value = reader
         .get(format!("{base}/v1/status"))

@@ -161,6 +161,15 @@ async fn stix_export_is_valid_stix_and_verifies_offline() {
         "the superseded claim and the retracted claim are revoked"
     );
 
+    // A property edited beside an intact signed record is caught too.
+    let edited: Value =
+        serde_json::from_str(&text.replacen("\"confidence\":75", "\"confidence\":5", 1)).unwrap();
+    let problems = attrib_node::stix::verify_bundle(&edited, &net.roster).problems;
+    assert!(
+        problems.len() == 1 && problems[0].contains("`confidence` differ"),
+        "{problems:?}"
+    );
+
     let tampered = text.replacen("\"confidence\":75", "\"confidence\":99", 1);
     let mut t: Value = serde_json::from_str(&tampered).unwrap();
     let ext = attrib_node::stix::EXTENSION_ID;
@@ -182,11 +191,23 @@ async fn stix_export_is_valid_stix_and_verifies_offline() {
             .is_empty()
     );
 
-    // And back: the bundle's attribution becomes a claim draft.
-    let draft = attrib_node::stix::claim_from_stix(&bundle).unwrap();
-    assert_eq!(draft.confidence, 75);
-    assert_eq!(draft.attributed_to.actor.as_deref(), Some("APT-EXAMPLE"));
-    assert!(!draft.evidence.is_empty());
+    // And back: a bundle of one claim becomes that claim as a draft, word for word (its
+    // accused state included); a bundle of several is refused rather than cut to the first.
+    let err = attrib_node::stix::claim_from_stix(&bundle).unwrap_err();
+    assert!(err.contains("holds 3 attrib claims"), "{err}");
+    let one: Value = reader
+        .get(format!("{}/v1/stix?limit=1", net.api(0)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let draft = attrib_node::stix::claim_from_stix(&one).unwrap();
+    let Body::Claim(original) = claim("Grid outage", "RUS", Tlp::Green) else {
+        unreachable!()
+    };
+    assert_eq!(draft, original);
 }
 
 const TAXII_POLL: &str = r#"
