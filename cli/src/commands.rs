@@ -318,8 +318,8 @@ pub(crate) enum ClaimCommand {
 
 #[derive(Args)]
 pub(crate) struct ClaimArgs {
-    /// A claim as JSON or TOML (the API's claim format); other claim flags are then ignored.
-    #[arg(long)]
+    /// A claim as JSON or TOML (the API's claim format), instead of the claim flags below.
+    #[arg(long, conflicts_with_all = ["title", "summary", "from", "to", "accused_state", "actor", "confidence", "tlp", "sector", "tag", "files", "evidence_kind", "evidence_note", "supersedes"])]
     file: Option<PathBuf>,
     /// Incident title.
     #[arg(long, required_unless_present = "file")]
@@ -327,10 +327,10 @@ pub(crate) struct ClaimArgs {
     /// What was observed.
     #[arg(long, default_value = "")]
     summary: String,
-    /// Start of the observed activity (RFC 3339, e.g. 2026-11-20T08:00:00Z); default: --to.
+    /// Start of the observed activity (RFC 3339 e.g. 2026-11-20T08:00:00Z, a date, or ms since 1970); default: --to.
     #[arg(long, value_parser = time_arg)]
     from: Option<u64>,
-    /// End of the observed activity (RFC 3339); default: now.
+    /// End of the observed activity (same forms); default: now.
     #[arg(long, value_parser = time_arg)]
     to: Option<u64>,
     /// The state held responsible (ISO alpha-3).
@@ -418,14 +418,22 @@ fn state_arg(s: &str) -> std::result::Result<StateCode, String> {
         .map_err(|e: attrib_protocol::ParseStateCodeError| e.to_string())
 }
 
-/// An RFC 3339 time, as ms since the epoch.
+/// A time as the README gives them (RFC 3339, a date, or ms since 1970), as ms since 1970.
 fn time_arg(s: &str) -> std::result::Result<u64, String> {
-    parse_time("time", s).map_err(|e| format!("{e:#}"))
-}
-
-fn parse_time(what: &str, s: &str) -> Result<u64> {
-    let t = humantime::parse_rfc3339_weak(s).with_context(|| {
-        format!("--{what} {s:?} is not a time; write e.g. 2026-11-20T08:00:00Z")
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse()
+            .map_err(|_| format!("{s:?} is too large for ms since 1970"));
+    }
+    let full = if s.len() == 10 && s.as_bytes().get(4) == Some(&b'-') {
+        format!("{s}T00:00:00Z") // a date: its midnight, UTC
+    } else {
+        s.to_string()
+    };
+    let t = humantime::parse_rfc3339_weak(&full).map_err(|_| {
+        format!(
+            "{s:?} is not a time; write 2026-11-20T08:00:00Z, a date (2026-11-20, midnight UTC) or ms since 1970"
+        )
     })?;
     Ok(t.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64))
@@ -705,8 +713,14 @@ async fn feed(client: &Client, a: FeedArgs) -> Result<()> {
         .await?;
     let mut body = resp.bytes_stream();
     let mut buf: Vec<u8> = Vec::new();
+    let mut last = a.since;
     while let Some(chunk) = body.next().await {
-        buf.extend_from_slice(&chunk.context("feed stream broke")?);
+        let Ok(chunk) = chunk else {
+            bail!(
+                "the connection to the node broke (is it still running?); resume with `--since {last}`"
+            )
+        };
+        buf.extend_from_slice(&chunk);
         while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
             let raw: Vec<u8> = buf.drain(..end + 2).collect();
             let event = String::from_utf8_lossy(&raw);
@@ -720,9 +734,10 @@ async fn feed(client: &Client, a: FeedArgs) -> Result<()> {
             }
             let e: serde_json::Value = serde_json::from_str(&data).context("bad feed event")?;
             print(&e);
+            last = e["cursor"].as_u64().unwrap_or(last);
         }
     }
-    bail!("the node closed the feed stream; resume with --since <last cursor>")
+    bail!("the node closed the feed stream (it is stopping?); resume with `--since {last}`")
 }
 
 #[derive(Args)]

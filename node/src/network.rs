@@ -403,15 +403,12 @@ impl EventLoop {
                 }
             }
             Command::Peers(reply) => {
-                let roster = self.ingest.roster();
                 let peers = self
                     .connected
                     .iter()
                     .map(|p| PeerInfo {
                         peer_id: p.to_string(),
-                        role: roster
-                            .member_of_node(&p.to_string())
-                            .map_or("observer".into(), |m| m.code.to_string()),
+                        role: self.role_of(p),
                         subscribed: self.subscribed.contains(p),
                         connections: self.connections.get(p).copied().unwrap_or(1),
                         rtt_ms: self.rtt.get(p).map(|d| d.as_secs_f64() * 1000.0),
@@ -710,9 +707,9 @@ impl EventLoop {
                 num_established,
                 ..
             } => {
-                tracing::debug!(peer = %peer_id, "connected");
                 self.connections.insert(peer_id, num_established.get());
                 if self.connected.insert(peer_id) {
+                    tracing::info!(peer = %peer_id, state = %self.role_of(&peer_id), "peer connected");
                     self.distrusted.remove(&peer_id);
                     self.request_heads(peer_id);
                 }
@@ -728,7 +725,7 @@ impl EventLoop {
                     self.connections.insert(peer_id, num_established);
                     return;
                 }
-                tracing::debug!(peer = %peer_id, "disconnected");
+                tracing::info!(peer = %peer_id, state = %self.role_of(&peer_id), "peer disconnected");
                 self.connected.remove(&peer_id);
                 self.connections.remove(&peer_id);
                 self.rtt.remove(&peer_id);
@@ -754,6 +751,14 @@ impl EventLoop {
             }
             _ => {}
         }
+    }
+
+    /// The member state running a peer, or `observer`.
+    fn role_of(&self, peer: &PeerId) -> String {
+        self.ingest
+            .roster()
+            .member_of_node(&peer.to_string())
+            .map_or("observer".into(), |m| m.code.to_string())
     }
 
     /// Keeps each peer's round-trip time, and closes a connection whose ping failed: its peer
