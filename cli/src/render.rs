@@ -277,6 +277,19 @@ pub(crate) fn status(st: &Value) -> String {
             }
         );
     }
+    let unreachable: Vec<&str> = st["unreachable"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.as_str())
+        .collect();
+    if !unreachable.is_empty() {
+        let _ = writeln!(
+            out,
+            "unreachable {} (roster members with no node connected to this one)",
+            unreachable.join(", ")
+        );
+    }
     let eq = st["equivocators"].as_array().cloned().unwrap_or_default();
     if eq.is_empty() {
         let _ = writeln!(out, "equivocators none");

@@ -257,6 +257,8 @@ pub struct Status {
     pub listen: Vec<String>,
     /// Connected peers.
     pub peers: Vec<PeerInfo>,
+    /// Member states in the roster (this node's own aside) with no node connected to this one.
+    pub unreachable: Vec<StateCode>,
     /// Record counts.
     pub counts: Counts,
     /// Last feed cursor.
@@ -984,6 +986,12 @@ impl NodeHandle {
             .iter()
             .filter_map(|k| roster.member_by_key(k).map(|m| m.code))
             .collect();
+        let unreachable = roster
+            .members()
+            .iter()
+            .map(|m| m.code)
+            .filter(|c| Some(*c) != self.state() && !peers.iter().any(|p| p.role == c.as_str()))
+            .collect();
         Ok(Status {
             network_id: roster.network_id(),
             network_name: roster.network_name().to_string(),
@@ -991,6 +999,7 @@ impl NodeHandle {
             state: self.state(),
             listen: listen.iter().map(ToString::to_string).collect(),
             peers,
+            unreachable,
             counts: store.counts(),
             last_cursor: store.last_cursor(),
             own_head,

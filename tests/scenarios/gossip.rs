@@ -346,6 +346,7 @@ async fn a_peer_whose_link_goes_silent_is_dropped_and_redialled_when_it_is_back(
         node.wait_for_gossip_peers(1, DEADLINE).await,
         "never connected"
     );
+    assert!(node.status().await.unwrap().unreachable.is_empty());
 
     // Status shows the peer's round-trip time once a ping was answered.
     let deadline = tokio::time::Instant::now() + DEADLINE;
@@ -368,7 +369,9 @@ async fn a_peer_whose_link_goes_silent_is_dropped_and_redialled_when_it_is_back(
         .await
         .expect("the silent peer was never dropped")
         .unwrap();
-    assert!(node.status().await.unwrap().peers.is_empty());
+    let status = node.status().await.unwrap();
+    assert!(status.peers.is_empty());
+    assert_eq!(status.unreachable, vec![net.members[0].code]);
 
     // Back: the bootstrap address is redialled and records flow again.
     link.set_cut(false);
