@@ -176,9 +176,9 @@ impl TestNet {
         let dirs: Vec<_> = (0..n)
             .map(|i| dir.path().join(format!("node{i}")))
             .collect();
-        for d in &dirs {
+        for (d, m) in dirs.iter().zip(&members) {
             // As `attrib init` does: these states' keys are new, their chains start here.
-            attrib_node::mark_new_chain(d)?;
+            attrib_node::mark_new_chain(d, &attrib_protocol::member_key(&m.state_key))?;
         }
         let nodes = start_local_network(
             &members,

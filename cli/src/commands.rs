@@ -116,7 +116,7 @@ fn init(a: InitArgs) -> Result<()> {
         )?;
         // A key made just now has no chain anywhere: the node may sign its first record
         // before a peer can confirm that.
-        attrib_node::mark_new_chain(&a.dir.join("data"))
+        attrib_node::mark_new_chain(&a.dir.join("data"), &member_key(&key))
             .with_context(|| format!("cannot create {}", a.dir.join("data").display()))?;
         config.push_str(&format!(
             "# The state this node signs for, and its record-signing key (mode 0600).\nstate = \"{state}\"\nstate_key = \"state.key\"\n"

@@ -49,10 +49,11 @@ pub struct NodeConfig {
     pub ping_interval: Duration,
     /// How long a ping may go unanswered before its connection is closed as dead.
     pub ping_timeout: Duration,
-    /// Let the node sign its state's first record before it has compared chains with any
-    /// peer. Only for a state whose chain really starts on this node now (the first node of a
-    /// new network, a single-node test): a node whose data dir was lost would fork its
-    /// state's chain.
+    /// This state's chain starts on this node now (the first node of a new network, a single
+    /// node): when no peer has answered within a few seconds of the start, the node signs the
+    /// first record anyway. `attrib init` marks a new key's data dir to the same effect. Left
+    /// set on a node whose data dir is later lost, it would let that node fork its state's
+    /// chain when no peer answers: remove it once the first record is signed.
     pub new_chain: bool,
     /// The most sensitive TLP level served to outside readers (feed API, STIX, TAXII,
     /// webhooks). RED is never served except to a local reader holding the API token who asks

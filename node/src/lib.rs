@@ -56,13 +56,22 @@ use network::{Command, EventLoop, NetworkSettings, OwnChainSync};
 /// back with an empty data dir waits for a peer instead (see [`SubmitError::ChainUnknown`]).
 pub const NEW_CHAIN_MARKER: &str = "new-chain";
 
-/// Marks `data_dir` as the data dir of a state whose key was just made (creating the dir).
-pub fn mark_new_chain(data_dir: &std::path::Path) -> std::io::Result<()> {
+/// Marks `data_dir` as the data dir of the state whose key `member` was just made (creating
+/// the dir). The marker names the key, so it says nothing about another key.
+pub fn mark_new_chain(
+    data_dir: &std::path::Path,
+    member: &attrib_protocol::MemberKey,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(data_dir)?;
     std::fs::write(
         data_dir.join(NEW_CHAIN_MARKER),
-        "The state key beside this node's config was made with it: its chain starts here.\n\
-         The node removes this file once it holds its first own record.\n",
+        format!(
+            "key {}\n\
+             This state key was made with this data dir: its chain starts here. If no peer\n\
+             answers within seconds of the node's start, the node signs the first record.\n\
+             The node removes this file once it holds its first own record.\n",
+            member.to_hex()
+        ),
     )
 }
 
@@ -139,7 +148,7 @@ pub enum SubmitError {
     /// peer: if the state signed before (on this node before its data dir was lost, or on
     /// another), signing now would fork its chain.
     #[error(
-        "this node holds none of its state's records and has not yet reached a peer to learn whether the state's chain already exists (signing now could fork it); check that its bootstrap peers are up and retry, or, if this state's chain really starts on this node now, set `new_chain = true` in the node config"
+        "this node holds none of its state's records and no peer has told it whether the state's chain already exists (signing now could fork it); check that its bootstrap peers are up and retry. If this state's chain really starts on this node now, set `new_chain = true` in the node config and remove it once the first record is signed"
     )]
     ChainUnknown,
     /// A pre-signed record does not follow its author's chain on this node (earlier records
@@ -286,8 +295,11 @@ struct Shared {
     commands: mpsc::Sender<Command>,
     /// What the network knows of this state's chain (see [`NodeHandle::own_chain_ready`]).
     own_chain: watch::Receiver<OwnChainSync>,
-    /// Sign a first record without comparing chains with a peer first.
+    /// This state's chain starts on this node: its first record may be signed when no peer has
+    /// answered within [`OWN_CHAIN_WAIT`] of the start.
     new_chain: bool,
+    /// When the node started.
+    started: tokio::time::Instant,
     /// The data dir's [`NEW_CHAIN_MARKER`], removed after the first own record.
     new_chain_marker: std::sync::Mutex<Option<std::path::PathBuf>>,
     tlp_ceiling: Tlp,
@@ -304,10 +316,16 @@ fn new_chain_marker(
         return None;
     };
     let marker = dir.join(NEW_CHAIN_MARKER);
-    if !marker.exists() {
+    let text = std::fs::read_to_string(&marker).ok()?;
+    let member = member_key(key);
+    if !text
+        .lines()
+        .any(|l| l == format!("key {}", member.to_hex()))
+    {
+        tracing::warn!(path = %marker.display(), "the new-chain marker names another state key: ignored");
         return None;
     }
-    if matches!(store.chain_head(&member_key(key)), Ok(None)) {
+    if matches!(store.chain_head(&member), Ok(None)) {
         return Some(marker);
     }
     if let Err(e) = std::fs::remove_file(&marker) {
@@ -316,7 +334,7 @@ fn new_chain_marker(
     None
 }
 
-/// How long a submission waits for the node to learn that its own chain is whole.
+/// How long after its start a node waits for its peers' chain heads before it signs.
 const OWN_CHAIN_WAIT: Duration = Duration::from_secs(5);
 
 /// How long a stopping node waits for API requests in flight.
@@ -455,6 +473,7 @@ impl Node {
                 commands: cmd_tx,
                 own_chain: own_chain_rx,
                 new_chain,
+                started: tokio::time::Instant::now(),
                 new_chain_marker: std::sync::Mutex::new(new_chain_marker),
                 tlp_ceiling: config.tlp_ceiling.min(Tlp::AmberStrict),
             }),
@@ -594,23 +613,39 @@ impl NodeHandle {
         &self,
         author: &attrib_protocol::MemberKey,
     ) -> Result<(), SubmitError> {
-        let empty = self.shared.store.chain_head(author)?.is_none();
-        let must_compare = empty && !self.shared.new_chain;
+        let store = &self.shared.store;
+        let held = || store.chain_head(author).ok().flatten().map_or(0, |h| h.seq);
+        let ready = |s: &OwnChainSync| s.settled && !s.fetching && held() >= s.claimed;
         let mut own = self.shared.own_chain.clone();
-        let ready = |s: &OwnChainSync| !s.fetching && (s.compared || !must_compare);
-        if tokio::time::timeout(OWN_CHAIN_WAIT, own.wait_for(ready))
-            .await
-            .is_ok_and(|r| r.is_ok())
-        {
+        // Within the first seconds after the start the node waits to hear from its peers;
+        // later it does not wait for peers that are not there, unless it holds none of its
+        // chain (it must not sign then without having heard, so waiting costs nothing).
+        let deadline = if held() == 0 && !self.shared.new_chain {
+            tokio::time::Instant::now() + OWN_CHAIN_WAIT
+        } else {
+            self.shared.started + OWN_CHAIN_WAIT
+        };
+        match tokio::time::timeout_at(deadline, own.wait_for(ready)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(_)) => return Err(SubmitError::Stopping),
+            Err(_) => {}
+        }
+        let s = *own.borrow();
+        if s.fetching || held() < s.claimed {
+            return Err(SubmitError::CatchingUp {
+                pending: store.pending_of(author),
+            });
+        }
+        if s.settled {
             return Ok(());
         }
-        if own.borrow().fetching {
-            Err(SubmitError::CatchingUp {
-                pending: self.shared.store.pending_of(author),
-            })
-        } else {
-            Err(SubmitError::ChainUnknown)
+        // No member node has answered. A node that holds its chain (its peers are down) may
+        // go on; so may one whose chain starts here. One that holds nothing must not guess.
+        if held() > 0 || self.shared.new_chain {
+            tracing::warn!("signing before any peer has answered with its chain heads");
+            return Ok(());
         }
+        Err(SubmitError::ChainUnknown)
     }
 
     /// Signs `body` with the state key as the next record of the state's chain, stores it
@@ -623,8 +658,10 @@ impl NodeHandle {
             .ok_or(SubmitError::Observer)?;
         let store = &self.shared.store;
         let roster = &self.shared.roster;
-        let _guard = self.shared.author_lock.lock().await;
         let author = member_key(key);
+        // Before the lock: a wait here holds no other submission up.
+        self.own_chain_ready(&author).await?;
+        let _guard = self.shared.author_lock.lock().await;
         if let Body::Claim(c) = &body
             && let Some(accused) = c.attributed_to.state
             && roster.member_by_code(accused).is_none()
@@ -638,12 +675,13 @@ impl NodeHandle {
         {
             return Err(SubmitError::Retracted(target));
         }
-        self.own_chain_ready(&author).await?;
         let pending = store.pending_of(&author);
-        if pending > 0 {
+        let head = store.chain_head(&author)?;
+        let known = *self.shared.own_chain.borrow();
+        // Checked again under the lock, without waiting: a fetch may have begun meanwhile.
+        if pending > 0 || known.fetching || head.map_or(0, |h| h.seq) < known.claimed {
             return Err(SubmitError::CatchingUp { pending });
         }
-        let head = store.chain_head(&author)?;
         let target = body.target();
         let content = RecordContent {
             author,

@@ -129,10 +129,13 @@ pub(crate) enum Command {
 /// node must not sign while its copy of its own chain may be behind (that would fork it).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct OwnChainSync {
-    /// A peer has told this node its chain heads since the node started.
-    pub(crate) compared: bool,
+    /// Since the node started, a member node has told it its chain heads, and every heads
+    /// request sent until then has been answered or has failed. Stays true once set.
+    pub(crate) settled: bool,
     /// Records of the node's own chain are being fetched from a peer.
     pub(crate) fetching: bool,
+    /// The longest the own chain is, as far as peers have said (and not been shown wrong).
+    pub(crate) claimed: u64,
 }
 
 /// A connected peer, for status.
@@ -234,6 +237,11 @@ pub(crate) struct EventLoop {
     /// The node's own state, if it is a member node, and what is known of its chain.
     own: Option<MemberKey>,
     own_chain: watch::Sender<OwnChainSync>,
+    /// How long each peer said the own chain is. Kept when the peer leaves (the chain exists
+    /// out there all the same); lowered when the peer, asked for the rest, has none of it.
+    own_claims: HashMap<PeerId, u64>,
+    /// A member node has answered a heads request since the node started.
+    heard_member: bool,
     /// Peers that served invalid records; not asked again until they reconnect.
     distrusted: HashSet<PeerId>,
     /// Invalid records received per peer.
@@ -348,6 +356,8 @@ impl EventLoop {
             peer_heads: HashMap::new(),
             own: settings.own,
             own_chain,
+            own_claims: HashMap::new(),
+            heard_member: false,
             distrusted: HashSet::new(),
             strikes: HashMap::new(),
             banned: HashMap::new(),
@@ -466,6 +476,9 @@ impl EventLoop {
         if let (false, Some(peer)) = (targets.is_empty(), peers.first()) {
             self.request_records(*peer, targets);
         }
+        // A fetch of the own chain that failed is tried again here, not at once.
+        self.request_own_chain();
+        self.publish_own_chain();
     }
 
     /// Whether another fetch request to `peer` fits the in-flight bounds.
@@ -510,7 +523,7 @@ impl EventLoop {
         // for it.
         if to < from
             || self.chain_in_flight.contains(&author)
-            || (!self.has_capacity(peer) && self.own != Some(author))
+            || (self.own != Some(author) && !self.has_capacity(peer))
         {
             return;
         }
@@ -540,6 +553,9 @@ impl EventLoop {
 
     /// A peer told us its chain heads: fetch what we lack, check what differs.
     fn handle_heads(&mut self, peer: PeerId, response: FetchResponse) {
+        let names_own = self
+            .own
+            .is_some_and(|own| response.heads.iter().any(|h| h.author == own));
         for proof in response
             .forks
             .iter()
@@ -568,6 +584,9 @@ impl EventLoop {
             let ours = self.ingest.store().chain_head(&head.author).ok().flatten();
             let our_seq = ours.map_or(0, |h| h.seq);
             self.peer_heads.insert((peer, head.author), head.seq);
+            if self.own == Some(head.author) {
+                self.own_claims.insert(peer, head.seq);
+            }
             if head.seq > our_seq {
                 self.request_chain(peer, head.author, our_seq + 1, head.seq);
             } else if head.seq == our_seq && ours.is_some_and(|h| h.id != head.id) {
@@ -575,9 +594,19 @@ impl EventLoop {
                 self.request_chain(peer, head.author, head.seq, head.seq);
             }
         }
+        if self.own.is_some() && !names_own {
+            self.own_claims.insert(peer, 0);
+        }
+        if self
+            .ingest
+            .roster()
+            .member_of_node(&peer.to_string())
+            .is_some()
+        {
+            self.heard_member = true;
+        }
         // The fetches of anything missing of the own chain are in flight by now.
-        self.own_chain
-            .send_if_modified(|s| !std::mem::replace(&mut s.compared, true));
+        self.publish_own_chain();
     }
 
     /// A batch from a peer was ingested: continue the catch-up, chase what is still missing.
@@ -587,15 +616,71 @@ impl EventLoop {
         self.publish_own_chain();
     }
 
-    /// Tells signing whether the node's own chain is being fetched.
+    /// Tells signing what is known of the node's own chain (see [`OwnChainSync`]).
     fn publish_own_chain(&self) {
         let Some(own) = self.own else { return };
-        let fetching = self.chain_in_flight.contains(&own);
+        let now = OwnChainSync {
+            settled: self.own_chain.borrow().settled
+                || (self.heard_member
+                    && !self
+                        .in_flight
+                        .values()
+                        .any(|(_, w)| matches!(w, Want::Heads))),
+            fetching: self.chain_in_flight.contains(&own),
+            claimed: self.own_claims.values().copied().max().unwrap_or(0),
+        };
         self.own_chain.send_if_modified(|s| {
-            let changed = s.fetching != fetching;
-            s.fetching = fetching;
+            let changed =
+                (s.settled, s.fetching, s.claimed) != (now.settled, now.fetching, now.claimed);
+            *s = now;
             changed
         });
+    }
+
+    /// After a piece of the own chain came (or did not): a peer asked for the rest that sent
+    /// none of it does not have it, whatever its heads said; and the rest is asked of a peer
+    /// that said it has more.
+    fn chase_own_chain(&mut self, from: PeerId, stored: usize) {
+        let Some(own) = self.own else { return };
+        let ours = self
+            .ingest
+            .store()
+            .chain_head(&own)
+            .ok()
+            .flatten()
+            .map_or(0, |h| h.seq);
+        if stored == 0
+            && let Some(claim) = self.own_claims.get_mut(&from)
+        {
+            *claim = (*claim).min(ours);
+        }
+        self.request_own_chain();
+    }
+
+    /// Asks the peer that said the own chain is longest for what this node lacks of it.
+    fn request_own_chain(&mut self) {
+        let Some(own) = self.own else { return };
+        if self.chain_in_flight.contains(&own) {
+            return;
+        }
+        let ours = self
+            .ingest
+            .store()
+            .chain_head(&own)
+            .ok()
+            .flatten()
+            .map_or(0, |h| h.seq);
+        let ahead = self
+            .own_claims
+            .iter()
+            .filter(|(p, c)| {
+                **c > ours && self.connected.contains(*p) && !self.distrusted.contains(*p)
+            })
+            .max_by_key(|(_, c)| **c)
+            .map(|(p, c)| (*p, *c));
+        if let Some((peer, claim)) = ahead {
+            self.request_chain(peer, own, ours + 1, claim);
+        }
     }
 
     fn continue_catch_up(&mut self, done: BatchDone) {
@@ -623,7 +708,11 @@ impl EventLoop {
             self.strike(done.peer);
             return;
         }
-        if let Want::Chain { author } = done.want {
+        if let Want::Chain { author } = done.want
+            && self.own == Some(author)
+        {
+            self.chase_own_chain(done.peer, report.stored);
+        } else if let Want::Chain { author } = done.want {
             let ours = self
                 .ingest
                 .store()
@@ -872,12 +961,14 @@ impl EventLoop {
                         .entry(peer)
                         .or_insert_with(|| Bucket::new(burst))
                         .take(rate, burst);
-                    let response = if allowed {
-                        self.ingest.serve(&request)
-                    } else {
+                    if !allowed {
+                        // Refused, not answered empty: an empty answer would say "I hold none
+                        // of that", and the asker takes that as what this node has.
                         self.stats.send_modify(|s| s.fetch_rate_limited += 1);
-                        FetchResponse::default()
-                    };
+                        drop(channel);
+                        return;
+                    }
+                    let response = self.ingest.serve(&request);
                     tracing::debug!(%peer, records = response.records.len(), "serving fetch");
                     let _ = self
                         .swarm

@@ -306,6 +306,11 @@ async fn api(n: usize) -> anyhow::Result<()> {
     );
     config.new_chain = true; // a single node: its chain starts here
     let node = Node::start(config).await?;
+    // A node waits a few seconds after its start for peers to tell it its chain; this one has
+    // none. Its first record is signed once that wait is over, before the clock starts.
+    node.handle()
+        .submit(attrib_tests::claim("before the measurement"))
+        .await?;
     let base = format!("http://{}", node.api_addr().expect("api"));
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(inflight)
