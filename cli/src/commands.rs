@@ -421,6 +421,12 @@ fn state_arg(s: &str) -> std::result::Result<StateCode, String> {
 /// A time as the README gives them (RFC 3339, a date, or ms since 1970), as ms since 1970.
 fn time_arg(s: &str) -> std::result::Result<u64, String> {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        // ms since 1970 has 12 digits or more since 1973; fewer is a typo (20261120?).
+        if s.len() < 12 {
+            return Err(format!(
+                "{s:?} is too short for ms since 1970; write 2026-11-20 or 2026-11-20T08:00:00Z"
+            ));
+        }
         return s
             .parse()
             .map_err(|_| format!("{s:?} is too large for ms since 1970"));

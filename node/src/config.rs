@@ -47,7 +47,8 @@ pub struct NodeConfig {
     pub sync_interval: Duration,
     /// How often each connection is pinged.
     pub ping_interval: Duration,
-    /// How long a ping may go unanswered before its connection is closed as dead.
+    /// How long a ping may go unanswered before it fails; the second failure in a row closes
+    /// the connection as dead (see the README: about a minute with the defaults).
     pub ping_timeout: Duration,
     /// This state's chain starts on this node now (the first node of a new network, a single
     /// node): when no peer has answered within a few seconds of the start, the node signs the
@@ -106,8 +107,8 @@ pub struct FileConfig {
     /// Ping interval in ms (default 15000).
     #[serde(default)]
     pub ping_interval_ms: Option<u64>,
-    /// Ping timeout in ms (default 20000): a connection whose ping goes unanswered this long
-    /// is closed.
+    /// Ping timeout in ms (default 20000): a ping unanswered this long fails, and two failures
+    /// in a row close the connection.
     #[serde(default)]
     pub ping_timeout_ms: Option<u64>,
     /// TLP ceiling for outbound interfaces (default AMBER).

@@ -160,10 +160,10 @@ pub(crate) struct NetworkSettings {
     pub(crate) bootstrap: Vec<Multiaddr>,
     pub(crate) heartbeat: Duration,
     pub(crate) sync_interval: Duration,
-    /// Each connection is pinged this often; one whose ping goes unanswered for `ping_timeout`
-    /// is closed (a peer whose host died without closing its TCP connections would otherwise
-    /// look connected until TCP gives up, many minutes later), and bootstrap peers are then
-    /// redialled.
+    /// Each connection is pinged this often; one whose pings fail twice in a row (unanswered
+    /// for `ping_timeout`; libp2p reports only the second) is closed (a peer whose host died
+    /// without closing its TCP connections would otherwise look connected until TCP gives up,
+    /// many minutes later), and bootstrap peers are then redialled.
     pub(crate) ping_interval: Duration,
     pub(crate) ping_timeout: Duration,
     /// The node's own state's member key (none on an observer).
@@ -320,18 +320,22 @@ impl EventLoop {
             .gossip
             .subscribe(&topic)
             .map_err(|e| crate::NodeError::Network(e.to_string()))?;
+        // libp2p's listeners share their port (SO_REUSEPORT, for dialling from it), so a second
+        // node on the same port would start without a word and take half of the first one's
+        // connections. A plain bind of each address first tells; all before this node listens
+        // anywhere, and one at a time (an IPv6 probe is dual-stack and would meet this node's
+        // own IPv4 socket on the same port).
         for addr in &settings.listen {
-            // libp2p's listeners share their port (SO_REUSEPORT, for dialling from it), so a
-            // second node on the same port would start without a word and take half of the
-            // first one's connections. A plain bind first tells.
             if let Some(socket) = tcp_socket_addr(addr).filter(|s| s.port() != 0) {
-                std::net::TcpListener::bind(socket).map_err(|e| {
+                drop(std::net::TcpListener::bind(socket).map_err(|e| {
                     crate::NodeError::Network(format!(
                         "cannot listen on {addr}: {e}; is another node (or program) using port {}? choose another `listen` port",
                         socket.port()
                     ))
-                })?;
+                })?);
             }
+        }
+        for addr in &settings.listen {
             swarm
                 .listen_on(addr.clone())
                 .map_err(|e| crate::NodeError::Network(format!("cannot listen on {addr}: {e}")))?;
