@@ -62,12 +62,16 @@ fn lines(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> 
 
 fn wait_line(rx: &mpsc::Receiver<String>, what: &str, pred: impl Fn(&str) -> bool) -> String {
     let end = Instant::now() + DEADLINE;
+    let mut seen: Vec<String> = Vec::new();
     loop {
         let left = end.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(line) if pred(&line) => return line,
-            Ok(_) => {}
-            Err(_) => panic!("timed out waiting for {what}"),
+            Ok(line) => seen.push(line),
+            Err(_) => panic!(
+                "timed out waiting for {what}; the last lines were:\n{}",
+                seen[seen.len().saturating_sub(8)..].join("\n")
+            ),
         }
     }
 }
@@ -88,7 +92,7 @@ fn run_node(config: &Path) -> (Running, mpsc::Receiver<String>) {
 fn two_national_nodes_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let d = |p: &str| dir.path().join(p).to_str().unwrap().to_string();
-    let (p2p_fra, api_fra, api_rus) = (free_port(), free_port(), free_port());
+    let (api_fra, api_rus) = (free_port(), free_port());
     ok(&[
         "init",
         "--state",
@@ -98,7 +102,7 @@ fn two_national_nodes_from_the_command_line() {
         "--dir",
         &d("fra"),
         "--listen",
-        &format!("/ip4/127.0.0.1/tcp/{p2p_fra}"),
+        "/ip4/127.0.0.1/tcp/0",
         "--api-listen",
         &format!("127.0.0.1:{api_fra}"),
     ]);
@@ -148,18 +152,29 @@ fn two_national_nodes_from_the_command_line() {
         )
         .unwrap();
     }
-    let rus_cfg = dir.path().join("rus/node.toml");
+    let (fra_cfg, rus_cfg) = (d("fra/node.toml"), d("rus/node.toml"));
+    let (_fra, fra_log) = run_node(Path::new(&fra_cfg));
+    // FRA listens on a port of the system's choosing; RUS dials what FRA says it is.
+    let (mut fra_addr, mut fra_api) = (None, false);
+    while fra_addr.is_none() || !fra_api {
+        let line = wait_line(&fra_log, "FRA's API and FRA to listen", |l| {
+            l.contains("listening")
+        });
+        if line.contains("local API listening") {
+            fra_api = true;
+        } else if let Some(a) = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("address="))
+        {
+            fra_addr = Some(a.to_string());
+        }
+    }
+    let fra_addr = fra_addr.unwrap_or_default();
     let text = std::fs::read_to_string(&rus_cfg).unwrap().replace(
         "bootstrap = []",
-        &format!("bootstrap = [\"/ip4/127.0.0.1/tcp/{p2p_fra}\"]\nheartbeat_ms = 100"),
+        &format!("bootstrap = [\"{fra_addr}\"]\nheartbeat_ms = 100"),
     );
     std::fs::write(&rus_cfg, text).unwrap();
-    let (fra_cfg, rus_cfg) = (d("fra/node.toml"), d("rus/node.toml"));
-
-    let (_fra, fra_log) = run_node(Path::new(&fra_cfg));
-    wait_line(&fra_log, "FRA's API to listen", |l| {
-        l.contains("local API listening")
-    });
     let (_rus, rus_log) = run_node(Path::new(&rus_cfg));
     wait_line(&rus_log, "RUS's API to listen", |l| {
         l.contains("local API listening")

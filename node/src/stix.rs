@@ -501,18 +501,10 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
     let records: std::collections::HashMap<RecordId, Record> =
         carried.iter().map(|(_, r)| (r.id(), r.clone())).collect();
     let lookup = |id: &RecordId| records.get(id).cloned();
+    // Every object attrib makes from these records, by id and version: the carrying objects
+    // and the others (campaigns, actors, identities, the actor-to-state relationships).
+    let mut derived: std::collections::HashMap<(String, String), Value> = Default::default();
     for (o, record) in carried {
-        // An opinion takes its claim's TLP: without the claim it cannot be remade.
-        let target = match record.body() {
-            Body::Rebuttal(r) => Some(r.target),
-            Body::Endorsement(e) => Some(e.target),
-            _ => None,
-        };
-        if target.is_some_and(|t| !records.contains_key(&t)) {
-            report.properties_unchecked += 1;
-            report.verified += 1;
-            continue;
-        }
         let entry = FeedEntry {
             cursor: 0,
             received_us: 0,
@@ -521,27 +513,65 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
             record,
         };
         let made = objects_of(&entry, roster, &lookup);
-        let twin = made.iter().find(|m| {
-            m["id"] == o["id"]
-                && m["revoked"] == o["revoked"]
-                && carried_record(m) == carried_record(o)
-        });
+        // An opinion takes its claim's TLP marking: without the claim that one property cannot
+        // be remade, the others can.
+        let target = match entry.record.body() {
+            Body::Rebuttal(r) => Some(r.target),
+            Body::Endorsement(e) => Some(e.target),
+            _ => None,
+        };
+        let marking_unknown = target.is_some_and(|t| !records.contains_key(&t));
+        let without_marking = |v: &Value| {
+            let mut v = v.clone();
+            if marking_unknown {
+                v.as_object_mut().map(|m| m.remove("object_marking_refs"));
+            }
+            v
+        };
+        let twin = made
+            .iter()
+            .find(|m| m["id"] == o["id"] && carried_record(m) == carried_record(o));
         match twin {
-            Some(m) if m == o => {}
+            Some(m) if without_marking(m) == without_marking(o) => {}
             Some(m) => {
                 report.problems.push(format!(
                     "{}: {} differ from the signed record it carries ({})",
                     o["id"].as_str().unwrap_or("?"),
-                    differing_properties(m, o).join(", "),
+                    differing_properties(&without_marking(m), &without_marking(o)).join(", "),
                     entry.record.id()
                 ));
                 continue;
             }
             None => report.properties_unchecked += 1,
         }
+        if marking_unknown && twin.is_some() {
+            report.properties_unchecked += 1;
+        }
         report.verified += 1;
+        for m in made.into_iter().filter(|m| carried_record(m).is_none()) {
+            derived.insert(version_key(&m), m);
+        }
+    }
+    for o in objects.iter().filter(|o| carried_record(o).is_none()) {
+        if let Some(m) = derived.get(&version_key(o))
+            && m != o
+        {
+            report.problems.push(format!(
+                "{}: {} differ from what the signed records in the bundle say",
+                o["id"].as_str().unwrap_or("?"),
+                differing_properties(m, o).join(", "),
+            ));
+        }
     }
     report
+}
+
+/// An object's id and version (`modified`).
+fn version_key(o: &Value) -> (String, String) {
+    (
+        o["id"].as_str().unwrap_or_default().to_string(),
+        o["modified"].as_str().unwrap_or_default().to_string(),
+    )
 }
 
 /// The top-level properties in which two objects differ.
@@ -568,24 +598,48 @@ pub fn claim_from_stix(bundle: &Value) -> Result<Claim, String> {
     let objects = bundle["objects"]
         .as_array()
         .ok_or("not a STIX bundle: no `objects` array")?;
-    let carried: Vec<Claim> = objects
+    // The claims attrib relationships carry, once each; a claim whose relationship has a
+    // revoked version in the bundle was retracted or revised.
+    let mut claims: Vec<(RecordId, Claim, bool)> = Vec::new();
+    for o in objects
         .iter()
         .filter(|o| o["type"] == "relationship" && o["revoked"] != json!(true))
-        .filter_map(carried_record)
-        .filter_map(|h| Record::decode(&hex::decode(h).ok()?).ok())
-        .filter_map(|r| r.body().as_claim().cloned())
-        .collect();
-    match carried.as_slice() {
-        [] => {}
-        [claim] => {
+    {
+        let Some(record) = carried_record(o)
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|b| Record::decode(&b).ok())
+        else {
+            continue;
+        };
+        let (Some(claim), false) = (
+            record.body().as_claim(),
+            claims.iter().any(|(id, ..)| *id == record.id()),
+        ) else {
+            continue;
+        };
+        let revoked = objects
+            .iter()
+            .any(|r| r["id"] == o["id"] && r["revoked"] == json!(true));
+        claims.push((record.id(), claim.clone(), revoked));
+    }
+    let live: Vec<&Claim> = claims.iter().filter(|c| !c.2).map(|c| &c.1).collect();
+    match (live.as_slice(), claims.is_empty()) {
+        ([claim], _) => {
             return Ok(Claim {
                 supersedes: None,
-                ..claim.clone()
+                ..(*claim).clone()
             });
         }
-        many => {
+        ([], false) => {
+            return Err(
+                "the bundle's attrib claims were all retracted or revised: nothing to import"
+                    .into(),
+            );
+        }
+        ([], true) => {}
+        (many, _) => {
             return Err(format!(
-                "the bundle holds {} attrib claims and a draft is one claim: export the one you want alone (`attrib export --stix --since CURSOR --limit 1`)",
+                "the bundle holds {} attrib claims that stand and a draft is one claim: export the one you want alone (`attrib export --stix --since CURSOR --limit 1`)",
                 many.len()
             ));
         }

@@ -169,6 +169,16 @@ async fn stix_export_is_valid_stix_and_verifies_offline() {
         problems.len() == 1 && problems[0].contains("`confidence` differ"),
         "{problems:?}"
     );
+    // So is one in an object made from a record without carrying it (each claim's confidence
+    // is also on its actor-to-state relationship).
+    assert!(text.matches("\"confidence\":75").count() >= 2);
+    let edited: Value =
+        serde_json::from_str(&text.replace("\"confidence\":75", "\"confidence\":5")).unwrap();
+    let problems = attrib_node::stix::verify_bundle(&edited, &net.roster).problems;
+    assert!(
+        problems.len() >= 2 && problems.iter().all(|p| p.contains("`confidence` differ")),
+        "{problems:?}"
+    );
 
     let tampered = text.replacen("\"confidence\":75", "\"confidence\":99", 1);
     let mut t: Value = serde_json::from_str(&tampered).unwrap();
@@ -191,10 +201,18 @@ async fn stix_export_is_valid_stix_and_verifies_offline() {
             .is_empty()
     );
 
-    // And back: a bundle of one claim becomes that claim as a draft, word for word (its
-    // accused state included); a bundle of several is refused rather than cut to the first.
-    let err = attrib_node::stix::claim_from_stix(&bundle).unwrap_err();
-    assert!(err.contains("holds 3 attrib claims"), "{err}");
+    // And back: a bundle's standing claim becomes a draft, word for word (its accused state
+    // included). Here that is the revision: the first claim was revised, the other retracted.
+    let draft = attrib_node::stix::claim_from_stix(&bundle).unwrap();
+    assert_eq!(draft.incident.title, "Grid outage (revised)");
+    assert_eq!(
+        draft.attributed_to.state.map(|s| s.to_string()).as_deref(),
+        Some("RUS")
+    );
+    assert_eq!(
+        draft.supersedes, None,
+        "a draft revises nothing of its own author's"
+    );
     let one: Value = reader
         .get(format!("{}/v1/stix?limit=1", net.api(0)))
         .send()
@@ -203,6 +221,21 @@ async fn stix_export_is_valid_stix_and_verifies_offline() {
         .json()
         .await
         .unwrap();
+    let report = attrib_node::stix::verify_bundle(&one, &net.roster);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    // A later page, without the claim its responses answer, verifies too: what depends on
+    // the claim is left unchecked, and said so.
+    let rest: Value = reader
+        .get(format!("{}/v1/stix?since=1", net.api(0)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let report = attrib_node::stix::verify_bundle(&rest, &net.roster);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert!(report.properties_unchecked > 0, "{report:?}");
     let draft = attrib_node::stix::claim_from_stix(&one).unwrap();
     let Body::Claim(original) = claim("Grid outage", "RUS", Tlp::Green) else {
         unreachable!()
