@@ -242,6 +242,9 @@ pub(crate) struct EventLoop {
     own_claims: HashMap<PeerId, u64>,
     /// A member node has answered a heads request since the node started.
     heard_member: bool,
+    /// The bootstrap dials made at the start that have neither connected nor failed: until
+    /// they have, the peers they reach have not been asked for their chain heads.
+    startup_dials: HashSet<ConnectionId>,
     /// Peers that served invalid records; not asked again until they reconnect.
     distrusted: HashSet<PeerId>,
     /// Invalid records received per peer.
@@ -362,6 +365,7 @@ impl EventLoop {
             own_chain,
             own_claims: HashMap::new(),
             heard_member: false,
+            startup_dials: HashSet::new(),
             distrusted: HashSet::new(),
             strikes: HashMap::new(),
             banned: HashMap::new(),
@@ -626,6 +630,7 @@ impl EventLoop {
         let now = OwnChainSync {
             settled: self.own_chain.borrow().settled
                 || (self.heard_member
+                    && self.startup_dials.is_empty()
                     && !self
                         .in_flight
                         .values()
@@ -781,6 +786,9 @@ impl EventLoop {
             match self.swarm.dial(opts) {
                 Ok(()) => {
                     self.bootstrap_links.insert(id, addr);
+                    if first {
+                        self.startup_dials.insert(id);
+                    }
                 }
                 Err(e) if first => tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer"),
                 Err(e) => tracing::debug!(%addr, error = %e, "cannot dial bootstrap peer"),
@@ -797,6 +805,7 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 num_established,
                 ..
             } => {
@@ -805,6 +814,9 @@ impl EventLoop {
                     tracing::info!(peer = %peer_id, state = %self.role_of(&peer_id), "peer connected");
                     self.distrusted.remove(&peer_id);
                     self.request_heads(peer_id);
+                }
+                if self.startup_dials.remove(&connection_id) {
+                    self.publish_own_chain();
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -840,6 +852,9 @@ impl EventLoop {
                 error,
             } => {
                 self.bootstrap_links.remove(&connection_id);
+                if self.startup_dials.remove(&connection_id) {
+                    self.publish_own_chain();
+                }
                 tracing::debug!(?peer_id, %error, "outgoing connection failed");
             }
             _ => {}
@@ -1028,7 +1043,7 @@ impl EventLoop {
                                 self.records_in_flight.remove(&id);
                             }
                         }
-                        Want::Heads => {}
+                        Want::Heads => self.publish_own_chain(),
                     }
                 }
                 tracing::debug!(%peer, %error, "fetch failed");

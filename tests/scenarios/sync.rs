@@ -323,3 +323,46 @@ async fn a_wiped_node_with_no_peer_refuses_to_sign_until_a_peer_tells_it_its_cha
     assert!(net.node(1).wait_for_record(&next.id, DEADLINE).await);
     assert!(net.node(1).status().await.unwrap().equivocators.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_node_continues_its_chain_from_the_longest_copy_its_peers_hold() {
+    // RUS holds only the first two of FRA's three records; DEU holds all three. FRA comes
+    // back wiped and reaches both: it must continue at seq 4 (from DEU's copy), not at seq 3
+    // (after RUS's), whichever answers first.
+    let mut net = TestNet::start(3, &[]).await.unwrap();
+    let ids: Vec<_> = (0..3).map(|i| net.node(i).peer_id()).collect();
+    for i in 0..2 {
+        net.node(0)
+            .submit(claim(&format!("FRA {i}")))
+            .await
+            .unwrap();
+    }
+    wait_for_count(&net.node(2), 2, "RUS to hold FRA's first two")
+        .await
+        .unwrap();
+    for other in [0, 1] {
+        net.node(2)
+            .set_peer_blocked(ids[other], true)
+            .await
+            .unwrap();
+        net.node(other)
+            .set_peer_blocked(ids[2], true)
+            .await
+            .unwrap();
+    }
+    let third = net.node(0).submit(claim("FRA 2")).await.unwrap();
+    assert!(net.node(1).wait_for_record(&third.id, DEADLINE).await);
+    assert_eq!(net.node(2).record_count(), 2, "RUS was not cut off");
+
+    net.stop(0).await.unwrap();
+    std::fs::remove_dir_all(net.data_dir(0)).unwrap();
+    net.node(2).set_peer_blocked(ids[0], false).await.unwrap();
+    // RUS first: the shorter copy is the first offered.
+    net.restart_with(0, vec![net.addrs[2].clone(), net.addrs[1].clone()])
+        .await
+        .unwrap();
+    let next = net.node(0).submit(claim("FRA back")).await.unwrap();
+    assert_eq!(next.seq, 4);
+    assert!(net.node(1).wait_for_record(&next.id, DEADLINE).await);
+    assert!(net.node(1).status().await.unwrap().equivocators.is_empty());
+}
