@@ -271,6 +271,18 @@ impl TestNet {
     }
 }
 
+/// GETs `url` with `client` and reads the answer as JSON (panics on failure: for tests).
+pub async fn get_json(client: &reqwest::Client, url: String) -> serde_json::Value {
+    client
+        .get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
+}
+
 /// An HTTP client that sends the test nodes' API token (reads need it unless the node serves
 /// public reads).
 pub fn reader() -> reqwest::Client {

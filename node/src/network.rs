@@ -650,14 +650,7 @@ impl EventLoop {
     /// none of it does not have it, whatever its heads said; and the rest is asked of a peer
     /// that said it has more.
     fn chase_own_chain(&mut self, from: PeerId, stored: usize) {
-        let Some(own) = self.own else { return };
-        let ours = self
-            .ingest
-            .store()
-            .chain_head(&own)
-            .ok()
-            .flatten()
-            .map_or(0, |h| h.seq);
+        let ours = self.held_seq(self.own);
         if stored == 0
             && let Some(claim) = self.own_claims.get_mut(&from)
         {
@@ -666,19 +659,20 @@ impl EventLoop {
         self.request_own_chain();
     }
 
+    /// How far this node holds `author`'s chain without a gap (0 for none).
+    fn held_seq(&self, author: Option<MemberKey>) -> u64 {
+        author
+            .and_then(|a| self.ingest.store().chain_head(&a).ok().flatten())
+            .map_or(0, |h| h.seq)
+    }
+
     /// Asks the peer that said the own chain is longest for what this node lacks of it.
     fn request_own_chain(&mut self) {
         let Some(own) = self.own else { return };
         if self.chain_in_flight.contains(&own) {
             return;
         }
-        let ours = self
-            .ingest
-            .store()
-            .chain_head(&own)
-            .ok()
-            .flatten()
-            .map_or(0, |h| h.seq);
+        let ours = self.held_seq(Some(own));
         let ahead = self
             .own_claims
             .iter()
@@ -722,13 +716,7 @@ impl EventLoop {
         {
             self.chase_own_chain(done.peer, report.stored);
         } else if let Want::Chain { author } = done.want {
-            let ours = self
-                .ingest
-                .store()
-                .chain_head(&author)
-                .ok()
-                .flatten()
-                .map_or(0, |h| h.seq);
+            let ours = self.held_seq(Some(author));
             let theirs = self
                 .peer_heads
                 .get(&(done.peer, author))

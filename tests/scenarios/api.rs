@@ -118,14 +118,7 @@ async fn api_refuses_bad_requests_clearly_and_stores_nothing() {
             .unwrap_or_else(|_| panic!("error for status {status} is not JSON: {text}"));
         assert!(error["error"].is_string(), "{text}");
     }
-    let status: Value = reader
-        .get(format!("{base}/v1/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = attrib_tests::get_json(&reader, format!("{base}/v1/status")).await;
     assert_eq!(
         status["counts"]["records"], 0,
         "a refused request stored something"

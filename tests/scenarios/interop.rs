@@ -213,26 +213,12 @@ async fn stix_export_is_valid_stix_and_verifies_offline() {
         draft.supersedes, None,
         "a draft revises nothing of its own author's"
     );
-    let one: Value = reader
-        .get(format!("{}/v1/stix?limit=1", net.api(0)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one = attrib_tests::get_json(&reader, format!("{}/v1/stix?limit=1", net.api(0))).await;
     let report = attrib_node::stix::verify_bundle(&one, &net.roster);
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     // A later page, without the claim its responses answer, verifies too: what depends on
     // the claim is left unchecked, and said so.
-    let rest: Value = reader
-        .get(format!("{}/v1/stix?since=1", net.api(0)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rest = attrib_tests::get_json(&reader, format!("{}/v1/stix?since=1", net.api(0))).await;
     let report = attrib_node::stix::verify_bundle(&rest, &net.roster);
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert!(report.properties_unchecked > 0, "{report:?}");

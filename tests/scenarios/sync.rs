@@ -59,13 +59,10 @@ async fn a_node_that_was_offline_catches_up_without_operator_action() {
     assert_eq!(stats.invalid_received, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wiped_node_rebuilds_the_record_and_continues_its_own_chain() {
-    // FRA publishes 5 claims, loses its data dir, restarts empty: it fetches everything back,
-    // its own chain included, and its next claim is seq 6, not a fork at seq 1.
-    let mut net = TestNet::start(2, &[]).await.unwrap();
+/// `n` claims by FRA (node 0); the last one's submission.
+async fn fra_claims(net: &TestNet, n: usize) -> attrib_node::Submitted {
     let mut last = None;
-    for i in 0..5 {
+    for i in 0..n {
         last = Some(
             net.node(0)
                 .submit(claim(&format!("FRA {i}")))
@@ -73,7 +70,15 @@ async fn a_wiped_node_rebuilds_the_record_and_continues_its_own_chain() {
                 .unwrap(),
         );
     }
-    let last = last.unwrap();
+    last.expect("n > 0")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_node_rebuilds_the_record_and_continues_its_own_chain() {
+    // FRA publishes 5 claims, loses its data dir, restarts empty: it fetches everything back,
+    // its own chain included, and its next claim is seq 6, not a fork at seq 1.
+    let mut net = TestNet::start(2, &[]).await.unwrap();
+    let last = fra_claims(&net, 5).await;
     net.node(1).submit(claim("DEU 0")).await.unwrap();
     wait_for_count(&net.node(1), 6, "DEU to hold 6")
         .await
@@ -287,16 +292,7 @@ async fn a_wiped_node_with_no_peer_refuses_to_sign_until_a_peer_tells_it_its_cha
     // FRA publishes, loses its data dir and comes back where no peer can reach it. Signing
     // then would make a second seq 1, and every node would hold proof that FRA equivocated.
     let mut net = TestNet::start(2, &[]).await.unwrap();
-    let mut last = None;
-    for i in 0..3 {
-        last = Some(
-            net.node(0)
-                .submit(claim(&format!("FRA {i}")))
-                .await
-                .unwrap(),
-        );
-    }
-    let last = last.unwrap();
+    let last = fra_claims(&net, 3).await;
     assert!(
         !net.data_dir(0).join(attrib_node::NEW_CHAIN_MARKER).exists(),
         "the new-chain marker outlived the chain's first record"
@@ -331,12 +327,7 @@ async fn a_wiped_node_continues_its_chain_from_the_longest_copy_its_peers_hold()
     // (after RUS's), whichever answers first.
     let mut net = TestNet::start(3, &[]).await.unwrap();
     let ids: Vec<_> = (0..3).map(|i| net.node(i).peer_id()).collect();
-    for i in 0..2 {
-        net.node(0)
-            .submit(claim(&format!("FRA {i}")))
-            .await
-            .unwrap();
-    }
+    fra_claims(&net, 2).await;
     wait_for_count(&net.node(2), 2, "RUS to hold FRA's first two")
         .await
         .unwrap();
