@@ -581,6 +581,8 @@ impl EventLoop {
                 Err(e) => {
                     tracing::warn!(%peer, error = %e, "peer sent an invalid fork proof");
                     self.distrusted.insert(peer);
+                    self.own_claims.remove(&peer);
+                    self.publish_own_chain();
                     return;
                 }
             }
@@ -708,6 +710,8 @@ impl EventLoop {
         if report.invalid > 0 {
             tracing::warn!(peer = %done.peer, invalid = report.invalid, "peer served invalid records; not syncing from it until it reconnects");
             self.distrusted.insert(done.peer);
+            // Nor is what it said of this node's own chain believed.
+            self.own_claims.remove(&done.peer);
             self.strike(done.peer);
             return;
         }
