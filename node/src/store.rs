@@ -321,26 +321,7 @@ impl Store {
     /// letting go of the directory (sled's flusher thread outlives a dropped store for a
     /// moment), the lock is retried for up to two seconds before giving up.
     pub fn open_with(dir: &Path, limits: PendingLimits) -> Result<Store, StoreError> {
-        let mut attempts = 0;
-        loop {
-            let opened = sled::Config::new()
-                .path(dir)
-                .mode(sled::Mode::HighThroughput)
-                // Appends touch only the last pages and lookups go through the in-memory
-                // index, so a small page cache costs no measurable throughput (BENCHMARKS.md).
-                .cache_capacity(8 * 1024 * 1024)
-                .open();
-            match opened {
-                Ok(db) => return Self::from_db(db, limits),
-                Err(sled::Error::Io(e))
-                    if attempts < 40 && e.to_string().contains("could not acquire lock") =>
-                {
-                    attempts += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        Self::from_db(open_db(dir)?, limits)
     }
 
     /// A store in a temporary directory that is deleted on drop (tests, demo).
@@ -1404,6 +1385,31 @@ impl From<RecordError> for StoreError {
     }
 }
 
+/// Opens the sled database in `dir`, retrying its lock for up to two seconds while another
+/// handle in this process lets go of it (sled's flusher thread outlives a dropped handle for
+/// a moment).
+fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
+    let mut attempts = 0;
+    loop {
+        let opened = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            // Appends touch only the last pages and lookups go through the in-memory index,
+            // so a small page cache costs no measurable throughput (BENCHMARKS.md).
+            .cache_capacity(8 * 1024 * 1024)
+            .open();
+        match opened {
+            Err(sled::Error::Io(e))
+                if attempts < 40 && e.to_string().contains("could not acquire lock") =>
+            {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use attrib_protocol::{
@@ -2101,7 +2107,7 @@ mod integrity_tests {
         // What a kill leaves when record 4 (seen by subscribers at cursor 4) was not yet
         // flushed: the reservation on disk and no record 4.
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = open_db(dir.path()).unwrap();
             db.remove(key::feed(4)).unwrap();
             db.insert(
                 key::meta(CURSORS_RESERVED),
@@ -2125,7 +2131,7 @@ mod integrity_tests {
         // A damaged reservation (out of range, or not a number) is not trusted, nor fatal.
         for damaged in [&u64::MAX.to_be_bytes()[..], &[1, 2, 3][..]] {
             {
-                let db = sled::open(dir.path()).unwrap();
+                let db = open_db(dir.path()).unwrap();
                 db.insert(key::meta(CURSORS_RESERVED), damaged).unwrap();
             }
             let store = Store::open(dir.path()).unwrap();
@@ -2137,7 +2143,7 @@ mod integrity_tests {
         // blocks beyond the last record on disk, and is honoured all the same.
         let far = 5 + 3 * CURSOR_BLOCK;
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = open_db(dir.path()).unwrap();
             db.insert(key::meta(CURSORS_RESERVED), &far.to_be_bytes())
                 .unwrap();
         }
@@ -2214,7 +2220,7 @@ mod layout_tests {
     fn a_data_dir_in_the_old_layout_is_refused_with_what_to_do() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = open_db(dir.path()).unwrap();
             db.open_tree("records").unwrap().insert(b"k", b"v").unwrap();
             db.flush().unwrap();
         }
