@@ -605,8 +605,8 @@ impl NodeHandle {
     }
 
     /// Waits (a few seconds at most) until this node's copy of its own state's chain is known
-    /// to be whole: none of it being fetched, and, if it holds none of it, a peer asked
-    /// whether the chain already exists. Signing before would fork the chain: a node back
+    /// to be whole: the peers it reaches have been asked for their chain heads, none of the
+    /// chain is being fetched, and it holds as much of it as any of them said. Signing before would fork the chain: a node back
     /// with a wiped data dir would sign seq 1 again, and every node would then hold proof
     /// that the state equivocated.
     async fn own_chain_ready(
@@ -615,7 +615,7 @@ impl NodeHandle {
     ) -> Result<(), SubmitError> {
         let store = &self.shared.store;
         let held = || store.chain_head(author).ok().flatten().map_or(0, |h| h.seq);
-        let ready = |s: &OwnChainSync| s.settled && !s.fetching && held() >= s.claimed;
+        let ready = |s: &OwnChainSync| s.settled && !s.behind(held());
         let mut own = self.shared.own_chain.clone();
         // Within the first seconds after the start the node waits to hear from its peers;
         // later it does not wait for peers that are not there, unless it holds none of its
@@ -631,7 +631,7 @@ impl NodeHandle {
             Err(_) => {}
         }
         let s = *own.borrow();
-        if s.fetching || held() < s.claimed {
+        if s.behind(held()) {
             return Err(SubmitError::CatchingUp {
                 pending: store.pending_of(author),
             });
@@ -677,9 +677,14 @@ impl NodeHandle {
         }
         let pending = store.pending_of(&author);
         let head = store.chain_head(&author)?;
-        let known = *self.shared.own_chain.borrow();
         // Checked again under the lock, without waiting: a fetch may have begun meanwhile.
-        if pending > 0 || known.fetching || head.map_or(0, |h| h.seq) < known.claimed {
+        if pending > 0
+            || self
+                .shared
+                .own_chain
+                .borrow()
+                .behind(head.map_or(0, |h| h.seq))
+        {
             return Err(SubmitError::CatchingUp { pending });
         }
         let target = body.target();

@@ -138,6 +138,14 @@ pub(crate) struct OwnChainSync {
     pub(crate) claimed: u64,
 }
 
+impl OwnChainSync {
+    /// Whether a node holding its own chain up to `held` may be behind: some of it is being
+    /// fetched, or a peer said it goes further.
+    pub(crate) fn behind(&self, held: u64) -> bool {
+        self.fetching || held < self.claimed
+    }
+}
+
 /// A connected peer, for status.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PeerInfo {
@@ -561,9 +569,6 @@ impl EventLoop {
 
     /// A peer told us its chain heads: fetch what we lack, check what differs.
     fn handle_heads(&mut self, peer: PeerId, response: FetchResponse) {
-        let names_own = self
-            .own
-            .is_some_and(|own| response.heads.iter().any(|h| h.author == own));
         for proof in response
             .forks
             .iter()
@@ -587,6 +592,10 @@ impl EventLoop {
                 }
             }
         }
+        if self.own.is_some() {
+            // What this peer says of the own chain: nothing, unless its heads name it below.
+            self.own_claims.insert(peer, 0);
+        }
         for head in response.heads {
             if self.ingest.roster().member_by_key(&head.author).is_none() {
                 continue;
@@ -603,9 +612,6 @@ impl EventLoop {
                 // Same length, different head: one record proves the fork.
                 self.request_chain(peer, head.author, head.seq, head.seq);
             }
-        }
-        if self.own.is_some() && !names_own {
-            self.own_claims.insert(peer, 0);
         }
         if self
             .ingest
@@ -651,8 +657,8 @@ impl EventLoop {
     /// After a piece of the own chain came (or did not): a peer asked for the rest that sent
     /// none of it does not have it, whatever its heads said; and the rest is asked of a peer
     /// that said it has more.
-    fn chase_own_chain(&mut self, from: PeerId, stored: usize) {
-        let ours = self.held_seq(self.own);
+    fn chase_own_chain(&mut self, own: MemberKey, from: PeerId, stored: usize) {
+        let ours = self.held_seq(own);
         if stored == 0
             && let Some(claim) = self.own_claims.get_mut(&from)
         {
@@ -662,9 +668,12 @@ impl EventLoop {
     }
 
     /// How far this node holds `author`'s chain without a gap (0 for none).
-    fn held_seq(&self, author: Option<MemberKey>) -> u64 {
-        author
-            .and_then(|a| self.ingest.store().chain_head(&a).ok().flatten())
+    fn held_seq(&self, author: MemberKey) -> u64 {
+        self.ingest
+            .store()
+            .chain_head(&author)
+            .ok()
+            .flatten()
             .map_or(0, |h| h.seq)
     }
 
@@ -674,7 +683,7 @@ impl EventLoop {
         if self.chain_in_flight.contains(&own) {
             return;
         }
-        let ours = self.held_seq(Some(own));
+        let ours = self.held_seq(own);
         let ahead = self
             .own_claims
             .iter()
@@ -715,19 +724,19 @@ impl EventLoop {
             self.strike(done.peer);
             return;
         }
-        if let Want::Chain { author } = done.want
-            && self.own == Some(author)
-        {
-            self.chase_own_chain(done.peer, report.stored);
-        } else if let Want::Chain { author } = done.want {
-            let ours = self.held_seq(Some(author));
-            let theirs = self
-                .peer_heads
-                .get(&(done.peer, author))
-                .copied()
-                .unwrap_or(0);
-            if report.stored > 0 && theirs > ours {
-                self.request_chain(done.peer, author, ours + 1, theirs);
+        if let Want::Chain { author } = done.want {
+            if self.own == Some(author) {
+                self.chase_own_chain(author, done.peer, report.stored);
+            } else {
+                let ours = self.held_seq(author);
+                let theirs = self
+                    .peer_heads
+                    .get(&(done.peer, author))
+                    .copied()
+                    .unwrap_or(0);
+                if report.stored > 0 && theirs > ours {
+                    self.request_chain(done.peer, author, ours + 1, theirs);
+                }
             }
         }
         for missing in report.waiting {

@@ -592,8 +592,8 @@ fn differing_properties(a: &Value, b: &Value) -> Vec<String> {
 /// from a bundle attrib exported, the claim its relationship carries, word for word; from
 /// other tools, a `relationship` `attributed-to` with its source campaign/intrusion-set/incident
 /// and its target threat-actor/identity (following threat-actor → identity to the state), or
-/// a `report`. A bundle with several attrib claims is refused (a draft is one claim). Fails
-/// with a message naming what is missing.
+/// a `report`. A bundle with several attrib claims that stand (neither retracted nor revised
+/// in it) is refused: a draft is one claim. Fails with a message naming what is missing.
 pub fn claim_from_stix(bundle: &Value) -> Result<Claim, String> {
     let objects = bundle["objects"]
         .as_array()
