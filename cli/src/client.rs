@@ -14,6 +14,33 @@ pub(crate) struct Client {
     http: reqwest::Client,
 }
 
+/// The API base URL from `--api`: `http://` or `https://` and a host, or a bare `host:port`
+/// (taken as `http://`).
+fn api_base(given: &str) -> Result<String> {
+    let trimmed = given.trim().trim_end_matches('/');
+    let url = if trimmed.contains("://") {
+        trimmed.to_string()
+    } else {
+        format!("http://{trimmed}")
+    };
+    let hint = "give the node's API address, e.g. --api http://127.0.0.1:4711 (its `api_listen`)";
+    let parsed = reqwest::Url::parse(&url)
+        .map_err(|e| anyhow!("--api {given:?} is not a URL ({e}); {hint}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        bail!(
+            "--api {given:?}: the scheme must be http or https, not {:?}; {hint}",
+            parsed.scheme()
+        );
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        bail!("--api {given:?} names no host; {hint}");
+    }
+    if parsed.path() != "/" || parsed.query().is_some() {
+        bail!("--api {given:?}: give only the scheme, host and port, no path; {hint}");
+    }
+    Ok(url)
+}
+
 impl Client {
     /// From `--api`/`--token-file`, falling back to the node config file.
     pub(crate) fn new(
@@ -34,10 +61,7 @@ impl Client {
             })?),
         };
         let base = match api {
-            Some(a) if a.starts_with("http://") || a.starts_with("https://") => {
-                a.trim_end_matches('/').to_string()
-            }
-            Some(a) => format!("http://{}", a.trim_end_matches('/')),
+            Some(a) => api_base(&a)?,
             None => format!(
                 "http://{}",
                 file.as_ref()

@@ -669,9 +669,9 @@ pub(crate) struct FeedArgs {
     /// Include records above the node's TLP ceiling, up to RED (needs the API token).
     #[arg(long)]
     include_red: bool,
-    /// At most this many (without --follow).
-    #[arg(long, default_value_t = 100)]
-    limit: usize,
+    /// At most this many (without --follow; 1 to 1000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=attrib_node::api::MAX_PAGE as u64))]
+    limit: u64,
     /// NDJSON output, one entry per line.
     #[arg(long)]
     json: bool,
@@ -708,8 +708,14 @@ async fn feed(client: &Client, a: FeedArgs) -> Result<()> {
         query.push(format!("since={}", a.since));
         query.push(format!("limit={}", a.limit));
         let page: serde_json::Value = client.get(&format!("/v1/feed?{}", query.join("&"))).await?;
-        for e in page["entries"].as_array().into_iter().flatten() {
+        let entries = page["entries"].as_array().map_or(&[][..], Vec::as_slice);
+        for e in entries {
             print(e);
+        }
+        if entries.len() as u64 == a.limit
+            && let Some(next) = page["next"].as_u64()
+        {
+            eprintln!("(more may follow: continue with --since {next})");
         }
         return Ok(());
     }
@@ -771,9 +777,9 @@ pub(crate) struct ExportArgs {
     /// Start after this feed cursor.
     #[arg(long, default_value_t = 0)]
     since: u64,
-    /// At most this many records.
-    #[arg(long, default_value_t = 1000)]
-    limit: usize,
+    /// At most this many records (1 to 10000; continue with --since for more).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=attrib_node::api::MAX_EXPORT as u64))]
+    limit: u64,
     /// Include records above the node's TLP ceiling, up to RED (needs the API token; keep the
     /// result inside your organisation).
     #[arg(long)]

@@ -52,15 +52,26 @@ struct Cli {
     #[arg(
         long,
         global = true,
+        help_heading = "Node connection",
         env = "ATTRIB_CONFIG",
         default_value = "node.toml"
     )]
     config: PathBuf,
     /// The node's API base URL (overrides the config), e.g. http://127.0.0.1:4711.
-    #[arg(long, global = true, env = "ATTRIB_API")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Node connection",
+        env = "ATTRIB_API"
+    )]
     api: Option<String>,
     /// The API token file (overrides the config).
-    #[arg(long, global = true, env = "ATTRIB_TOKEN_FILE")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Node connection",
+        env = "ATTRIB_TOKEN_FILE"
+    )]
     token_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,

@@ -175,11 +175,17 @@ fn headline(st: &Value) -> String {
     if !st["retracted_by"].is_null() {
         line.push_str("; RETRACTED by its author");
     }
-    if st["superseded_by"]
+    let revisions: Vec<&str> = st["superseded_by"]
         .as_array()
-        .is_some_and(|a| !a.is_empty())
-    {
-        line.push_str("; superseded by a revised claim");
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !revisions.is_empty() {
+        line.push_str(&format!(
+            "; superseded by revised claim {} (`attrib show` it)",
+            revisions.join(", ")
+        ));
     }
     line
 }
@@ -190,13 +196,14 @@ pub(crate) fn feed_line(e: &Value) -> String {
     let b = &r["body"];
     let what = match s(&b["kind"]) {
         "claim" => format!(
-            "{} -> {} ({}%): {}",
+            "{} -> {} ({}%, TLP:{}): {}",
             s(&e["author_state"]),
             b["attributed_to"]["state"]
                 .as_str()
                 .or(b["attributed_to"]["actor"].as_str())
                 .unwrap_or("?"),
             b["confidence"],
+            s(&b["tlp"]),
             s(&b["incident"]["title"])
         ),
         "rebuttal" => format!(

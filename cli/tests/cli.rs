@@ -265,6 +265,18 @@ fn two_national_nodes_from_the_command_line() {
     );
     let status = ok(&["status", "--config", &fra_cfg]);
     assert!(status.contains("state FRA"), "{status}");
+    let listed = ok(&["feed", "--config", &rus_cfg]);
+    assert!(
+        listed.contains("FRA -> RUS (80%, TLP:GREEN): Grid outage"),
+        "{listed}"
+    );
+    // A feed cut at --limit says where to go on.
+    let out = attrib(&["feed", "--limit", "1", "--config", &rus_cfg]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("continue with --since 1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // STIX out, verified offline, and back in as a claim draft.
     let bundle = ok(&["export", "--stix", "--config", &rus_cfg]);
@@ -309,6 +321,19 @@ fn two_national_nodes_from_the_command_line() {
         "150",
     ]);
     assert_eq!(out.status.code(), Some(2), "bad CLI args exit 2");
+    let out = attrib(&["status", "--api", "htp://127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the scheme must be http or https"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = attrib(&["feed", "--limit", "0", "--config", &fra_cfg]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "feed --limit 0 is a bad argument"
+    );
     let out = attrib(&["show", "nothex", "--config", &fra_cfg]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("64 hex digits"));
     let out = attrib(&["retract", &id, "--config", &rus_cfg, "--reason", "not mine"]);
@@ -317,6 +342,31 @@ fn two_national_nodes_from_the_command_line() {
         String::from_utf8_lossy(&out.stderr).contains("only the author"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A revision: the revised claim's thread names the claim that replaced it.
+    let revised = ok(&[
+        "claim",
+        "submit",
+        "--config",
+        &fra_cfg,
+        "--title",
+        "Grid outage (revised)",
+        "--state",
+        "RUS",
+        "--confidence",
+        "90",
+        "--tlp",
+        "green",
+        "--supersedes",
+        &id[..12],
+    ]);
+    let revised = revised.trim();
+    assert_eq!(revised.len(), 64, "{revised}");
+    let shown = ok(&["show", &id, "--config", &fra_cfg]);
+    assert!(
+        shown.contains(&format!("superseded by revised claim {revised}")),
+        "{shown}"
     );
 }
 

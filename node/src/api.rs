@@ -37,6 +37,8 @@ use crate::{FeedFilter, NodeHandle, SubmitError};
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// Largest feed page.
 pub const MAX_PAGE: usize = 1000;
+/// Most records in one STIX export.
+pub const MAX_EXPORT: usize = 10 * MAX_PAGE;
 
 #[derive(Clone)]
 struct Api {
@@ -426,11 +428,25 @@ fn parse_tlp(s: &str) -> Result<Tlp, ApiError> {
 }
 
 impl FeedQuery {
+    /// The page size asked for: `default` when not given, at most `max` (a larger ask is
+    /// capped; the page's `next` says where to go on). Zero is refused: it would page forever.
+    fn page_limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
+        match self.limit {
+            Some(0) => Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("limit=0 asks for nothing; give 1 to {max}"),
+            )),
+            Some(n) => Ok(n.min(max)),
+            None => Ok(default),
+        }
+    }
+
     fn filter(&self, api: &Api, headers: &HeaderMap) -> Result<FeedFilter, ApiError> {
         let state = |s: &Option<String>| -> Result<_, ApiError> {
             s.as_deref()
                 .map(|v| {
-                    v.parse()
+                    v.to_ascii_uppercase()
+                        .parse()
                         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{e}")))
                 })
                 .transpose()
@@ -469,7 +485,7 @@ async fn feed(
     Query(q): Query<FeedQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let filter = q.filter(&api, &headers)?;
-    let limit = q.limit.unwrap_or(100).min(MAX_PAGE);
+    let limit = q.page_limit(100, MAX_PAGE)?;
     let page = api
         .node
         .feed(q.since.unwrap_or(0), limit, &filter)
@@ -487,7 +503,7 @@ async fn stix_export(
     Query(q): Query<FeedQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let filter = q.filter(&api, &headers)?;
-    let limit = q.limit.unwrap_or(MAX_PAGE).min(10 * MAX_PAGE);
+    let limit = q.page_limit(MAX_PAGE, MAX_EXPORT)?;
     let page = api
         .node
         .feed(q.since.unwrap_or(0), limit, &filter)

@@ -203,8 +203,16 @@ impl Ingest {
                 tracing::debug!(%id, ?missing, "record pending");
                 Ok(Outcome::Waiting(missing))
             }
-            Appended::Fork { proof, cursor } => {
-                tracing::warn!(%id, ?cursor, author = %proof.author(), proof = %proof.id(), "author equivocated: fork proof stored");
+            Appended::Fork {
+                proof,
+                cursor,
+                new_proof,
+            } => {
+                if new_proof {
+                    tracing::warn!(%id, ?cursor, author = %proof.author(), proof = %proof.id(), "author equivocated: fork proof stored");
+                } else {
+                    tracing::debug!(%id, proof = %proof.id(), "conflicting record again; its fork proof is held");
+                }
                 Ok(Outcome::Fork)
             }
         }

@@ -148,6 +148,8 @@ pub enum Appended {
         proof: ForkProof,
         /// Its feed cursor, if the record was stored.
         cursor: Option<u64>,
+        /// Whether the proof is new to this store (false: the same conflicting record again).
+        new_proof: bool,
     },
 }
 
@@ -488,7 +490,11 @@ impl Store {
                 Ok(Appended::Stored { cursor, released })
             }
             Placement::Duplicate => Ok(Appended::Duplicate),
-            Placement::Fork(proof, cursor) => Ok(Appended::Fork { proof, cursor }),
+            Placement::Fork(proof, cursor, new_proof) => Ok(Appended::Fork {
+                proof,
+                cursor,
+                new_proof,
+            }),
             Placement::Wait(missing) => {
                 let author = record.author();
                 if !already_pending {
@@ -693,9 +699,14 @@ impl Store {
                     None => true,
                 };
                 let proof_id = proof.id();
-                self.db.insert(key::fork(&proof_id), proof.encode())?;
-                self.db
-                    .insert(key::equivocator(&proof.author()), proof_id.as_bytes())?;
+                // A record that is not kept can arrive again (its id is not stored, so it is
+                // no duplicate); its proof is then held already.
+                let new_proof = !self.db.contains_key(key::fork(&proof_id))?;
+                if new_proof {
+                    self.db.insert(key::fork(&proof_id), proof.encode())?;
+                    self.db
+                        .insert(key::equivocator(&proof.author()), proof_id.as_bytes())?;
+                }
                 let cursor = if stored {
                     Some(self.write(state, record, false, was_pending)?)
                 } else {
@@ -704,7 +715,7 @@ impl Store {
                     }
                     None
                 };
-                Ok(Placement::Fork(proof, cursor))
+                Ok(Placement::Fork(proof, cursor, new_proof))
             }
             ChainPosition::Next => {
                 match &target {
@@ -769,7 +780,7 @@ impl Store {
                         released.push((cursor, record.clone()));
                         queue.push(record);
                     }
-                    Ok(Placement::Fork(_, cursor)) => {
+                    Ok(Placement::Fork(_, cursor, _)) => {
                         if let Some(cursor) = cursor {
                             released.push((cursor, record));
                         }
@@ -1132,7 +1143,7 @@ impl Store {
 enum Placement {
     Stored(u64),
     Duplicate,
-    Fork(ForkProof, Option<u64>),
+    Fork(ForkProof, Option<u64>, bool),
     Wait(Missing),
 }
 
@@ -1560,6 +1571,16 @@ mod tests {
             }),
         );
         assert!(matches!(store.append(bad), Err(StoreError::Rejected(_))));
+        // A conflicting response to a claim this store lacks keeps only its proof; the same
+        // record again finds the proof held (no second "equivocated" warning).
+        let rus_rebut_unknown = sign(&rus, 1, None, rebut(RecordId::of_encoding(b"elsewhere")));
+        for new in [true, false] {
+            assert!(matches!(
+                store.append(rus_rebut_unknown.clone()).unwrap(),
+                Appended::Fork { cursor: None, new_proof, .. } if new_proof == new
+            ));
+        }
+        assert_eq!(store.forks().unwrap().len(), 2);
     }
 
     #[test]

@@ -191,6 +191,16 @@ async fn feed_pages_filter_and_the_stream_resumes_from_a_cursor() {
         .map(|e| e["record"]["id"].as_str().unwrap())
         .collect();
     assert_eq!(got, vec![ids[0].as_str(), ids[2].as_str()]);
+    // State codes in queries are read as the CLI reads them, whatever their case.
+    let lower: Value = reader
+        .get(format!("{base}/v1/feed?about=rus"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(lower["entries"], page["entries"]);
     let page: Value = reader
         .get(format!("{base}/v1/feed?since=1&limit=1"))
         .send()
@@ -207,6 +217,20 @@ async fn feed_pages_filter_and_the_stream_resumes_from_a_cursor() {
         .await
         .unwrap();
     assert_eq!(bad.status().as_u16(), 400);
+    // A page of nothing is refused rather than answered empty forever.
+    for path in ["feed", "stix"] {
+        let bad = reader
+            .get(format!("{base}/v1/{path}?limit=0"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bad.status().as_u16(), 400, "/v1/{path}?limit=0");
+        let err: Value = bad.json().await.unwrap();
+        assert!(
+            err["error"].as_str().unwrap().contains("give 1 to"),
+            "{err}"
+        );
+    }
 
     // Resume with Last-Event-ID = 1: the stream starts at cursor 2, then delivers a new record live.
     let resp = reader
