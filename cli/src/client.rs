@@ -93,6 +93,11 @@ impl Client {
         })
     }
 
+    /// Whether requests carry the API token.
+    pub(crate) fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -158,7 +163,7 @@ impl Client {
         if let Ok(full) = id.parse() {
             return Ok(full);
         }
-        let q = if self.token.is_some() {
+        let q = if self.has_token() {
             "?include_red=true"
         } else {
             ""

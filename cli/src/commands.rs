@@ -902,7 +902,14 @@ pub(crate) struct ForksArgs {
 }
 
 async fn forks(client: &Client, a: ForksArgs) -> Result<()> {
-    let proofs: Vec<serde_json::Value> = client.get("/v1/forks").await?;
+    // The operator's own node: with the token, proofs whose records are marked above the TLP
+    // ceiling come whole too.
+    let path = if client.has_token() {
+        "/v1/forks?include_red=true"
+    } else {
+        "/v1/forks"
+    };
+    let proofs: Vec<serde_json::Value> = client.get(path).await?;
     if a.json {
         outln!("{}", serde_json::Value::Array(proofs.clone()));
     }
@@ -925,9 +932,21 @@ async fn forks(client: &Client, a: ForksArgs) -> Result<()> {
             );
         }
         if let Some(dir) = &a.export {
+            // The file is named by the proof id, which must be one (not a path).
+            let id: attrib_protocol::RecordId = p["id"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .context("the node listed a proof without a valid id")?;
+            let Some(proof) = p["proof"].as_str() else {
+                eprintln!(
+                    "proof {id} not exported: {}",
+                    p["withheld"].as_str().unwrap_or("the node sent no proof")
+                );
+                continue;
+            };
             std::fs::create_dir_all(dir)?;
-            let path = dir.join(format!("{}.proof", p["id"].as_str().unwrap_or("proof")));
-            std::fs::write(&path, p["proof"].as_str().unwrap_or(""))
+            let path = dir.join(format!("{id}.proof"));
+            std::fs::write(&path, proof)
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
     }
@@ -1059,7 +1078,9 @@ async fn demo(a: DemoArgs) -> Result<()> {
     wait_everywhere(&handles, &endorsement.id, timeout).await?;
     outln!();
     for (h, m) in handles.iter().zip(&members) {
-        let thread = h.thread(&claim.id)?.context("claim missing on a node")?;
+        let thread = h
+            .thread(&claim.id, attrib_protocol::Tlp::Red)?
+            .context("claim missing on a node")?;
         outln!(
             "[{} node] {} response(s): {}",
             m.code,

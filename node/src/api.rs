@@ -262,26 +262,46 @@ async fn publish_signed(
     submitted(api.node.publish_signed(&body).await)
 }
 
-async fn forks(State(api): State<Api>) -> Result<impl IntoResponse, ApiError> {
+/// The fork proofs. A proof carries both conflicting records whole, so one with a record
+/// above the reader's TLP ceiling is listed without it (ids and heights only).
+async fn forks(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Query(q): Query<ReadQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let ceiling = reader_ceiling(&api, &headers, q.include_red)?;
     let roster = api.node.roster();
-    let proofs: Vec<serde_json::Value> = api
-        .node
-        .forks()
-        .map_err(internal)?
-        .iter()
-        .map(|p| {
-            let (a, b) = p.records();
-            serde_json::json!({
-                "id": p.id(),
-                "author": p.author(),
-                "author_state": roster.member_by_key(&p.author()).map(|m| m.code),
-                "seqs": [a.seq(), b.seq()],
-                "records": [a.id(), b.id()],
-                "proof": hex::encode(p.encode()),
-            })
-        })
-        .collect();
-    Ok(axum::Json(proofs))
+    let mut proofs = Vec::new();
+    for p in api.node.forks().map_err(internal)? {
+        let (a, b) = p.records();
+        let mut proof = serde_json::json!({
+            "id": p.id(),
+            "author": p.author(),
+            "author_state": roster.member_by_key(&p.author()).map(|m| m.code),
+            "seqs": [a.seq(), b.seq()],
+            "records": [a.id(), b.id()],
+        });
+        let tlp = api
+            .node
+            .tlp_of(a)
+            .map_err(internal)?
+            .max(api.node.tlp_of(b).map_err(internal)?);
+        if tlp <= ceiling {
+            proof["proof"] = hex::encode(p.encode()).into();
+        } else {
+            proof["withheld"] = format!(
+                "a record in this proof is marked TLP:{} (above TLP:{}); ask with include_red=true and the API token",
+                tlp_name(tlp),
+                tlp_name(ceiling)
+            )
+            .into();
+        }
+        proofs.push(proof);
+    }
+    Ok((
+        [(TLP_CEILING_HEADER, tlp_name(ceiling))],
+        axum::Json(proofs),
+    ))
 }
 
 async fn status(State(api): State<Api>) -> Result<impl IntoResponse, ApiError> {
@@ -358,7 +378,7 @@ async fn thread(
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id_or_prefix(&api, &id)?;
     let ceiling = reader_ceiling(&api, &headers, q.include_red)?;
-    match api.node.thread(&id).map_err(internal)? {
+    match api.node.thread(&id, ceiling).map_err(internal)? {
         Some(t) if t.claim.tlp > ceiling => Err(withheld(&id, t.claim.tlp, ceiling)),
         Some(t) => Ok(([(TLP_CEILING_HEADER, tlp_name(ceiling))], axum::Json(t))),
         None => Err(ApiError(
@@ -488,7 +508,8 @@ async fn feed(
     let limit = q.page_limit(100, MAX_PAGE)?;
     let page = api
         .node
-        .feed(q.since.unwrap_or(0), limit, &filter)
+        .read_feed(q.since.unwrap_or(0), limit, filter)
+        .await
         .map_err(internal)?;
     Ok((
         [(TLP_CEILING_HEADER, tlp_name(page.tlp_ceiling))],
@@ -506,10 +527,10 @@ async fn stix_export(
     let limit = q.page_limit(MAX_PAGE, MAX_EXPORT)?;
     let page = api
         .node
-        .feed(q.since.unwrap_or(0), limit, &filter)
+        .read_feed(q.since.unwrap_or(0), limit, filter)
+        .await
         .map_err(internal)?;
-    let store = api.node.shared.store.clone();
-    let lookup = move |id: &RecordId| store.get(id).ok().flatten();
+    let lookup = api.node.lookup_within(page.tlp_ceiling);
     let bundle = crate::stix::bundle(&page.entries, api.node.roster(), &lookup);
     Ok((
         [
@@ -564,7 +585,7 @@ async fn feed_stream(
                     ));
                 }
                 updates.borrow_and_update();
-                let page = match node.feed(cursor, 256, &filter) {
+                let page = match node.read_feed(cursor, 256, filter.clone()).await {
                     Ok(p) => p,
                     Err(e) => {
                         tracing::error!(error = %e, "feed stream stopped: store error");

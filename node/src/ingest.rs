@@ -218,7 +218,7 @@ impl Ingest {
         }
     }
 
-    fn notify(&self) {
+    pub(crate) fn notify(&self) {
         self.feed.send_replace(self.store.last_cursor());
     }
 

@@ -238,6 +238,9 @@ pub struct FeedPage {
     pub tlp_ceiling: Tlp,
 }
 
+/// The most records one [`NodeHandle::feed`] call looks at, matching or not.
+pub const FEED_SCAN: usize = 16 * 1024;
+
 /// A claim with its responses and status.
 #[derive(Debug, Clone, Serialize)]
 pub struct Thread {
@@ -713,12 +716,13 @@ impl NodeHandle {
         }
         let (id, seq) = (record.id(), record.seq());
         let bytes = record.bytes();
+        let hold = store.hold_feed();
         let ingest::Outcome::Stored { cursor } = self.shared.ingest.append(record)? else {
             return Err(SubmitError::Conflict { seq });
         };
         // The next submission may sign while this one waits for the disk.
         drop(_guard);
-        self.settle(cursor, bytes).await?;
+        self.settle(cursor, hold, bytes).await?;
         let marker = self
             .shared
             .new_chain_marker
@@ -734,10 +738,17 @@ impl NodeHandle {
         Ok(Submitted { id, seq, cursor })
     }
 
-    /// After a local submission is stored: waits until it is durable (group commit), then
-    /// gossips it.
-    async fn settle(&self, cursor: u64, bytes: std::sync::Arc<[u8]>) -> Result<(), StoreError> {
+    /// After a local submission is stored: waits until it is durable (group commit), lets
+    /// feed readers see it, then gossips it.
+    async fn settle(
+        &self,
+        cursor: u64,
+        hold: store::FeedHold<'_>,
+        bytes: std::sync::Arc<[u8]>,
+    ) -> Result<(), StoreError> {
         self.shared.store.flush_through(cursor).await?;
+        drop(hold);
+        self.shared.ingest.notify();
         let _ = self.shared.commands.send(Command::Publish(bytes)).await;
         Ok(())
     }
@@ -773,6 +784,7 @@ impl NodeHandle {
             })?;
         let (id, seq) = (record.id(), record.seq());
         let shared = record.bytes();
+        let hold = self.shared.store.hold_feed();
         let cursor = match self.shared.ingest.append(record)? {
             ingest::Outcome::Stored { cursor } => cursor,
             ingest::Outcome::Duplicate => {
@@ -781,7 +793,7 @@ impl NodeHandle {
             ingest::Outcome::Waiting(_) => return Err(SubmitError::OutOfOrder { seq }),
             ingest::Outcome::Fork => return Err(SubmitError::Conflict { seq }),
         };
-        self.settle(cursor, shared).await?;
+        self.settle(cursor, hold, shared).await?;
         Ok(Submitted { id, seq, cursor })
     }
 
@@ -839,14 +851,27 @@ impl NodeHandle {
         })
     }
 
+    /// Looks records up for the STIX conversion of a reader whose ceiling is `max_tlp`: a
+    /// record marked above it is not found (a revision must not carry the claim it revises
+    /// out, nor a response its claim, past the reader's ceiling).
+    pub fn lookup_within(&self, max_tlp: Tlp) -> impl Fn(&RecordId) -> Option<Record> + use<> {
+        let node = self.clone();
+        move |id| {
+            let record = node.shared.store.get(id).ok().flatten()?;
+            (node.tlp_of(&record).ok()? <= max_tlp).then_some(record)
+        }
+    }
+
     /// The most sensitive TLP level this node lets out through its outbound interfaces (feed,
     /// STIX, TAXII, webhooks) to readers without the API token. Never RED.
     pub fn tlp_ceiling(&self) -> Tlp {
         self.shared.tlp_ceiling
     }
 
-    /// A claim's thread, or `None` if no such claim is stored.
-    pub fn thread(&self, id: &RecordId) -> Result<Option<Thread>, StoreError> {
+    /// A claim's thread, or `None` if no such claim is stored. Responses marked above
+    /// `max_tlp` (a revision can be marked higher than the claim it revises) are left out, and
+    /// the status is what the rest adds up to.
+    pub fn thread(&self, id: &RecordId, max_tlp: Tlp) -> Result<Option<Thread>, StoreError> {
         let store = &self.shared.store;
         let Some(claim) = self.get(id)? else {
             return Ok(None);
@@ -855,6 +880,7 @@ impl NodeHandle {
             .responses(id)?
             .into_iter()
             .filter_map(|r| self.get(&r.id()).ok().flatten())
+            .filter(|e| e.tlp <= max_tlp)
             .collect();
         let records: Vec<Record> = responses.iter().map(|e| e.record.clone()).collect();
         let Some(status) = ThreadStatus::of(&claim.record, &records, &self.shared.roster) else {
@@ -877,7 +903,10 @@ impl NodeHandle {
         }))
     }
 
-    /// Feed entries after cursor `since` that match `filter`, at most `limit`.
+    /// Feed entries after cursor `since` that match `filter`, at most `limit`. One call looks
+    /// at no more than [`FEED_SCAN`] records: a page can be short, or empty, with `next` moved
+    /// on; ask again from `next`. Records of a local submission not yet on disk are not shown
+    /// (see [`Store::hold_feed`]).
     pub fn feed(
         &self,
         since: u64,
@@ -887,15 +916,18 @@ impl NodeHandle {
         const SCAN: usize = 1024;
         let mut entries = Vec::new();
         let mut next = since;
-        while entries.len() < limit {
+        let mut scanned = 0;
+        'scan: while entries.len() < limit && scanned < FEED_SCAN {
             let batch = self.shared.store.feed_after(next, SCAN)?;
             let Some(last) = batch.last().map(|s| s.cursor) else {
                 break;
             };
+            let held = self.shared.store.held_from();
             for stored in batch {
-                if entries.len() >= limit {
-                    break;
+                if entries.len() >= limit || held.is_some_and(|h| stored.cursor >= h) {
+                    break 'scan;
                 }
+                scanned += 1;
                 next = stored.cursor;
                 if self.matches(&stored.record, filter)? {
                     let entry = self.entry(stored)?;
@@ -913,6 +945,20 @@ impl NodeHandle {
             next,
             tlp_ceiling: filter.max_tlp.unwrap_or(Tlp::Red),
         })
+    }
+
+    /// [`NodeHandle::feed`] on a blocking thread, for async callers: a page can take a
+    /// while to scan and decode.
+    pub async fn read_feed(
+        &self,
+        since: u64,
+        limit: usize,
+        filter: FeedFilter,
+    ) -> Result<FeedPage, StoreError> {
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || node.feed(since, limit, &filter))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("feed read failed: {e}")))?
     }
 
     fn matches(&self, record: &Record, filter: &FeedFilter) -> Result<bool, StoreError> {

@@ -198,6 +198,28 @@ pub struct Store {
     durable: std::sync::atomic::AtomicU64,
     /// One flush at a time; waiters behind it usually find their record already covered.
     flush_lock: tokio::sync::Mutex<()>,
+    /// Feed holds ([`Store::hold_feed`]): first held cursor → how many holds start there.
+    held: Mutex<std::collections::BTreeMap<u64, usize>>,
+}
+
+/// Keeps records appended after it was taken out of feed reads until it is dropped (see
+/// [`Store::hold_feed`]).
+#[must_use = "the hold ends when dropped"]
+pub struct FeedHold<'a> {
+    store: &'a Store,
+    from: u64,
+}
+
+impl Drop for FeedHold<'_> {
+    fn drop(&mut self) {
+        let mut held = self.store.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = held.get_mut(&self.from) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.from);
+            }
+        }
+    }
 }
 
 /// Most record bytes written as one entry by [`Store::append_batch`] (a record larger than
@@ -405,6 +427,7 @@ impl Store {
             limits,
             durable: std::sync::atomic::AtomicU64::new(next - 1),
             flush_lock: tokio::sync::Mutex::new(()),
+            held: Mutex::new(Default::default()),
             append_lock: Mutex::new(AppendState {
                 next,
                 reserved,
@@ -1020,6 +1043,37 @@ impl Store {
         self.lock().next - 1
     }
 
+    /// Holds the feed before a record that is acknowledged only once durable (a local
+    /// submission): every record appended from now on stays out of feed reads
+    /// ([`Store::held_from`]) until the hold is dropped, after the flush. Otherwise a
+    /// subscriber could see a record that a crash then loses, and the state's next record
+    /// would reuse its place in the chain: two signed records at one height, a fork proof
+    /// against our own state in the subscriber's hands.
+    pub fn hold_feed(&self) -> FeedHold<'_> {
+        // Under the append lock, so that every later append gets a cursor from `from` on.
+        let state = self.lock();
+        let from = state.next;
+        *self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(from)
+            .or_insert(0) += 1;
+        drop(state);
+        FeedHold { store: self, from }
+    }
+
+    /// The first cursor that feed reads must not show yet, if a hold is on. Read it after the
+    /// entries it filters: a hold is taken before the records it covers are written.
+    pub fn held_from(&self) -> Option<u64> {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .next()
+            .copied()
+    }
+
     /// Records whose target is `claim` (responses and revisions), in feed order.
     pub fn responses(&self, claim: &RecordId) -> Result<Vec<Record>, StoreError> {
         let cursors = self.index().responses(claim).to_vec();
@@ -1581,6 +1635,37 @@ mod tests {
             ));
         }
         assert_eq!(store.forks().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_feed_hold_covers_what_is_appended_after_it_until_dropped() {
+        let store = Store::temporary().unwrap();
+        let fra = MemberSigningKey::from_bytes(&[1; 32]);
+        let first = sign(&fra, 1, None, claim("before"));
+        store.append(first.clone()).unwrap();
+        assert_eq!(store.held_from(), None);
+        let hold = store.hold_feed();
+        let second = store.hold_feed();
+        let Appended::Stored { cursor, .. } = store
+            .append(sign(&fra, 2, Some(first.id()), claim("own")))
+            .unwrap()
+        else {
+            panic!("not stored");
+        };
+        assert_eq!(cursor, 2);
+        assert_eq!(
+            store.held_from(),
+            Some(2),
+            "the record after the hold is held"
+        );
+        drop(hold);
+        assert_eq!(
+            store.held_from(),
+            Some(2),
+            "until every hold from there is dropped"
+        );
+        drop(second);
+        assert_eq!(store.held_from(), None);
     }
 
     #[test]

@@ -242,6 +242,14 @@ fn parse_position(s: &str) -> Option<Position> {
     })
 }
 
+/// [`page`] on a blocking thread: it reads and converts records.
+async fn read_page(t: &Taxii, query: Vec<(String, String)>) -> Result<ObjectPage, TaxiiError> {
+    let t = t.clone();
+    tokio::task::spawn_blocking(move || page(&t, &query))
+        .await
+        .map_err(|e| TaxiiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
 fn page(t: &Taxii, query: &[(String, String)]) -> Result<ObjectPage, TaxiiError> {
     let get = |k: &str| query.iter().find(|(q, _)| q == k).map(|(_, v)| v.as_str());
     let bad = |m: String| TaxiiError(StatusCode::BAD_REQUEST, m);
@@ -270,14 +278,25 @@ fn page(t: &Taxii, query: &[(String, String)]) -> Result<ObjectPage, TaxiiError>
         max_tlp: Some(t.node.tlp_ceiling()),
         ..Default::default()
     };
-    let store = t.node.shared.store.clone();
-    let lookup = move |id: &attrib_protocol::RecordId| store.get(id).ok().flatten();
+    let lookup = t.node.lookup_within(t.node.tlp_ceiling());
     let mut objects: Vec<(Value, u64)> = Vec::new();
+    // Records looked at in this request; past the bound the page ends early (more: true),
+    // so a filter that matches nothing cannot make one request read the whole store.
+    let mut examined = 0;
     loop {
+        if examined >= crate::FEED_SCAN {
+            return Ok(ObjectPage {
+                objects,
+                more: true,
+                next: format!("{}.{}", at.cursor, at.skip),
+            });
+        }
         let feed = t
             .node
             .feed(at.cursor, 64, &filter)
             .map_err(|e| TaxiiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        // Cursors are dense, so the distance moved is what the read looked at.
+        examined += feed.next.saturating_sub(at.cursor) as usize;
         if feed.entries.is_empty() {
             if feed.next != at.cursor {
                 at = Position {
@@ -369,7 +388,7 @@ async fn objects(
 ) -> Result<Response, TaxiiError> {
     check(&t, &headers)?;
     known_collection(&t, &id)?;
-    let page = page(&t, &query)?;
+    let page = read_page(&t, query).await?;
     let extra = date_headers(&page.objects);
     let mut body = json!({
         "more": page.more,
@@ -389,7 +408,7 @@ async fn manifest(
 ) -> Result<Response, TaxiiError> {
     check(&t, &headers)?;
     known_collection(&t, &id)?;
-    let page = page(&t, &query)?;
+    let page = read_page(&t, query).await?;
     let extra = date_headers(&page.objects);
     let objects: Vec<Value> = page
         .objects

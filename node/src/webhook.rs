@@ -60,7 +60,7 @@ pub(crate) async fn run(node: NodeHandle, config: WebhookConfig) {
     tracing::info!(webhook = %config.name, url = %config.url, cursor, "webhook delivery running");
     loop {
         updates.borrow_and_update();
-        let page = match node.feed(cursor, 64, &filter) {
+        let page = match node.read_feed(cursor, 64, filter.clone()).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(webhook = %config.name, error = %e, "webhook stopped: store error");

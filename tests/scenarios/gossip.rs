@@ -73,7 +73,10 @@ async fn claim_reaches_every_node_and_the_thread_builds_everywhere() {
             n.wait_for_record(&endorsement.id, DEADLINE).await,
             "endorsement did not arrive"
         );
-        let thread = n.thread(&claim.id).unwrap().unwrap();
+        let thread = n
+            .thread(&claim.id, attrib_protocol::Tlp::Red)
+            .unwrap()
+            .unwrap();
         assert_eq!(thread.responses.len(), 2);
         assert!(thread.status.rebutted_by_accused);
         assert_eq!(thread.status.endorsements.len(), 1);
@@ -264,7 +267,10 @@ async fn a_node_back_from_downtime_threads_a_new_response_under_the_claim_it_mis
         deu.get(&claim.id).unwrap().is_some(),
         "claim was not fetched"
     );
-    let thread = deu.thread(&claim.id).unwrap().unwrap();
+    let thread = deu
+        .thread(&claim.id, attrib_protocol::Tlp::Red)
+        .unwrap()
+        .unwrap();
     assert_eq!(thread.responses.len(), 1);
 }
 

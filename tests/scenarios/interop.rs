@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use attrib_protocol::*;
-use attrib_tests::{DEADLINE, TestNet, python, wait_for_count};
+use attrib_tests::{DEADLINE, TestNet, get_json, python, wait_for_count};
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -462,6 +462,46 @@ async fn red_never_leaves_the_node_except_to_an_authorised_local_reader() {
         "a response inherits its claim's TLP"
     );
     assert_eq!(all["entries"][3]["record"]["id"], red_reply.id.to_hex());
+
+    // Revisions can be marked differently from the claim they revise. A RED revision of the
+    // CLEAR claim stays out of the CLEAR claim's thread; a CLEAR revision of the RED claim (a
+    // declassification) does not carry the RED claim out in STIX.
+    let revise = |title: &str, tlp: Tlp, of: RecordId| {
+        let Body::Claim(mut c) = claim(title, "RUS", tlp) else {
+            unreachable!()
+        };
+        c.supersedes = Some(of);
+        Body::Claim(c)
+    };
+    let secret = fra
+        .submit(revise("secret revision", Tlp::Red, clear.id))
+        .await
+        .unwrap();
+    fra.submit(revise("declassified", Tlp::Clear, red.id))
+        .await
+        .unwrap();
+    let thread = get_json(&reader, format!("{base}/v1/threads/{}", clear.id)).await;
+    assert!(
+        !thread.to_string().contains(&secret.id.to_hex()),
+        "{thread}"
+    );
+    assert_eq!(thread["status"]["superseded_by"], serde_json::json!([]));
+    let stix = reader
+        .get(format!("{base}/v1/stix"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        stix.contains("declassified"),
+        "the CLEAR revision is exported"
+    );
+    assert!(
+        !stix.contains("attributes \\\"red\\\""),
+        "the RED claim it revises is not: {stix}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
