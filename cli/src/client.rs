@@ -14,8 +14,8 @@ pub(crate) struct Client {
     http: reqwest::Client,
 }
 
-/// The API base URL from `--api`: `http://` or `https://` and a host, or a bare `host:port`
-/// (taken as `http://`).
+/// The API base URL from `--api`: `http://` and a host, or a bare `host:port` (taken as
+/// `http://`).
 fn api_base(given: &str) -> Result<String> {
     let trimmed = given.trim().trim_end_matches('/');
     let url = if trimmed.contains("://") {
@@ -26,11 +26,13 @@ fn api_base(given: &str) -> Result<String> {
     let hint = "give the node's API address, e.g. --api http://127.0.0.1:4711 (its `api_listen`)";
     let parsed = reqwest::Url::parse(&url)
         .map_err(|e| anyhow!("--api {given:?} is not a URL ({e}); {hint}"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        bail!(
-            "--api {given:?}: the scheme must be http or https, not {:?}; {hint}",
-            parsed.scheme()
-        );
+    match parsed.scheme() {
+        "http" => {}
+        // The node's API is plain HTTP on a local address; this build has no TLS client.
+        "https" => bail!(
+            "--api {given:?}: the node's API speaks plain http (keep it on a local address); {hint}"
+        ),
+        other => bail!("--api {given:?}: the scheme must be http, not {other:?}; {hint}"),
     }
     if parsed.host_str().is_none_or(str::is_empty) {
         bail!("--api {given:?} names no host; {hint}");
@@ -117,8 +119,13 @@ impl Client {
             return Ok(resp);
         }
         let status = resp.status();
-        let body: serde_json::Value = resp.json().await.unwrap_or_default();
-        let msg = body["error"].as_str().unwrap_or("no details");
+        let text = resp.text().await.unwrap_or_default();
+        let msg = match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(body) => body["error"].as_str().unwrap_or("no details").to_string(),
+            // Not the node's JSON (a proxy, another server on that port): say what came back.
+            Err(_) if text.trim().is_empty() => "no details".to_string(),
+            Err(_) => text.trim().chars().take(300).collect(),
+        };
         bail!("the node refused the request ({status}): {msg}")
     }
 

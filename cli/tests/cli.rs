@@ -324,7 +324,7 @@ fn two_national_nodes_from_the_command_line() {
     let out = attrib(&["status", "--api", "htp://127.0.0.1:1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("the scheme must be http or https"),
+        String::from_utf8_lossy(&out.stderr).contains("the scheme must be http, not \"htp\""),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -604,6 +604,30 @@ fn node_refuses_unsafe_setups_and_verifies_its_store() {
         err.contains("not a loopback address") && err.contains("api_allow_remote"),
         "{err}"
     );
+    // Settings the node could not run with are refused at start, by name.
+    for (extra, says) in [
+        ("heartbeat_ms = 0\n", "heartbeat_ms = 0"),
+        (
+            "[[webhook]]\nname = \"siem\"\nurl = \"https://siem.example/hook\"\n",
+            "TLS-terminating forwarder",
+        ),
+        (
+            "[[webhook]]\nname = \"siem\"\nurl = \"http://127.0.0.1:9/hook\"\nkind = \"claims\"\n",
+            "not a record kind",
+        ),
+    ] {
+        // Top-level keys go before the first table; tables go at the end.
+        let edited = if extra.starts_with('[') {
+            format!("{text}\n{extra}")
+        } else {
+            format!("{extra}{text}")
+        };
+        std::fs::write(&cfg, edited).unwrap();
+        let out = attrib(&["node", "run", "--config", &cfg]);
+        assert!(!out.status.success(), "{extra}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{extra}: {err}");
+    }
     std::fs::write(&cfg, text).unwrap();
 
     let (_node, log) = run_node(Path::new(&cfg));

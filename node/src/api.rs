@@ -31,6 +31,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::store::StoreError;
 use crate::{FeedFilter, NodeHandle, SubmitError};
 
 /// Largest accepted request body.
@@ -90,9 +91,41 @@ pub fn router(
                 "no such endpoint; see the API list in the README".into(),
             )
         })
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            ApiError(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not allowed here: records are submitted with POST, everything else is read with GET"),
+            )
+        })
         .layer(DefaultBodyLimit::max(limits.api_max_body_bytes))
         .with_state(state)
         .merge(crate::taxii::router(node, config.token.clone()))
+}
+
+/// A query string, refused with a JSON error (axum's own rejection is plain text) that names
+/// what was wrong.
+struct ApiQuery<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| ApiQuery(q))
+            .map_err(|e| {
+                ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "{}; see the API list in the README for the parameters",
+                        e.body_text()
+                    ),
+                )
+            })
+    }
 }
 
 /// Reads need the token too, unless the operator set `api_public_reads`.
@@ -241,10 +274,18 @@ fn submitted(
             StatusCode::UNPROCESSABLE_ENTITY
         }
         Err(SubmitError::Retracted(_)) => StatusCode::CONFLICT,
-        Err(SubmitError::Conflict { .. } | SubmitError::OutOfOrder { .. }) => StatusCode::CONFLICT,
-        Err(SubmitError::CatchingUp { .. } | SubmitError::ChainUnknown | SubmitError::Stopping) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        Err(
+            SubmitError::Conflict { .. }
+            | SubmitError::OutOfOrder { .. }
+            | SubmitError::Equivocation { .. }
+            | SubmitError::Store(StoreError::TooFarAhead { .. }),
+        ) => StatusCode::CONFLICT,
+        Err(
+            SubmitError::CatchingUp { .. }
+            | SubmitError::ChainUnknown
+            | SubmitError::Stopping
+            | SubmitError::Store(StoreError::PendingFull),
+        ) => StatusCode::SERVICE_UNAVAILABLE,
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     result
@@ -267,7 +308,7 @@ async fn publish_signed(
 async fn forks(
     State(api): State<Api>,
     headers: HeaderMap,
-    Query(q): Query<ReadQuery>,
+    ApiQuery(q): ApiQuery<ReadQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let ceiling = reader_ceiling(&api, &headers, q.include_red)?;
     let roster = api.node.roster();
@@ -345,7 +386,7 @@ fn withheld(id: &RecordId, tlp: Tlp, ceiling: Tlp) -> ApiError {
     ApiError(
         StatusCode::FORBIDDEN,
         format!(
-            "record {id} is TLP:{}, above this node's outbound ceiling TLP:{}; a local reader holding the API token may ask with include_red=true",
+            "record {id} is TLP:{}, above this node's outbound ceiling TLP:{}; a local reader holding the API token may ask with include_red=true (`--include-red` on the command line)",
             tlp_name(tlp),
             tlp_name(ceiling)
         ),
@@ -356,7 +397,7 @@ async fn record(
     State(api): State<Api>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(q): Query<ReadQuery>,
+    ApiQuery(q): ApiQuery<ReadQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id_or_prefix(&api, &id)?;
     let ceiling = reader_ceiling(&api, &headers, q.include_red)?;
@@ -374,7 +415,7 @@ async fn thread(
     State(api): State<Api>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(q): Query<ReadQuery>,
+    ApiQuery(q): ApiQuery<ReadQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = parse_id_or_prefix(&api, &id)?;
     let ceiling = reader_ceiling(&api, &headers, q.include_red)?;
@@ -439,7 +480,9 @@ pub(crate) fn tlp_name(t: Tlp) -> &'static str {
 }
 
 fn parse_tlp(s: &str) -> Result<Tlp, ApiError> {
-    serde_json::from_value(serde_json::Value::String(s.to_uppercase())).map_err(|_| {
+    // `+` in a query string reads as a space unless escaped: AMBER STRICT is AMBER+STRICT.
+    let name = s.trim().to_uppercase().replace([' ', '-', '_'], "+");
+    serde_json::from_value(serde_json::Value::String(name)).map_err(|_| {
         ApiError(
             StatusCode::BAD_REQUEST,
             format!("unknown TLP level {s:?}; use CLEAR, GREEN, AMBER, AMBER+STRICT or RED"),
@@ -502,7 +545,7 @@ impl FeedQuery {
 async fn feed(
     State(api): State<Api>,
     headers: HeaderMap,
-    Query(q): Query<FeedQuery>,
+    ApiQuery(q): ApiQuery<FeedQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let filter = q.filter(&api, &headers)?;
     let limit = q.page_limit(100, MAX_PAGE)?;
@@ -521,7 +564,7 @@ async fn feed(
 async fn stix_export(
     State(api): State<Api>,
     headers: HeaderMap,
-    Query(q): Query<FeedQuery>,
+    ApiQuery(q): ApiQuery<FeedQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let filter = q.filter(&api, &headers)?;
     let limit = q.page_limit(MAX_PAGE, MAX_EXPORT)?;
@@ -548,7 +591,7 @@ async fn stix_export(
 async fn feed_stream(
     State(api): State<Api>,
     headers: HeaderMap,
-    Query(q): Query<FeedQuery>,
+    ApiQuery(q): ApiQuery<FeedQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let filter = q.filter(&api, &headers)?;
     let ceiling = filter.max_tlp.unwrap_or(Tlp::Red);

@@ -209,6 +209,31 @@ impl FileConfig {
     }
 }
 
+impl NodeConfig {
+    /// Refuses settings the node cannot run with, naming them: a zero heartbeat, limits that
+    /// switch a function off, webhooks it cannot deliver to.
+    pub fn check(&self) -> Result<(), NodeError> {
+        if self.heartbeat.is_zero() {
+            return Err(NodeError::Config(
+                "heartbeat_ms = 0: the gossip heartbeat must be at least 1 ms (default 1000)"
+                    .into(),
+            ));
+        }
+        self.limits.check().map_err(NodeError::Config)?;
+        let mut names = std::collections::HashSet::new();
+        for w in &self.webhooks {
+            w.check().map_err(NodeError::Config)?;
+            if !names.insert(w.name.as_str()) {
+                return Err(NodeError::Config(format!(
+                    "two webhooks are named {:?}; names must differ (each keeps its own delivery cursor)",
+                    w.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Parses `what` addresses (`listen`, `bootstrap`) as multiaddrs, naming a bad one.
 pub fn parse_addrs(what: &str, addrs: &[String]) -> Result<Vec<Multiaddr>, NodeError> {
     addrs
@@ -298,6 +323,50 @@ mod tests {
         let file: FileConfig = toml::from_str(text).expect("deploy/node.example.toml is valid");
         assert_eq!(file.tlp_ceiling, Some(Tlp::Amber));
         assert_eq!(file.limits, crate::limits::Limits::default());
+    }
+
+    #[test]
+    fn limits_and_webhooks_a_node_cannot_run_with_are_named() {
+        use crate::limits::Limits;
+        assert_eq!(Limits::default().check(), Ok(()));
+        let zero = Limits {
+            max_feed_streams: 0,
+            ..Limits::default()
+        };
+        assert!(zero.check().unwrap_err().contains("max_feed_streams = 0"));
+        let small = Limits {
+            api_max_body_bytes: 1000,
+            ..Limits::default()
+        };
+        assert!(small.check().unwrap_err().contains("api_max_body_bytes"));
+        let hook = |name: &str, url: &str, kind: Option<&str>| crate::webhook::WebhookConfig {
+            name: name.into(),
+            url: url.into(),
+            kind: kind.map(str::to_string),
+            about: None,
+            max_tlp: None,
+            from_start: false,
+        };
+        assert_eq!(
+            hook("siem", "http://127.0.0.1:9000/a", Some("claim")).check(),
+            Ok(())
+        );
+        for (bad, says) in [
+            (hook("", "http://127.0.0.1/", None), "use letters"),
+            (hook("a/b", "http://127.0.0.1/", None), "use letters"),
+            (hook("siem", "127.0.0.1:9000", None), "must be http"),
+            (
+                hook("siem", "https://siem.example/", None),
+                "plain http only",
+            ),
+            (
+                hook("siem", "http://127.0.0.1/", Some("claims")),
+                "not a record kind",
+            ),
+        ] {
+            let err = bad.check().unwrap_err();
+            assert!(err.contains(says), "{err}");
+        }
     }
 
     #[test]

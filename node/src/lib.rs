@@ -168,6 +168,14 @@ pub enum SubmitError {
         /// The seq that was taken.
         seq: u64,
     },
+    /// A pre-signed record conflicts with another record its author signed at the same seq.
+    #[error(
+        "record seq {seq} conflicts with another record its author signed at seq {seq}: the node keeps both as proof that the author equivocated (`attrib forks`), but this one is not part of the author's chain and was not gossiped"
+    )]
+    Equivocation {
+        /// The seq signed twice.
+        seq: u64,
+    },
     /// A claim names an accused state that is neither a roster member nor an ISO 3166-1 code.
     #[error(
         "{0} is neither a member of this network nor an ISO 3166-1 alpha-3 country code; check for a typo (a signed claim cannot be taken back, only retracted)"
@@ -364,6 +372,7 @@ pub struct Node {
 impl Node {
     /// Starts a node: opens the store, starts the swarm and (if configured) the API.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        config.check()?;
         let roster = Arc::new(config.roster);
         let state = match &config.state_key {
             Some(key) => Some(
@@ -785,13 +794,24 @@ impl NodeHandle {
         let (id, seq) = (record.id(), record.seq());
         let shared = record.bytes();
         let hold = self.shared.store.hold_feed();
+        let author = record.author();
         let cursor = match self.shared.ingest.append(record)? {
             ingest::Outcome::Stored { cursor } => cursor,
             ingest::Outcome::Duplicate => {
+                // Held already: as its author's record at that seq, or kept beside the chain
+                // as half of a fork proof (the same answer as the first time, then).
+                let on_chain = self
+                    .shared
+                    .store
+                    .chain_record(&author, seq)?
+                    .is_some_and(|r| r.id() == id);
+                if !on_chain {
+                    return Err(SubmitError::Equivocation { seq });
+                }
                 self.shared.store.get_stored(&id)?.map_or(0, |s| s.cursor)
             }
             ingest::Outcome::Waiting(_) => return Err(SubmitError::OutOfOrder { seq }),
-            ingest::Outcome::Fork => return Err(SubmitError::Conflict { seq }),
+            ingest::Outcome::Fork => return Err(SubmitError::Equivocation { seq }),
         };
         self.settle(cursor, hold, shared).await?;
         Ok(Submitted { id, seq, cursor })

@@ -69,6 +69,59 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// Refuses values that would switch a function off or break it (a zero, a body limit too
+    /// small for a valid record, a stream bound too large to allocate), naming the key.
+    pub fn check(&self) -> Result<(), String> {
+        let positive = [
+            ("max_pending", self.max_pending as u64),
+            ("max_pending_per_author", self.max_pending_per_author as u64),
+            ("max_seq_ahead", self.max_seq_ahead),
+            ("max_in_flight_fetches", self.max_in_flight_fetches as u64),
+            (
+                "max_in_flight_fetches_per_peer",
+                self.max_in_flight_fetches_per_peer as u64,
+            ),
+            (
+                "gossip_per_sec_per_peer",
+                self.gossip_per_sec_per_peer.into(),
+            ),
+            ("gossip_burst_per_peer", self.gossip_burst_per_peer.into()),
+            ("fetch_per_sec_per_peer", self.fetch_per_sec_per_peer.into()),
+            ("fetch_burst_per_peer", self.fetch_burst_per_peer.into()),
+            ("max_connections", self.max_connections.into()),
+            (
+                "max_connections_per_peer",
+                self.max_connections_per_peer.into(),
+            ),
+            ("max_pending_incoming", self.max_pending_incoming.into()),
+            ("max_pending_outgoing", self.max_pending_outgoing.into()),
+            ("max_feed_streams", self.max_feed_streams as u64),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!(
+                "[limits] {key} = 0 would switch that function off; give at least 1, or leave it out for the default"
+            ));
+        }
+        // A claim in JSON is larger than its binary encoding: room for the largest record.
+        let min_body = 2 * attrib_protocol::limits::MAX_RECORD_BYTES;
+        if self.api_max_body_bytes < min_body {
+            return Err(format!(
+                "[limits] api_max_body_bytes = {} is too small for a valid record; give at least {min_body}",
+                self.api_max_body_bytes
+            ));
+        }
+        const MAX_STREAMS: usize = 100_000;
+        if self.max_feed_streams > MAX_STREAMS {
+            return Err(format!(
+                "[limits] max_feed_streams = {} is more than this node can hold open; give at most {MAX_STREAMS}",
+                self.max_feed_streams
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A token bucket: `rate` tokens per second, up to `burst`.
 #[derive(Debug, Clone)]
 pub(crate) struct Bucket {

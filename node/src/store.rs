@@ -1180,6 +1180,12 @@ impl Store {
         chain::classify(record, self)
     }
 
+    /// The author's record at `seq`: the one on its chain, or, where the chain has not
+    /// reached `seq`, the first stored beside it.
+    pub fn chain_record(&self, author: &MemberKey, seq: u64) -> Result<Option<Record>, StoreError> {
+        self.at_seq(author, seq)
+    }
+
     fn at_seq(&self, author: &MemberKey, seq: u64) -> Result<Option<Record>, StoreError> {
         let cursor = self.index().at(author, seq);
         match cursor {

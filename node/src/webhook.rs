@@ -18,7 +18,7 @@ use crate::{FeedFilter, NodeHandle};
 pub struct WebhookConfig {
     /// A name, unique per node (its delivery cursor is stored under it).
     pub name: String,
-    /// Where to POST (http:// or https://).
+    /// Where to POST (http://; for an https endpoint, a local TLS-terminating forwarder).
     pub url: String,
     /// Only this kind of record.
     #[serde(default)]
@@ -34,6 +34,50 @@ pub struct WebhookConfig {
     pub from_start: bool,
 }
 
+impl WebhookConfig {
+    /// Checks what the node cannot deliver on, naming the webhook and the key.
+    pub fn check(&self) -> Result<(), String> {
+        let name = &self.name;
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(format!(
+                "webhook name {name:?}: use letters, digits, '-' and '_' (its delivery cursor is stored under it)"
+            ));
+        }
+        let url = reqwest::Url::parse(&self.url).map_err(|e| {
+            format!(
+                "webhook {name}: url {:?} is not a URL ({e}); it must be http://host[:port]/path",
+                self.url
+            )
+        })?;
+        match url.scheme() {
+            "http" if url.host_str().is_some_and(|h| !h.is_empty()) => {}
+            "https" => {
+                return Err(format!(
+                    "webhook {name}: this build posts plain http only; point url at a local TLS-terminating forwarder (stunnel, nginx) for an https endpoint"
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "webhook {name}: url {:?} must be http://host[:port]/path",
+                    self.url
+                ));
+            }
+        }
+        if let Some(kind) = &self.kind
+            && !["claim", "rebuttal", "endorsement", "retraction"].contains(&kind.as_str())
+        {
+            return Err(format!(
+                "webhook {name}: kind {kind:?} is not a record kind; use claim, rebuttal, endorsement or retraction"
+            ));
+        }
+        Ok(())
+    }
+}
+
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Runs one webhook until the task is aborted.
@@ -42,8 +86,19 @@ pub(crate) async fn run(node: NodeHandle, config: WebhookConfig) {
     let store = node.shared.store.clone();
     let mut cursor = match store.meta_u64(&key) {
         Ok(Some(c)) => c,
-        _ if config.from_start => 0,
-        _ => store.last_cursor(),
+        other => {
+            let start = if config.from_start {
+                0
+            } else {
+                store.last_cursor()
+            };
+            if let Ok(None) = other {
+                // Saved at once: after a restart, delivery goes on from here, not from the
+                // feed's end at that later time (which would skip what came in between).
+                let _ = store.set_meta_u64(&key, start);
+            }
+            start
+        }
     };
     let ceiling = node.tlp_ceiling();
     let filter = FeedFilter {

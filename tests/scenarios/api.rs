@@ -151,6 +151,40 @@ async fn api_refuses_bad_requests_clearly_and_stores_nothing() {
         .await
         .unwrap();
     assert_eq!(thread["status"]["accused_state"], "RUS");
+
+    // Mistakes in a query string or the method get JSON that says what was wrong.
+    for (req, status, message) in [
+        (
+            reader.get(format!("{base}/v1/feed?limit=abc")),
+            400,
+            "limit",
+        ),
+        (
+            reader.get(format!("{base}/v1/feed?colour=red")),
+            400,
+            "colour",
+        ),
+        (
+            reader.get(format!("{base}/v1/claims")),
+            405,
+            "records are submitted with POST",
+        ),
+    ] {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), status);
+        let error: Value = resp.json().await.unwrap();
+        assert!(
+            error["error"].as_str().unwrap().contains(message),
+            "{error}"
+        );
+    }
+    // An unescaped + in a query string reads as a space: AMBER+STRICT still works.
+    let page = reader
+        .get(format!("{base}/v1/feed?tlp=AMBER+STRICT"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -284,4 +318,56 @@ async fn feed_pages_filter_and_the_stream_resumes_from_a_cursor() {
             Some(Ok(_)) => continue,
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_signed_records_publish_once_and_a_conflicting_one_is_reported_as_equivocation() {
+    use attrib_protocol::{Record, RecordContent, member_key};
+    // Node 0 (FRA) publishes records another member signed offline.
+    let net = TestNet::start(1, &[(5, true)]).await.unwrap();
+    let base = net.api(0);
+    let http = reqwest::Client::new();
+    let offline = &net.extra[0].0;
+    let sign = |title: &str| {
+        let content = RecordContent {
+            author: member_key(&offline.state_key),
+            seq: 1,
+            prev: None,
+            created_at: attrib_node::now_ms(),
+            body: attrib_tests::claim(title),
+        };
+        Record::sign(content, &offline.state_key, net.roster.network_id())
+    };
+    let (first, other) = (sign("first"), sign("other"));
+    let publish = |r: &Record| {
+        http.post(format!("{base}/v1/records"))
+            .bearer_auth("test-token")
+            .body(r.as_bytes().to_vec())
+            .send()
+    };
+    let mut cursors = Vec::new();
+    for _ in 0..2 {
+        let resp = publish(&first).await.unwrap();
+        assert_eq!(
+            resp.status().as_u16(),
+            201,
+            "publishing again is idempotent"
+        );
+        let made: Value = resp.json().await.unwrap();
+        assert_eq!(made["id"], first.id().to_hex());
+        cursors.push(made["cursor"].clone());
+    }
+    assert_eq!(cursors[0], cursors[1]);
+    for attempt in 0..2 {
+        let resp = publish(&other).await.unwrap();
+        assert_eq!(resp.status().as_u16(), 409, "attempt {attempt}");
+        let error: Value = resp.json().await.unwrap();
+        assert!(
+            error["error"].as_str().unwrap().contains("equivocated"),
+            "attempt {attempt}: {error}"
+        );
+    }
+    let forks = attrib_tests::get_json(&attrib_tests::reader(), format!("{base}/v1/forks")).await;
+    assert_eq!(forks.as_array().unwrap().len(), 1, "{forks}");
+    assert_eq!(forks[0]["seqs"], json!([1, 1]));
 }
