@@ -712,7 +712,7 @@ async fn feed(client: &Client, a: FeedArgs) -> Result<()> {
         for e in entries {
             print(e);
         }
-        if entries.len() as u64 == a.limit
+        if page["more"] == true
             && let Some(next) = page["next"].as_u64()
         {
             eprintln!("(more may follow: continue with --since {next})");
@@ -791,8 +791,21 @@ async fn export(client: &Client, a: ExportArgs) -> Result<()> {
     if a.include_red {
         path.push_str("&include_red=true");
     }
-    let bundle: serde_json::Value = client.get(&path).await?;
+    let resp = client.stream(&path).await?;
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (more, next) = (header("x-attrib-more"), header("x-attrib-next"));
+    let bundle: serde_json::Value = resp.json().await.context("the node sent no STIX bundle")?;
     outln!("{}", serde_json::to_string_pretty(&bundle)?);
+    if more.as_deref() == Some("true")
+        && let Some(next) = next
+    {
+        eprintln!("(more records follow: continue with --since {next})");
+    }
     Ok(())
 }
 

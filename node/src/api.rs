@@ -579,6 +579,7 @@ async fn stix_export(
         [
             (TLP_CEILING_HEADER, tlp_name(page.tlp_ceiling).to_string()),
             ("x-attrib-next", page.next.to_string()),
+            ("x-attrib-more", page.more.to_string()),
             (
                 "content-type",
                 "application/stix+json;version=2.1".to_string(),

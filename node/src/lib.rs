@@ -242,12 +242,17 @@ pub struct FeedPage {
     pub entries: Vec<FeedEntry>,
     /// The cursor to pass as `since` for the next page.
     pub next: u64,
+    /// Whether records lie beyond `next` (matching the filter or not): ask again from `next`.
+    pub more: bool,
     /// The highest TLP level this page could contain.
     pub tlp_ceiling: Tlp,
 }
 
 /// The most records one [`NodeHandle::feed`] call looks at, matching or not.
 pub const FEED_SCAN: usize = 16 * 1024;
+/// A feed page ends once its records reach this many bytes (a record is at most 32 KiB, and
+/// its JSON several times that), whatever the limit asked: pages stay a few MiB.
+pub const FEED_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// A claim with its responses and status.
 #[derive(Debug, Clone, Serialize)]
@@ -924,8 +929,8 @@ impl NodeHandle {
     }
 
     /// Feed entries after cursor `since` that match `filter`, at most `limit`. One call looks
-    /// at no more than [`FEED_SCAN`] records: a page can be short, or empty, with `next` moved
-    /// on; ask again from `next`. Records of a local submission not yet on disk are not shown
+    /// at no more than [`FEED_SCAN`] records and stops after [`FEED_PAGE_BYTES`] of records: a
+    /// page can be short, or empty, with `next` moved on; ask again from `next`. Records of a local submission not yet on disk are not shown
     /// (see [`Store::hold_feed`]).
     pub fn feed(
         &self,
@@ -936,15 +941,18 @@ impl NodeHandle {
         const SCAN: usize = 1024;
         let mut entries = Vec::new();
         let mut next = since;
-        let mut scanned = 0;
-        'scan: while entries.len() < limit && scanned < FEED_SCAN {
+        let (mut scanned, mut bytes) = (0, 0);
+        'scan: while entries.len() < limit && scanned < FEED_SCAN && bytes < FEED_PAGE_BYTES {
             let batch = self.shared.store.feed_after(next, SCAN)?;
             let Some(last) = batch.last().map(|s| s.cursor) else {
                 break;
             };
             let held = self.shared.store.held_from();
             for stored in batch {
-                if entries.len() >= limit || held.is_some_and(|h| stored.cursor >= h) {
+                if entries.len() >= limit
+                    || bytes >= FEED_PAGE_BYTES
+                    || held.is_some_and(|h| stored.cursor >= h)
+                {
                     break 'scan;
                 }
                 scanned += 1;
@@ -952,6 +960,7 @@ impl NodeHandle {
                 if self.matches(&stored.record, filter)? {
                     let entry = self.entry(stored)?;
                     if filter.max_tlp.is_none_or(|max| entry.tlp <= max) {
+                        bytes += entry.record.as_bytes().len();
                         entries.push(entry);
                     }
                 }
@@ -963,6 +972,7 @@ impl NodeHandle {
         Ok(FeedPage {
             entries,
             next,
+            more: next < self.shared.store.last_cursor(),
             tlp_ceiling: filter.max_tlp.unwrap_or(Tlp::Red),
         })
     }

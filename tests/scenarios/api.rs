@@ -245,6 +245,7 @@ async fn feed_pages_filter_and_the_stream_resumes_from_a_cursor() {
         .unwrap();
     assert_eq!(page["entries"][0]["cursor"], 2);
     assert_eq!(page["next"], 2);
+    assert_eq!(page["more"], true, "cursor 3 lies beyond");
     let bad = reader
         .get(format!("{base}/v1/feed?kind=opinion"))
         .send()
