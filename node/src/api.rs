@@ -199,7 +199,11 @@ fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), ApiError> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| {
+            // The scheme is case-insensitive (RFC 9110).
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(token)
+        })
         .ok_or_else(|| {
             ApiError(
                 StatusCode::UNAUTHORIZED,
@@ -382,11 +386,13 @@ fn parse_id_or_prefix(api: &Api, id: &str) -> Result<RecordId, ApiError> {
     }
 }
 
-fn withheld(id: &RecordId, tlp: Tlp, ceiling: Tlp) -> ApiError {
+/// A record above the reader's ceiling, named as the reader asked for it (a prefix is not
+/// completed: the full id is not the reader's to learn).
+fn withheld(asked: &str, tlp: Tlp, ceiling: Tlp) -> ApiError {
     ApiError(
         StatusCode::FORBIDDEN,
         format!(
-            "record {id} is TLP:{}, above this node's outbound ceiling TLP:{}; a local reader holding the API token may ask with include_red=true (`--include-red` on the command line)",
+            "record {asked} is TLP:{}, above this node's outbound ceiling TLP:{}; a local reader holding the API token may ask with include_red=true (`--include-red` on the command line)",
             tlp_name(tlp),
             tlp_name(ceiling)
         ),
@@ -396,13 +402,13 @@ fn withheld(id: &RecordId, tlp: Tlp, ceiling: Tlp) -> ApiError {
 async fn record(
     State(api): State<Api>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(asked): Path<String>,
     ApiQuery(q): ApiQuery<ReadQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = parse_id_or_prefix(&api, &id)?;
+    let id = parse_id_or_prefix(&api, &asked)?;
     let ceiling = reader_ceiling(&api, &headers, q.include_red)?;
     match api.node.get(&id).map_err(internal)? {
-        Some(entry) if entry.tlp > ceiling => Err(withheld(&id, entry.tlp, ceiling)),
+        Some(entry) if entry.tlp > ceiling => Err(withheld(&asked, entry.tlp, ceiling)),
         Some(entry) => Ok(([(TLP_CEILING_HEADER, tlp_name(ceiling))], axum::Json(entry))),
         None => Err(ApiError(
             StatusCode::NOT_FOUND,
@@ -414,13 +420,13 @@ async fn record(
 async fn thread(
     State(api): State<Api>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path(asked): Path<String>,
     ApiQuery(q): ApiQuery<ReadQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let id = parse_id_or_prefix(&api, &id)?;
+    let id = parse_id_or_prefix(&api, &asked)?;
     let ceiling = reader_ceiling(&api, &headers, q.include_red)?;
     match api.node.thread(&id, ceiling).map_err(internal)? {
-        Some(t) if t.claim.tlp > ceiling => Err(withheld(&id, t.claim.tlp, ceiling)),
+        Some(t) if t.claim.tlp > ceiling => Err(withheld(&asked, t.claim.tlp, ceiling)),
         Some(t) => Ok(([(TLP_CEILING_HEADER, tlp_name(ceiling))], axum::Json(t))),
         None => Err(ApiError(
             StatusCode::NOT_FOUND,
