@@ -414,10 +414,25 @@ impl Node {
                         dir.display()
                     ))
                 }
+                StoreError::Sled(sled::Error::Io(io)) => NodeError::Config(format!(
+                    "cannot open the data dir {}: {io}; check `data_dir` in the node config and that this user may write there",
+                    dir.display()
+                )),
                 other => NodeError::Store(other),
             })?,
             None => Store::temporary_with(pending_limits)?,
         });
+        if let Some(held) = store.bind_network(roster.network_id().as_bytes())? {
+            return Err(NodeError::Config(format!(
+                "the data dir {} holds records of network {}, but this roster is network {}: a roster change (a member, an observer or a node added or removed) makes a new network, under which the stored records' signatures are invalid. Run with the roster this data dir was made with, or give the new network a new data dir",
+                config
+                    .data_dir
+                    .as_deref()
+                    .map_or("(temporary)".into(), |d| d.display().to_string()),
+                hex::encode(held),
+                roster.network_id()
+            )));
+        }
         let new_chain_marker = new_chain_marker(
             config.data_dir.as_deref(),
             config.state_key.as_ref(),

@@ -911,6 +911,22 @@ impl Store {
         Ok(())
     }
 
+    /// Ties the store to the network whose records it holds. A record's signature covers
+    /// the network id (the roster's hash), so records stored for one roster are invalid under
+    /// another. A store without an id takes `id`; one that has another id returns it
+    /// (the caller must not run this network on it).
+    pub fn bind_network(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = key::meta("network_id");
+        match self.db.get(&key)? {
+            Some(held) if held.as_ref() != id => Ok(Some(held.to_vec())),
+            Some(_) => Ok(None),
+            None => {
+                self.db.insert(key, &id[..])?;
+                Ok(None)
+            }
+        }
+    }
+
     /// The stored records whose id starts with the hex digits `prefix` (at most `limit`).
     pub fn find_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<RecordId>, StoreError> {
         if !prefix.is_ascii() || prefix.len() > 64 {

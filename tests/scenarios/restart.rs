@@ -14,6 +14,21 @@ async fn restarted_node_keeps_records_and_continues_its_chain() {
     assert_eq!((first.seq, second.seq), (1, 2));
     assert!(net.node(1).wait_for_record(&second.id, DEADLINE).await);
     net.stop(0).await.unwrap();
+    // A roster with one more observer is another network: the node refuses to run it on a
+    // data dir whose records were signed for this one (they would all be invalid there).
+    let other = attrib_node::localnet::local_roster(
+        &net.members,
+        &[(attrib_node::localnet::LocalMember::new(7, 9), false)],
+    );
+    let refused = net
+        .restart_configured(0, vec![], |cfg| cfg.roster = other)
+        .await
+        .expect_err("started on another network's records");
+    assert!(
+        refused.to_string().contains("holds records of network")
+            && refused.to_string().contains("new data dir"),
+        "{refused}"
+    );
     net.restart(0).await.unwrap();
     let fra = net.node(0);
     assert!(fra.get(&first.id).unwrap().is_some());
