@@ -343,7 +343,7 @@ pub(crate) struct ClaimArgs {
     #[arg(long, required_unless_present = "file", value_parser = clap::value_parser!(u8).range(0..=100), allow_hyphen_values = true)]
     confidence: Option<u8>,
     /// TLP marking.
-    #[arg(long, value_enum, default_value = "amber")]
+    #[arg(long, value_enum, ignore_case = true, default_value = "amber")]
     tlp: TlpArg,
     /// Affected sector (repeatable).
     #[arg(long)]
@@ -407,6 +407,7 @@ enum TlpArg {
     Clear,
     Green,
     Amber,
+    #[value(alias = "amber+strict")]
     AmberStrict,
     Red,
 }
@@ -436,11 +437,8 @@ fn time_arg(s: &str) -> std::result::Result<u64, String> {
     } else {
         s.to_string()
     };
-    let t = humantime::parse_rfc3339_weak(&full).map_err(|_| {
-        format!(
-            "{s:?} is not a time; write 2026-11-20T08:00:00Z, a date (2026-11-20, midnight UTC) or ms since 1970"
-        )
-    })?;
+    let t = attrib_protocol::parse_rfc3339(&full)
+        .map_err(|e| format!("{e}, a date (2026-11-20, midnight UTC) or ms since 1970"))?;
     Ok(t.duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64))
 }
@@ -664,7 +662,7 @@ pub(crate) struct FeedArgs {
     #[arg(long, conflicts_with = "about")]
     about_us: bool,
     /// Only records marked at most this TLP level.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, ignore_case = true)]
     tlp: Option<TlpArg>,
     /// Include records above the node's TLP ceiling, up to RED (needs the API token).
     #[arg(long)]

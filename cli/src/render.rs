@@ -4,13 +4,34 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-fn s(v: &Value) -> &str {
-    v.as_str().unwrap_or("")
+/// A string field as it may reach a terminal: text comes from other states' records, so
+/// control characters (which a terminal acts on) and bidirectional overrides (which reorder
+/// what is shown) are replaced, and a line break is followed by an indent, so that no text can
+/// pass for a line of this program's own output. Records are checked for these too, but a
+/// record stored by an older version may carry them.
+fn s(v: &Value) -> std::borrow::Cow<'_, str> {
+    let text = v.as_str().unwrap_or("");
+    if !text.chars().any(needs_escape) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\n      "),
+            '\t' => out.push(' '),
+            c if needs_escape(c) => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out.into()
 }
 
-fn short(v: &Value) -> &str {
-    let id = s(v);
-    &id[..id.len().min(12)]
+fn needs_escape(c: char) -> bool {
+    c.is_control() || attrib_protocol::is_bidi_control(c)
+}
+
+fn short(v: &Value) -> String {
+    s(v).chars().take(12).collect()
 }
 
 fn time(ms: &Value) -> String {
@@ -37,7 +58,7 @@ pub(crate) fn entry(e: &Value) -> String {
         time(&r["created_at"]),
         e["cursor"]
     );
-    match s(&b["kind"]) {
+    match s(&b["kind"]).as_ref() {
         "claim" => {
             let i = &b["incident"];
             let a = &b["attributed_to"];
@@ -194,7 +215,7 @@ fn headline(st: &Value) -> String {
 pub(crate) fn feed_line(e: &Value) -> String {
     let r = &e["record"];
     let b = &r["body"];
-    let what = match s(&b["kind"]) {
+    let what = match s(&b["kind"]).as_ref() {
         "claim" => format!(
             "{} -> {} ({}%, TLP:{}): {}",
             s(&e["author_state"]),
@@ -301,7 +322,7 @@ pub(crate) fn status(st: &Value) -> String {
     if eq.is_empty() {
         let _ = writeln!(out, "equivocators none");
     } else {
-        let list: Vec<&str> = eq.iter().map(s).collect();
+        let list: Vec<_> = eq.iter().map(s).collect();
         let _ = writeln!(
             out,
             "EQUIVOCATING {} (signed conflicting records; see `attrib forks`)",
@@ -322,4 +343,17 @@ pub(crate) fn status(st: &Value) -> String {
         let _ = writeln!(out, "listening   {}", s(l));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_from_records_cannot_act_on_the_terminal_or_forge_a_line() {
+        let v = Value::String("Ok\u{1b}[2J\u{202E}x\nSTATUS  fake\ttab".into());
+        assert_eq!(s(&v), "Ok\u{FFFD}[2J\u{FFFD}x\n      STATUS  fake tab");
+        let plain = Value::String("Überfall — 東京".into());
+        assert!(matches!(s(&plain), std::borrow::Cow::Borrowed(_)));
+    }
 }

@@ -274,10 +274,10 @@ fn submitted(
         Ok(_) => StatusCode::CREATED,
         Err(SubmitError::Observer) => StatusCode::FORBIDDEN,
         Err(SubmitError::UnknownTarget(_)) => StatusCode::NOT_FOUND,
-        Err(SubmitError::Invalid(_) | SubmitError::UnknownState(_)) => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
-        Err(SubmitError::Retracted(_)) => StatusCode::CONFLICT,
+        Err(
+            SubmitError::Invalid(_) | SubmitError::UnknownState(_) | SubmitError::SelfAttribution,
+        ) => StatusCode::UNPROCESSABLE_ENTITY,
+        Err(SubmitError::Retracted(_) | SubmitError::AlreadyRevised { .. }) => StatusCode::CONFLICT,
         Err(
             SubmitError::Conflict { .. }
             | SubmitError::OutOfOrder { .. }
@@ -497,6 +497,24 @@ fn parse_tlp(s: &str) -> Result<Tlp, ApiError> {
 }
 
 impl FeedQuery {
+    /// Where to start: `resume` (a stream's Last-Event-ID) or `since`. A cursor beyond this
+    /// node's last is refused: cursors are this node's own, and one it never gave out means the
+    /// reader's was from another node, or from before its data dir was rebuilt; reading on from
+    /// it would silently skip everything up to there.
+    fn since_checked(&self, api: &Api, resume: Option<u64>) -> Result<u64, ApiError> {
+        let since = resume.or(self.since).unwrap_or(0);
+        let last = api.node.shared.store.last_cursor();
+        if since > last {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "cursor {since} is beyond this node's last cursor {last}: cursors belong to one node, and this one never gave that out (another node's cursor, or this node's data dir was rebuilt); start again from 0 and skip records you hold, by id"
+                ),
+            ));
+        }
+        Ok(since)
+    }
+
     /// The page size asked for: `default` when not given, at most `max` (a larger ask is
     /// capped; the page's `next` says where to go on). Zero is refused: it would page forever.
     fn page_limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
@@ -557,7 +575,7 @@ async fn feed(
     let limit = q.page_limit(100, MAX_PAGE)?;
     let page = api
         .node
-        .read_feed(q.since.unwrap_or(0), limit, filter)
+        .read_feed(q.since_checked(&api, None)?, limit, filter)
         .await
         .map_err(internal)?;
     Ok((
@@ -576,7 +594,7 @@ async fn stix_export(
     let limit = q.page_limit(MAX_PAGE, MAX_EXPORT)?;
     let page = api
         .node
-        .read_feed(q.since.unwrap_or(0), limit, filter)
+        .read_feed(q.since_checked(&api, None)?, limit, filter)
         .await
         .map_err(internal)?;
     let lookup = api.node.lookup_within(page.tlp_ceiling);
@@ -609,11 +627,22 @@ async fn feed_stream(
                 .into(),
         )
     })?;
-    let resume = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let since = resume.or(q.since).unwrap_or(0);
+    let resume = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError(
+                        StatusCode::BAD_REQUEST,
+                        "Last-Event-ID must be a feed cursor (the id: of an event this node sent)"
+                            .into(),
+                    )
+                })?,
+        ),
+    };
+    let since = q.since_checked(&api, resume)?;
     let node = api.node.clone();
     let updates = node.feed_updates();
     // The permit travels with the stream and is released when the subscriber goes away.

@@ -176,6 +176,21 @@ pub enum SubmitError {
         /// The seq signed twice.
         seq: u64,
     },
+    /// A claim attributes the incident to the state that signs it.
+    #[error(
+        "a claim cannot attribute the incident to the state that signs it; name the actor alone (--actor) and describe it in the summary"
+    )]
+    SelfAttribution,
+    /// A revision of a claim that was already revised.
+    #[error(
+        "claim {claim} was already revised by {by}; revise {by} instead (revisions form one line)"
+    )]
+    AlreadyRevised {
+        /// The claim named.
+        claim: RecordId,
+        /// Its revision.
+        by: RecordId,
+    },
     /// A claim names an accused state that is neither a roster member nor an ISO 3166-1 code.
     #[error(
         "{0} is neither a member of this network nor an ISO 3166-1 alpha-3 country code; check for a typo (a signed claim cannot be taken back, only retracted)"
@@ -701,11 +716,29 @@ impl NodeHandle {
         {
             return Err(SubmitError::UnknownState(accused));
         }
-        if let Some(target) = body.target()
-            && !matches!(body, Body::Claim(_))
-            && self.is_retracted(&target)?
+        if let Body::Claim(c) = &body
+            && c.attributed_to.state.is_some()
+            && c.attributed_to.state == roster.member_by_key(&author).map(|m| m.code)
         {
-            return Err(SubmitError::Retracted(target));
+            return Err(SubmitError::SelfAttribution);
+        }
+        if let Some(target) = body.target() {
+            // A retraction is final, for revisions too.
+            if self.is_retracted(&target)? {
+                return Err(SubmitError::Retracted(target));
+            }
+            // Revisions form one line: the latest is revised, not an earlier one again.
+            if matches!(body, Body::Claim(_))
+                && let Some(by) = store
+                    .responses(&target)?
+                    .iter()
+                    .find(|r| matches!(r.body(), Body::Claim(_)) && r.author() == author)
+            {
+                return Err(SubmitError::AlreadyRevised {
+                    claim: target,
+                    by: by.id(),
+                });
+            }
         }
         let pending = store.pending_of(&author);
         let head = store.chain_head(&author)?;

@@ -128,7 +128,7 @@ pub fn timestamp_us(us: u64) -> String {
 
 /// Parses a STIX/TAXII timestamp into µs since the epoch.
 pub fn parse_timestamp_us(s: &str) -> Option<u64> {
-    let t = humantime::parse_rfc3339_weak(s.trim_end_matches('Z')).ok()?;
+    let t = attrib_protocol::parse_rfc3339(s).ok()?;
     Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_micros() as u64)
 }
 

@@ -97,6 +97,48 @@ pub struct Evidence {
     pub locator: Option<String>,
 }
 
+/// Parses an RFC 3339 time with its zone: `Z` or an offset such as `+02:00`
+/// (`2026-11-20T08:00:00Z`, `2026-11-20T10:00:00.5+02:00`). A time without a zone is refused
+/// rather than guessed: a record's times are signed for good.
+pub fn parse_rfc3339(text: &str) -> Result<std::time::SystemTime, String> {
+    let t = text.trim();
+    let hint = "write e.g. 2026-11-20T08:00:00Z (UTC) or 2026-11-20T10:00:00+02:00";
+    let (local, offset_s): (&str, i64) = if let Some(base) = t.strip_suffix(['Z', 'z']) {
+        (base, 0)
+    } else {
+        let split = t.len().checked_sub(6).filter(|i| t.is_char_boundary(*i));
+        let zone = split.map(|i| (&t[..i], &t.as_bytes()[i..]));
+        match zone {
+            Some((base, [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2]))
+                if [h1, h2, m1, m2].iter().all(|d| d.is_ascii_digit()) =>
+            {
+                let num = |a: &u8, b: &u8| i64::from(a - b'0') * 10 + i64::from(b - b'0');
+                let (h, m) = (num(h1, h2), num(m1, m2));
+                if h > 23 || m > 59 {
+                    return Err(format!("{text:?} has an offset out of range; {hint}"));
+                }
+                let secs = h * 3600 + m * 60;
+                (base, if *sign == b'-' { -secs } else { secs })
+            }
+            _ if humantime::parse_rfc3339_weak(t).is_ok() => {
+                return Err(format!(
+                    "{text:?} has no time zone: add Z for UTC or an offset like +02:00; {hint}"
+                ));
+            }
+            _ => return Err(format!("{text:?} is not a time; {hint}")),
+        }
+    };
+    let at = humantime::parse_rfc3339_weak(local)
+        .map_err(|e| format!("{text:?} is not a time ({e}); {hint}"))?;
+    let shift = std::time::Duration::from_secs(offset_s.unsigned_abs());
+    let utc = if offset_s >= 0 {
+        at.checked_sub(shift)
+    } else {
+        at.checked_add(shift)
+    };
+    utc.ok_or_else(|| format!("{text:?} is out of range; {hint}"))
+}
+
 /// Accepts ms since the epoch as a number, or an RFC 3339 time as a string.
 fn time_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     #[derive(Deserialize)]
@@ -107,15 +149,13 @@ fn time_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
     match Time::deserialize(d)? {
         Time::Ms(ms) => Ok(ms),
-        Time::Text(t) => humantime::parse_rfc3339_weak(&t)
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_millis() as u64)
-            .ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "{t:?} is not a time: write ms since 1970 or RFC 3339 like \"2026-11-20T08:00:00Z\""
-                ))
-            }),
+        Time::Text(t) => parse_rfc3339(&t)
+            .and_then(|at| {
+                at.duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .map_err(|_| format!("{t:?} is before 1970"))
+            })
+            .map_err(|e| serde::de::Error::custom(format!("{e} (or ms since 1970)"))),
     }
 }
 

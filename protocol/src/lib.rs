@@ -73,7 +73,7 @@ mod validate;
 
 pub use body::{
     Attribution, Body, Claim, Endorsement, Evidence, Incident, KIND_CLAIM, KIND_ENDORSEMENT,
-    KIND_REBUTTAL, KIND_RETRACTION, Opinion, Rebuttal, Retraction, Stance, Tlp,
+    KIND_REBUTTAL, KIND_RETRACTION, Opinion, Rebuttal, Retraction, Stance, Tlp, parse_rfc3339,
 };
 pub use chain::{ChainHead, ChainPosition, ChainView, ForkProof, ForkProofError};
 pub use id::{
@@ -86,5 +86,5 @@ pub use roster::{Member, Observer, Roster, RosterError, RosterFile};
 pub use thread::{Position, ThreadStatus, opinion_label, stance_label};
 pub use validate::{
     RecordError, check_clock, check_content, check_record, check_records, check_response,
-    check_response_content,
+    check_response_content, is_bidi_control,
 };

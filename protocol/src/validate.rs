@@ -174,7 +174,7 @@ pub fn check_content(c: &RecordContent) -> Result<(), RecordError> {
             let i = &claim.incident;
             text("incident.title", &i.title, MAX_TITLE)?;
             non_empty("incident.title", &i.title)?;
-            text("incident.summary", &i.summary, MAX_TEXT)?;
+            prose("incident.summary", &i.summary, MAX_TEXT)?;
             if i.observed_from > i.observed_to {
                 return Err(RecordError::InvalidField {
                     field: "incident.observed_to",
@@ -209,16 +209,16 @@ pub fn check_content(c: &RecordContent) -> Result<(), RecordError> {
             evidence(&claim.evidence)
         }
         Body::Rebuttal(r) => {
-            text("statement", &r.statement, MAX_TEXT)?;
+            prose("statement", &r.statement, MAX_TEXT)?;
             non_empty("statement", &r.statement)?;
             evidence(&r.evidence)
         }
         Body::Endorsement(e) => {
-            text("statement", &e.statement, MAX_TEXT)?;
+            prose("statement", &e.statement, MAX_TEXT)?;
             evidence(&e.evidence)
         }
         Body::Retraction(r) => {
-            text("reason", &r.reason, MAX_TEXT)?;
+            prose("reason", &r.reason, MAX_TEXT)?;
             non_empty("reason", &r.reason)
         }
         Body::Unknown { .. } => Ok(()),
@@ -257,7 +257,19 @@ pub fn check_response_content(content: &RecordContent, target: &Record) -> Resul
     }
 }
 
+/// A one-line text field: at most `max` bytes, no control characters (a reader's terminal
+/// would act on them: move the cursor, clear the screen, forge a line of output) and no
+/// bidirectional overrides (they reorder what is shown, so text reads as something else).
 fn text(field: &'static str, s: &str, max: usize) -> Result<(), RecordError> {
+    checked_text(field, s, max, false)
+}
+
+/// A free-text field: as [`text`], but line breaks and tabs are allowed.
+fn prose(field: &'static str, s: &str, max: usize) -> Result<(), RecordError> {
+    checked_text(field, s, max, true)
+}
+
+fn checked_text(field: &'static str, s: &str, max: usize, lines: bool) -> Result<(), RecordError> {
     if s.len() > max {
         return Err(RecordError::FieldTooLong {
             field,
@@ -265,7 +277,26 @@ fn text(field: &'static str, s: &str, max: usize) -> Result<(), RecordError> {
             max,
         });
     }
+    let allowed = |c: char| lines && (c == '\n' || c == '\t');
+    if s.chars()
+        .any(|c| (c.is_control() && !allowed(c)) || is_bidi_control(c))
+    {
+        return Err(RecordError::InvalidField {
+            field,
+            reason: if lines {
+                "must not contain control characters other than line breaks and tabs, nor bidirectional overrides (a reader's terminal would act on them)"
+            } else {
+                "must be one line without control characters or bidirectional overrides (a reader's terminal would act on them)"
+            },
+        });
+    }
     Ok(())
+}
+
+/// The Unicode bidirectional formatting characters (embeddings, overrides, isolates, marks):
+/// they change the order in which text around them is displayed.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 fn non_empty(field: &'static str, s: &str) -> Result<(), RecordError> {
@@ -304,7 +335,7 @@ fn evidence(items: &[Evidence]) -> Result<(), RecordError> {
     for e in items {
         text("evidence.kind", &e.kind, MAX_LABEL)?;
         non_empty("evidence.kind", &e.kind)?;
-        text("evidence.description", &e.description, MAX_EVIDENCE_TEXT)?;
+        prose("evidence.description", &e.description, MAX_EVIDENCE_TEXT)?;
         if let Some(l) = &e.locator {
             text("evidence.locator", l, MAX_EVIDENCE_TEXT)?;
         }

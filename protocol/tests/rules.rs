@@ -139,6 +139,58 @@ fn field_limits_are_enforced() {
 }
 
 #[test]
+fn text_that_a_terminal_would_act_on_is_refused() {
+    // A forged line of output, a screen clear, a NUL and a right-to-left override in a title;
+    // line breaks are refused in one-line fields and allowed in free text.
+    let n = net();
+    let check = |edit: &dyn Fn(&mut Claim)| {
+        let mut c = claim("x");
+        edit(&mut c);
+        let r = n.fra.sign(&n.roster, 1, None, Body::Claim(c));
+        check_record(r.as_bytes(), &n.roster, NOW)
+    };
+    for bad in [
+        "Ok\n3  claim  deadbeef0000  DEU -> FRA (99%): fake",
+        "\u{1b}[2J\u{1b}[31mred",
+        "nul\0byte",
+        "gpj.\u{202E}exe",
+        "c1\u{85}control",
+    ] {
+        assert!(
+            matches!(
+                check(&|c: &mut Claim| c.incident.title = bad.into()),
+                Err(RecordError::InvalidField {
+                    field: "incident.title",
+                    ..
+                })
+            ),
+            "{bad:?}"
+        );
+    }
+    assert!(matches!(
+        check(&|c: &mut Claim| c.incident.summary = "\u{1b}]0;title\u{7}".into()),
+        Err(RecordError::InvalidField {
+            field: "incident.summary",
+            ..
+        })
+    ));
+    assert!(matches!(
+        check(&|c: &mut Claim| c.attributed_to.actor = Some("APT\u{2066}X".into())),
+        Err(RecordError::InvalidField {
+            field: "attributed_to.actor",
+            ..
+        })
+    ));
+    assert!(
+        check(&|c: &mut Claim| {
+            c.incident.summary = "line one\n\tline two".into();
+            c.incident.title = "Überfall auf das Netz — 東京".into();
+        })
+        .is_ok()
+    );
+}
+
+#[test]
 fn oversized_record_is_refused_before_decoding() {
     let n = net();
     let mut c = claim("x");
@@ -493,4 +545,37 @@ fn claim_files_accept_rfc3339_times_and_any_case_tlp() {
     let bad = json.replace("2026-11-20T08:00:00Z", "yesterday");
     let err = serde_json::from_str::<Claim>(&bad).unwrap_err().to_string();
     assert!(err.contains("not a time"), "{err}");
+}
+
+#[test]
+fn times_need_a_zone_and_offsets_are_applied() {
+    let ms = |t: &str| {
+        parse_rfc3339(t).map(|at| {
+            at.duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64
+        })
+    };
+    let utc = ms("2026-11-20T08:00:00Z").unwrap();
+    assert_eq!(ms("2026-11-20T10:00:00+02:00").unwrap(), utc);
+    assert_eq!(ms("2026-11-20T03:00:00-05:00").unwrap(), utc);
+    assert_eq!(ms("2026-11-20T08:00:00.5z").unwrap(), utc + 500);
+    assert!(
+        ms("2026-11-20T08:00:00")
+            .unwrap_err()
+            .contains("no time zone")
+    );
+    assert!(ms("2026-11-20T08:00:00+24:00").is_err());
+    assert!(ms("yesterday").is_err());
+    // The same rule in a claim file: an offset is read, a missing zone refused.
+    let with = |t: &str| {
+        serde_json::from_value::<Incident>(serde_json::json!({
+            "title": "x", "summary": "", "observed_from": t, "observed_to": t
+        }))
+    };
+    assert_eq!(
+        with("2026-11-20T10:00:00+02:00").unwrap().observed_from,
+        utc
+    );
+    assert!(with("2026-11-20T08:00:00").is_err());
 }

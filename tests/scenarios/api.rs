@@ -252,6 +252,24 @@ async fn feed_pages_filter_and_the_stream_resumes_from_a_cursor() {
         .await
         .unwrap();
     assert_eq!(bad.status().as_u16(), 400);
+    // A cursor this node never gave out (another node's, or from before a rebuild) is refused
+    // rather than answered with silence; so is a Last-Event-ID that is no cursor.
+    for req in [
+        reader.get(format!("{base}/v1/feed?since=999")),
+        reader.get(format!("{base}/v1/feed/stream?since=999")),
+        reader
+            .get(format!("{base}/v1/feed/stream"))
+            .header("last-event-id", "abc"),
+    ] {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 400);
+        let err: Value = resp.json().await.unwrap();
+        let text = err["error"].as_str().unwrap();
+        assert!(
+            text.contains("beyond this node's last cursor") || text.contains("Last-Event-ID"),
+            "{text}"
+        );
+    }
     // A page of nothing is refused rather than answered empty forever.
     for path in ["feed", "stix"] {
         let bad = reader
@@ -371,4 +389,49 @@ async fn pre_signed_records_publish_once_and_a_conflicting_one_is_reported_as_eq
     let forks = attrib_tests::get_json(&attrib_tests::reader(), format!("{base}/v1/forks")).await;
     assert_eq!(forks.as_array().unwrap().len(), 1, "{forks}");
     assert_eq!(forks[0]["seqs"], json!([1, 1]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revisions_form_one_line_retractions_are_final_and_no_state_accuses_itself() {
+    use attrib_node::SubmitError;
+    use attrib_protocol::{Body, Retraction};
+    let net = TestNet::start(1, &[]).await.unwrap();
+    let node = net.node(0);
+    let revise = |title: &str, of: attrib_protocol::RecordId| {
+        let Body::Claim(mut c) = attrib_tests::claim(title) else {
+            unreachable!()
+        };
+        c.supersedes = Some(of);
+        Body::Claim(c)
+    };
+    let first = node.submit(attrib_tests::claim("first")).await.unwrap();
+    let second = node.submit(revise("second", first.id)).await.unwrap();
+    match node.submit(revise("again", first.id)).await {
+        Err(SubmitError::AlreadyRevised { claim, by }) => {
+            assert_eq!((claim, by), (first.id, second.id));
+        }
+        other => panic!("a second revision of the same claim: {other:?}"),
+    }
+    node.submit(revise("third", second.id)).await.unwrap();
+
+    let withdrawn = node.submit(attrib_tests::claim("withdrawn")).await.unwrap();
+    node.submit(Body::Retraction(Retraction {
+        target: withdrawn.id,
+        reason: "wrong".into(),
+    }))
+    .await
+    .unwrap();
+    assert!(matches!(
+        node.submit(revise("revived", withdrawn.id)).await,
+        Err(SubmitError::Retracted(id)) if id == withdrawn.id
+    ));
+
+    let Body::Claim(mut own) = attrib_tests::claim("ourselves") else {
+        unreachable!()
+    };
+    own.attributed_to.state = Some(net.members[0].code);
+    assert!(matches!(
+        node.submit(Body::Claim(own)).await,
+        Err(SubmitError::SelfAttribution)
+    ));
 }

@@ -464,8 +464,8 @@ async fn red_never_leaves_the_node_except_to_an_authorised_local_reader() {
     assert_eq!(all["entries"][3]["record"]["id"], red_reply.id.to_hex());
 
     // Revisions can be marked differently from the claim they revise. A RED revision of the
-    // CLEAR claim stays out of the CLEAR claim's thread; a CLEAR revision of the RED claim (a
-    // declassification) does not carry the RED claim out in STIX.
+    // CLEAR claim stays out of the CLEAR claim's thread; a CLEAR revision of the AMBER+STRICT
+    // claim (a declassification) does not carry that claim out in STIX.
     let revise = |title: &str, tlp: Tlp, of: RecordId| {
         let Body::Claim(mut c) = claim(title, "RUS", tlp) else {
             unreachable!()
@@ -477,7 +477,7 @@ async fn red_never_leaves_the_node_except_to_an_authorised_local_reader() {
         .submit(revise("secret revision", Tlp::Red, clear.id))
         .await
         .unwrap();
-    fra.submit(revise("declassified", Tlp::Clear, red.id))
+    fra.submit(revise("declassified", Tlp::Clear, strict.id))
         .await
         .unwrap();
     let thread = get_json(&reader, format!("{base}/v1/threads/{}", clear.id)).await;
@@ -499,8 +499,8 @@ async fn red_never_leaves_the_node_except_to_an_authorised_local_reader() {
         "the CLEAR revision is exported"
     );
     assert!(
-        !stix.contains("attributes \\\"red\\\""),
-        "the RED claim it revises is not: {stix}"
+        !stix.contains("attributes \\\"strict\\\""),
+        "the AMBER+STRICT claim it revises is not: {stix}"
     );
 }
 
