@@ -367,10 +367,10 @@ pub(crate) struct EvidenceArgs {
     #[arg(long = "evidence")]
     files: Vec<PathBuf>,
     /// The kind of the --evidence artefacts.
-    #[arg(long, default_value = "artefact")]
+    #[arg(long, default_value = "artefact", requires = "files")]
     evidence_kind: String,
     /// What the --evidence artefacts show (published with the hash; the file name is not).
-    #[arg(long, default_value = "")]
+    #[arg(long, default_value = "", requires = "files")]
     evidence_note: String,
 }
 
@@ -381,6 +381,12 @@ impl EvidenceArgs {
             .map(|p| {
                 let bytes = std::fs::read(p)
                     .with_context(|| format!("cannot read evidence file {}", p.display()))?;
+                if bytes.is_empty() {
+                    bail!(
+                        "evidence file {} is empty: its hash would prove nothing; check the path",
+                        p.display()
+                    );
+                }
                 Ok(Evidence {
                     kind: self.evidence_kind.clone(),
                     sha256: Sha256Digest::of(&bytes),
@@ -664,7 +670,8 @@ pub(crate) struct FeedArgs {
     /// Only records marked at most this TLP level.
     #[arg(long, value_enum, ignore_case = true)]
     tlp: Option<TlpArg>,
-    /// Include records above the node's TLP ceiling, up to RED (needs the API token).
+    /// Include records above the node's TLP ceiling (with the default ceiling AMBER: AMBER+STRICT
+    /// and RED), for a local reader only (needs the API token).
     #[arg(long)]
     include_red: bool,
     /// At most this many (without --follow; 1 to 1000).
@@ -828,13 +835,14 @@ fn import(a: ImportArgs) -> Result<()> {
 }
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["all", "stix"])))]
 pub(crate) struct VerifyArgs {
     /// Verify the running node's whole store on disk: every signature, every chain link, and that
     /// every record the node holds is still there.
     #[arg(long, conflicts_with = "stix")]
     all: bool,
     /// A STIX bundle exported by attrib, to verify offline.
-    #[arg(long, required_unless_present = "all", requires = "roster")]
+    #[arg(long, requires = "roster")]
     stix: Option<PathBuf>,
     /// The network's roster file (with --stix).
     #[arg(long)]

@@ -106,7 +106,7 @@ enum Command {
     Export(commands::ExportArgs),
     /// Turn a STIX 2.1 attribution into a claim draft to review and submit.
     Import(commands::ImportArgs),
-    /// Verify, offline, the signed records inside an exported STIX bundle.
+    /// Verify signed records: an exported STIX bundle, offline (--stix), or the node's whole store (--all).
     Verify(commands::VerifyArgs),
     /// List the fork proofs the node holds (states that signed conflicting records).
     Forks(commands::ForksArgs),

@@ -547,6 +547,12 @@ impl FeedQuery {
             ));
         }
         let mut about = state(&self.about)?;
+        if self.about_us == Some(true) && about.is_some() {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "about_us and about both name the state the claims are about; give one".into(),
+            ));
+        }
         if self.about_us == Some(true) {
             about = Some(api.node.state().ok_or_else(|| {
                 ApiError(

@@ -180,6 +180,14 @@ impl FileConfig {
                 at(&file.api_token).display()
             )));
         }
+        const MIN_TOKEN: usize = 16;
+        if token.trim().len() < MIN_TOKEN {
+            return Err(NodeError::Config(format!(
+                "the API token in {} is {} characters; use at least {MIN_TOKEN} random ones (`attrib init` writes 64 hex digits, e.g. from `openssl rand -hex 32`)",
+                at(&file.api_token).display(),
+                token.trim().len()
+            )));
+        }
         let listen = parse_addrs("listen", &file.listen)?;
         let bootstrap = parse_addrs("bootstrap", &file.bootstrap)?;
         let config = NodeConfig {

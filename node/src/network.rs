@@ -224,7 +224,10 @@ pub(crate) struct EventLoop {
     ingest: Ingest,
     commands: mpsc::Receiver<Command>,
     bootstrap: Vec<Multiaddr>,
-    connected: HashSet<PeerId>,
+    /// Connected peers, with when their first connection came up.
+    connected: HashMap<PeerId, tokio::time::Instant>,
+    /// Peers already warned about for staying off the record topic (see `warn_off_topic`).
+    warned_off_topic: HashSet<PeerId>,
     /// This node's dials to bootstrap addresses and their connections, while open: an address
     /// is not dialled again while it has one.
     bootstrap_links: HashMap<ConnectionId, Multiaddr>,
@@ -358,7 +361,8 @@ impl EventLoop {
             ingest,
             commands,
             bootstrap: settings.bootstrap,
-            connected: HashSet::new(),
+            connected: HashMap::new(),
+            warned_off_topic: HashSet::new(),
             bootstrap_links: HashMap::new(),
             connections: HashMap::new(),
             rtt: HashMap::new(),
@@ -431,7 +435,7 @@ impl EventLoop {
             Command::Peers(reply) => {
                 let peers = self
                     .connected
-                    .iter()
+                    .keys()
                     .map(|p| PeerInfo {
                         peer_id: p.to_string(),
                         role: self.role_of(p),
@@ -460,7 +464,7 @@ impl EventLoop {
                 }
             }
             Command::SyncNow => {
-                let peers: Vec<PeerId> = self.connected.iter().copied().collect();
+                let peers: Vec<PeerId> = self.connected.keys().copied().collect();
                 for peer in peers {
                     self.request_heads(peer);
                 }
@@ -473,7 +477,7 @@ impl EventLoop {
     fn handle_sync_tick(&mut self) {
         let mut peers: Vec<PeerId> = self
             .connected
-            .iter()
+            .keys()
             .filter(|p| !self.distrusted.contains(p))
             .copied()
             .collect();
@@ -688,7 +692,7 @@ impl EventLoop {
             .own_claims
             .iter()
             .filter(|(p, c)| {
-                **c > ours && self.connected.contains(*p) && !self.distrusted.contains(*p)
+                **c > ours && self.connected.contains_key(*p) && !self.distrusted.contains(*p)
             })
             .max_by_key(|(_, c)| **c)
             .map(|(p, c)| (*p, *c));
@@ -774,6 +778,28 @@ impl EventLoop {
         if self.connected.len() < self.bootstrap.len() {
             self.dial_bootstrap(false);
         }
+        self.warn_off_topic();
+    }
+
+    /// Warns once about each peer connected for a while that never joined the record topic:
+    /// its topic comes from its roster's network id, so it runs another roster (another
+    /// network), and no record passes between the two nodes.
+    fn warn_off_topic(&mut self) {
+        let settled = Duration::from_secs(10);
+        let off: Vec<PeerId> = self
+            .connected
+            .iter()
+            .filter(|(p, at)| {
+                at.elapsed() > settled
+                    && !self.subscribed.contains(*p)
+                    && !self.warned_off_topic.contains(*p)
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in off {
+            tracing::warn!(peer = %peer, state = %self.role_of(&peer), "peer is connected but not on this network's record topic: it runs another roster (network id); no records pass between the two nodes. Compare `attrib status` network ids with its operator");
+            self.warned_off_topic.insert(peer);
+        }
     }
 
     /// Dials the bootstrap addresses that have no dial or connection of this node's open.
@@ -811,7 +837,11 @@ impl EventLoop {
                 ..
             } => {
                 self.connections.insert(peer_id, num_established.get());
-                if self.connected.insert(peer_id) {
+                if self
+                    .connected
+                    .insert(peer_id, tokio::time::Instant::now())
+                    .is_none()
+                {
                     tracing::info!(peer = %peer_id, state = %self.role_of(&peer_id), "peer connected");
                     self.distrusted.remove(&peer_id);
                     self.request_heads(peer_id);
@@ -831,8 +861,14 @@ impl EventLoop {
                     self.connections.insert(peer_id, num_established);
                     return;
                 }
-                tracing::info!(peer = %peer_id, state = %self.role_of(&peer_id), "peer disconnected");
-                self.connected.remove(&peer_id);
+                let lasted = self.connected.remove(&peer_id).map(|at| at.elapsed());
+                if lasted.is_some_and(|d| d < Duration::from_secs(2)) {
+                    // The usual sign of a peer that does not admit this node; it says nothing.
+                    tracing::warn!(peer = %peer_id, state = %self.role_of(&peer_id), "peer closed the connection right after it opened: it may not admit this node (its roster lacks this node's peer id, or it refuses this node for a while after invalid records); compare `attrib status` network ids with its operator");
+                } else {
+                    tracing::info!(peer = %peer_id, state = %self.role_of(&peer_id), "peer disconnected");
+                }
+                self.warned_off_topic.remove(&peer_id);
                 self.connections.remove(&peer_id);
                 self.rtt.remove(&peer_id);
                 self.peer_heads.retain(|(p, _), _| *p != peer_id);

@@ -31,7 +31,7 @@ pub enum RecordError {
     },
     /// The first byte is not a record version this software knows.
     #[error(
-        "record format version {version} is not supported (this software reads version 1); upgrade attrib"
+        "record format version {version} is not supported (this software reads version 1): these bytes are not an attrib record, or one from a newer attrib (then upgrade)"
     )]
     UnsupportedVersion {
         /// The version byte found.
@@ -90,7 +90,7 @@ pub enum RecordError {
         max_skew_ms: u64,
     },
     /// A response targets a record that is not a claim.
-    #[error("record targets {target}, which is a {kind}, not a claim")]
+    #[error("record targets {target}, which is not a claim but a record of kind {kind}")]
     TargetNotClaim {
         /// The target.
         target: RecordId,
