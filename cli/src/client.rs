@@ -121,10 +121,12 @@ impl Client {
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         let msg = match serde_json::from_str::<serde_json::Value>(&text) {
-            Ok(body) => body["error"].as_str().unwrap_or("no details").to_string(),
+            Ok(body) => crate::render::printable(body["error"].as_str().unwrap_or("no details"))
+                .into_owned(),
             // Not the node's JSON (a proxy, another server on that port): say what came back.
             Err(_) if text.trim().is_empty() => "no details".to_string(),
-            Err(_) => text.trim().chars().take(300).collect(),
+            Err(_) => crate::render::printable(&text.trim().chars().take(300).collect::<String>())
+                .into_owned(),
         };
         bail!("the node refused the request ({status}): {msg}")
     }

@@ -10,7 +10,10 @@ use serde_json::Value;
 /// pass for a line of this program's own output. Records are checked for these too, but a
 /// record stored by an older version may carry them.
 fn s(v: &Value) -> std::borrow::Cow<'_, str> {
-    let text = v.as_str().unwrap_or("");
+    s_str(v.as_str().unwrap_or(""))
+}
+
+fn s_str(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.chars().any(needs_escape) {
         return text.into();
     }
@@ -26,8 +29,23 @@ fn s(v: &Value) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
+/// Whom a claim attributes to: `RUS (APT-X)`, `RUS`, `APT-X` or `?`.
+fn accused(state: &Value, actor: &Value) -> String {
+    match (state.is_string(), actor.is_string()) {
+        (true, true) => format!("{} ({})", s(state), s(actor)),
+        (true, false) => s(state).into_owned(),
+        (false, true) => s(actor).into_owned(),
+        (false, false) => "?".into(),
+    }
+}
+
+/// Text from a record or a server, safe to print (see [`s`]).
+pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    s_str(text)
+}
+
 fn needs_escape(c: char) -> bool {
-    c.is_control() || attrib_protocol::is_bidi_control(c)
+    c.is_control() || attrib_protocol::is_bidi_override(c) || matches!(c, '\u{2028}' | '\u{2029}')
 }
 
 fn short(v: &Value) -> String {
@@ -62,12 +80,7 @@ pub(crate) fn entry(e: &Value) -> String {
         "claim" => {
             let i = &b["incident"];
             let a = &b["attributed_to"];
-            let target = match (a["state"].as_str(), a["actor"].as_str()) {
-                (Some(st), Some(ac)) => format!("{st} ({ac})"),
-                (Some(st), None) => st.to_string(),
-                (None, Some(ac)) => ac.to_string(),
-                _ => "?".into(),
-            };
+            let target = accused(&a["state"], &a["actor"]);
             let _ = writeln!(out, "  {}", s(&i["title"]));
             let _ = writeln!(
                 out,
@@ -163,12 +176,7 @@ pub(crate) fn thread(t: &Value) -> String {
 
 fn headline(st: &Value) -> String {
     let who = s(&st["claimant"]);
-    let target = match (st["accused_state"].as_str(), st["accused_actor"].as_str()) {
-        (Some(a), Some(b)) => format!("{a} ({b})"),
-        (Some(a), None) => a.into(),
-        (None, Some(b)) => b.into(),
-        _ => "?".into(),
-    };
+    let target = accused(&st["accused_state"], &st["accused_actor"]);
     let mut line = format!(
         "{who} attributes to {target}, confidence {}",
         st["confidence"]
@@ -219,10 +227,13 @@ pub(crate) fn feed_line(e: &Value) -> String {
         "claim" => format!(
             "{} -> {} ({}%, TLP:{}): {}",
             s(&e["author_state"]),
-            b["attributed_to"]["state"]
-                .as_str()
-                .or(b["attributed_to"]["actor"].as_str())
-                .unwrap_or("?"),
+            if b["attributed_to"]["state"].is_string() {
+                s(&b["attributed_to"]["state"])
+            } else if b["attributed_to"]["actor"].is_string() {
+                s(&b["attributed_to"]["actor"])
+            } else {
+                "?".into()
+            },
             b["confidence"],
             s(&b["tlp"]),
             s(&b["incident"]["title"])

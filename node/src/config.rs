@@ -181,11 +181,11 @@ impl FileConfig {
             )));
         }
         const MIN_TOKEN: usize = 16;
-        if token.trim().len() < MIN_TOKEN {
+        if token.trim().chars().count() < MIN_TOKEN {
             return Err(NodeError::Config(format!(
                 "the API token in {} is {} characters; use at least {MIN_TOKEN} random ones (`attrib init` writes 64 hex digits, e.g. from `openssl rand -hex 32`)",
                 at(&file.api_token).display(),
-                token.trim().len()
+                token.trim().chars().count()
             )));
         }
         let listen = parse_addrs("listen", &file.listen)?;

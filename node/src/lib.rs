@@ -263,6 +263,19 @@ pub struct FeedPage {
     pub tlp_ceiling: Tlp,
 }
 
+/// A feed hold of a local submission; feed readers are told when it ends.
+struct HeldFeed {
+    hold: Option<store::FeedHold>,
+    ingest: Ingest,
+}
+
+impl Drop for HeldFeed {
+    fn drop(&mut self) {
+        drop(self.hold.take());
+        self.ingest.notify();
+    }
+}
+
 /// The most records one [`NodeHandle::feed`] call looks at, matching or not.
 pub const FEED_SCAN: usize = 16 * 1024;
 /// A feed page ends once its records reach this many bytes (a record is at most 32 KiB, and
@@ -766,8 +779,9 @@ impl NodeHandle {
                 .ok_or(SubmitError::UnknownTarget(target))?;
             check_response_content(&content, &t)?;
         }
-        // Our own signature needs no check; the rules and the size do.
+        // Our own signature needs no check; the rules, the text and the size do.
         attrib_protocol::check_content(&content)?;
+        attrib_protocol::check_printable(&content.body)?;
         let record = Record::sign(content, key, roster.network_id());
         let size = record.as_bytes().len();
         if size > attrib_protocol::limits::MAX_RECORD_BYTES {
@@ -778,13 +792,13 @@ impl NodeHandle {
         }
         let (id, seq) = (record.id(), record.seq());
         let bytes = record.bytes();
-        let hold = store.hold_feed();
+        let held = self.hold_feed();
         let ingest::Outcome::Stored { cursor } = self.shared.ingest.append(record)? else {
             return Err(SubmitError::Conflict { seq });
         };
         // The next submission may sign while this one waits for the disk.
         drop(_guard);
-        self.settle(cursor, hold, bytes).await?;
+        self.settle(cursor, held, bytes).await?;
         let marker = self
             .shared
             .new_chain_marker
@@ -800,19 +814,44 @@ impl NodeHandle {
         Ok(Submitted { id, seq, cursor })
     }
 
+    /// Holds the feed before a local submission is appended (see [`Store::hold_feed`]); feed
+    /// readers are told when the hold ends, however it ends.
+    fn hold_feed(&self) -> HeldFeed {
+        HeldFeed {
+            hold: Some(self.shared.store.hold_feed()),
+            ingest: self.shared.ingest.clone(),
+        }
+    }
+
     /// After a local submission is stored: waits until it is durable (group commit), lets
-    /// feed readers see it, then gossips it.
+    /// feed readers see it, then gossips it. This runs to the end in a task of its own, so a
+    /// submitter that goes away (an HTTP client disconnecting) leaves neither the record
+    /// unpublished nor the feed showing it before it is on disk.
     async fn settle(
         &self,
         cursor: u64,
-        hold: store::FeedHold<'_>,
+        mut held: HeldFeed,
         bytes: std::sync::Arc<[u8]>,
     ) -> Result<(), StoreError> {
-        self.shared.store.flush_through(cursor).await?;
-        drop(hold);
-        self.shared.ingest.notify();
-        let _ = self.shared.commands.send(Command::Publish(bytes)).await;
-        Ok(())
+        let node = self.clone();
+        tokio::spawn(async move {
+            match node.shared.store.flush_through(cursor).await {
+                Ok(()) => {
+                    drop(held);
+                    let _ = node.shared.commands.send(Command::Publish(bytes)).await;
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::error!(cursor, error = %e, "a submission could not be made durable: the feed stops before it until the node restarts");
+                    if let Some(hold) = held.hold.take() {
+                        hold.keep();
+                    }
+                    Err(e)
+                }
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("the durable write of a submission failed: {e}")))?
     }
 
     /// Verifies the whole local store (see [`Store::verify_all`]).
@@ -844,9 +883,10 @@ impl NodeHandle {
                 ingest::CheckError::Invalid(e) => SubmitError::Invalid(e),
                 ingest::CheckError::Stopped => SubmitError::Stopping,
             })?;
+        attrib_protocol::check_printable(record.body()).map_err(SubmitError::Invalid)?;
         let (id, seq) = (record.id(), record.seq());
         let shared = record.bytes();
-        let hold = self.shared.store.hold_feed();
+        let held = self.hold_feed();
         let author = record.author();
         let cursor = match self.shared.ingest.append(record)? {
             ingest::Outcome::Stored { cursor } => cursor,
@@ -866,7 +906,7 @@ impl NodeHandle {
             ingest::Outcome::Waiting(_) => return Err(SubmitError::OutOfOrder { seq }),
             ingest::Outcome::Fork => return Err(SubmitError::Equivocation { seq }),
         };
-        self.settle(cursor, hold, shared).await?;
+        self.settle(cursor, held, shared).await?;
         Ok(Submitted { id, seq, cursor })
     }
 
@@ -886,9 +926,12 @@ impl NodeHandle {
         self.shared.store.forks()
     }
 
-    /// A stored record with its cursor.
+    /// A stored record with its cursor. A local submission not yet on disk is not found yet
+    /// (see [`Store::hold_feed`]).
     pub fn get(&self, id: &RecordId) -> Result<Option<FeedEntry>, StoreError> {
-        match self.shared.store.get_stored(id)? {
+        let store = &self.shared.store;
+        match store.get_stored(id)? {
+            Some(stored) if store.held_from().is_some_and(|h| stored.cursor >= h) => Ok(None),
             Some(stored) => Ok(Some(self.entry(stored)?)),
             None => Ok(None),
         }
@@ -987,20 +1030,27 @@ impl NodeHandle {
         filter: &FeedFilter,
     ) -> Result<FeedPage, StoreError> {
         const SCAN: usize = 1024;
+        let store = &self.shared.store;
         let mut entries = Vec::new();
         let mut next = since;
         let (mut scanned, mut bytes) = (0, 0);
-        'scan: while entries.len() < limit && scanned < FEED_SCAN && bytes < FEED_PAGE_BYTES {
-            let batch = self.shared.store.feed_after(next, SCAN)?;
-            let Some(last) = batch.last().map(|s| s.cursor) else {
+        // Whether a record lies beyond `next`: known when the scan stops before one, asked
+        // when it stops at a bound, false when it ran out of records.
+        let mut more = false;
+        'scan: loop {
+            if entries.len() >= limit || scanned >= FEED_SCAN || bytes >= FEED_PAGE_BYTES {
+                more = !store.feed_after(next, 1)?.is_empty();
                 break;
-            };
-            let held = self.shared.store.held_from();
+            }
+            let batch = store.feed_after(next, SCAN)?;
+            let end_reached = batch.len() < SCAN;
+            let held = store.held_from();
             for stored in batch {
                 if entries.len() >= limit
                     || bytes >= FEED_PAGE_BYTES
                     || held.is_some_and(|h| stored.cursor >= h)
                 {
+                    more = true;
                     break 'scan;
                 }
                 scanned += 1;
@@ -1013,14 +1063,14 @@ impl NodeHandle {
                     }
                 }
             }
-            if next < last {
+            if end_reached {
                 break;
             }
         }
         Ok(FeedPage {
             entries,
             next,
-            more: next < self.shared.store.last_cursor(),
+            more,
             tlp_ceiling: filter.max_tlp.unwrap_or(Tlp::Red),
         })
     }

@@ -103,8 +103,9 @@ impl Limits {
                 "[limits] {key} = 0 would switch that function off; give at least 1, or leave it out for the default"
             ));
         }
-        // A claim in JSON is larger than its binary encoding: room for the largest record.
-        let min_body = 2 * attrib_protocol::limits::MAX_RECORD_BYTES;
+        // A claim in JSON is larger than its binary encoding (escaped characters take up to
+        // six bytes or twelve for a surrogate pair): room for the largest record.
+        let min_body = 4 * attrib_protocol::limits::MAX_RECORD_BYTES;
         if self.api_max_body_bytes < min_body {
             return Err(format!(
                 "[limits] api_max_body_bytes = {} is too small for a valid record; give at least {min_body}",

@@ -837,11 +837,10 @@ impl EventLoop {
                 ..
             } => {
                 self.connections.insert(peer_id, num_established.get());
-                if self
-                    .connected
-                    .insert(peer_id, tokio::time::Instant::now())
-                    .is_none()
+                if let std::collections::hash_map::Entry::Vacant(first) =
+                    self.connected.entry(peer_id)
                 {
+                    first.insert(tokio::time::Instant::now());
                     tracing::info!(peer = %peer_id, state = %self.role_of(&peer_id), "peer connected");
                     self.distrusted.remove(&peer_id);
                     self.request_heads(peer_id);
@@ -862,7 +861,10 @@ impl EventLoop {
                     return;
                 }
                 let lasted = self.connected.remove(&peer_id).map(|at| at.elapsed());
-                if lasted.is_some_and(|d| d < Duration::from_secs(2)) {
+                // (Not when this node dropped the peer itself, for invalid records.)
+                if lasted.is_some_and(|d| d < Duration::from_secs(2))
+                    && !self.banned.contains_key(&peer_id)
+                {
                     // The usual sign of a peer that does not admit this node; it says nothing.
                     tracing::warn!(peer = %peer_id, state = %self.role_of(&peer_id), "peer closed the connection right after it opened: it may not admit this node (its roster lacks this node's peer id, or it refuses this node for a while after invalid records); compare `attrib status` network ids with its operator");
                 } else {

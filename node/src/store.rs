@@ -205,13 +205,25 @@ pub struct Store {
 /// Keeps records appended after it was taken out of feed reads until it is dropped (see
 /// [`Store::hold_feed`]).
 #[must_use = "the hold ends when dropped"]
-pub struct FeedHold<'a> {
-    store: &'a Store,
+pub struct FeedHold {
+    store: std::sync::Arc<Store>,
     from: u64,
+    kept: bool,
 }
 
-impl Drop for FeedHold<'_> {
+impl FeedHold {
+    /// Keeps the hold for the life of the store: for a record whose flush failed, which may
+    /// not be on disk (the feed shows nothing from it on until the node restarts).
+    pub fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for FeedHold {
     fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
         let mut held = self.store.held.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = held.get_mut(&self.from) {
             *n -= 1;
@@ -1065,7 +1077,7 @@ impl Store {
     /// subscriber could see a record that a crash then loses, and the state's next record
     /// would reuse its place in the chain: two signed records at one height, a fork proof
     /// against our own state in the subscriber's hands.
-    pub fn hold_feed(&self) -> FeedHold<'_> {
+    pub fn hold_feed(self: &std::sync::Arc<Self>) -> FeedHold {
         // Under the append lock, so that every later append gets a cursor from `from` on.
         let state = self.lock();
         let from = state.next;
@@ -1076,7 +1088,11 @@ impl Store {
             .entry(from)
             .or_insert(0) += 1;
         drop(state);
-        FeedHold { store: self, from }
+        FeedHold {
+            store: self.clone(),
+            from,
+            kept: false,
+        }
     }
 
     /// The first cursor that feed reads must not show yet, if a hold is on. Read it after the
@@ -1661,7 +1677,7 @@ mod tests {
 
     #[test]
     fn a_feed_hold_covers_what_is_appended_after_it_until_dropped() {
-        let store = Store::temporary().unwrap();
+        let store = std::sync::Arc::new(Store::temporary().unwrap());
         let fra = MemberSigningKey::from_bytes(&[1; 32]);
         let first = sign(&fra, 1, None, claim("before"));
         store.append(first.clone()).unwrap();
@@ -1688,6 +1704,9 @@ mod tests {
         );
         drop(second);
         assert_eq!(store.held_from(), None);
+        // A kept hold (its record's flush failed) stays.
+        store.hold_feed().keep();
+        assert_eq!(store.held_from(), Some(3));
     }
 
     #[test]

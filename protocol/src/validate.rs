@@ -174,7 +174,7 @@ pub fn check_content(c: &RecordContent) -> Result<(), RecordError> {
             let i = &claim.incident;
             text("incident.title", &i.title, MAX_TITLE)?;
             non_empty("incident.title", &i.title)?;
-            prose("incident.summary", &i.summary, MAX_TEXT)?;
+            text("incident.summary", &i.summary, MAX_TEXT)?;
             if i.observed_from > i.observed_to {
                 return Err(RecordError::InvalidField {
                     field: "incident.observed_to",
@@ -209,16 +209,16 @@ pub fn check_content(c: &RecordContent) -> Result<(), RecordError> {
             evidence(&claim.evidence)
         }
         Body::Rebuttal(r) => {
-            prose("statement", &r.statement, MAX_TEXT)?;
+            text("statement", &r.statement, MAX_TEXT)?;
             non_empty("statement", &r.statement)?;
             evidence(&r.evidence)
         }
         Body::Endorsement(e) => {
-            prose("statement", &e.statement, MAX_TEXT)?;
+            text("statement", &e.statement, MAX_TEXT)?;
             evidence(&e.evidence)
         }
         Body::Retraction(r) => {
-            prose("reason", &r.reason, MAX_TEXT)?;
+            text("reason", &r.reason, MAX_TEXT)?;
             non_empty("reason", &r.reason)
         }
         Body::Unknown { .. } => Ok(()),
@@ -257,19 +257,7 @@ pub fn check_response_content(content: &RecordContent, target: &Record) -> Resul
     }
 }
 
-/// A one-line text field: at most `max` bytes, no control characters (a reader's terminal
-/// would act on them: move the cursor, clear the screen, forge a line of output) and no
-/// bidirectional overrides (they reorder what is shown, so text reads as something else).
 fn text(field: &'static str, s: &str, max: usize) -> Result<(), RecordError> {
-    checked_text(field, s, max, false)
-}
-
-/// A free-text field: as [`text`], but line breaks and tabs are allowed.
-fn prose(field: &'static str, s: &str, max: usize) -> Result<(), RecordError> {
-    checked_text(field, s, max, true)
-}
-
-fn checked_text(field: &'static str, s: &str, max: usize, lines: bool) -> Result<(), RecordError> {
     if s.len() > max {
         return Err(RecordError::FieldTooLong {
             field,
@@ -277,26 +265,80 @@ fn checked_text(field: &'static str, s: &str, max: usize, lines: bool) -> Result
             max,
         });
     }
-    let allowed = |c: char| lines && (c == '\n' || c == '\t');
+    Ok(())
+}
+
+/// Checks that a record's text is safe to show, before it is signed or published here: no
+/// control characters (a reader's terminal would act on them: move the cursor, clear the
+/// screen, forge a line of output), line breaks and tabs aside in free text, and no
+/// bidirectional embeddings, overrides or isolates (they reorder what is shown, so text reads
+/// as something else; the plain marks LRM, RLM and ALM that right-to-left scripts need are
+/// fine).
+///
+/// This is not a validity rule: records signed before it existed, or by other software, stay
+/// valid, and a receiver must still escape what it shows (the CLI does).
+pub fn check_printable(body: &Body) -> Result<(), RecordError> {
+    match body {
+        Body::Claim(c) => {
+            printable("incident.title", &c.incident.title, false)?;
+            printable("incident.summary", &c.incident.summary, true)?;
+            for s in &c.incident.sectors {
+                printable("incident.sectors", s, false)?;
+            }
+            for t in &c.incident.tags {
+                printable("incident.tags", t, false)?;
+            }
+            if let Some(actor) = &c.attributed_to.actor {
+                printable("attributed_to.actor", actor, false)?;
+            }
+            evidence_printable(&c.evidence)
+        }
+        Body::Rebuttal(r) => {
+            printable("statement", &r.statement, true)?;
+            evidence_printable(&r.evidence)
+        }
+        Body::Endorsement(e) => {
+            printable("statement", &e.statement, true)?;
+            evidence_printable(&e.evidence)
+        }
+        Body::Retraction(r) => printable("reason", &r.reason, true),
+        Body::Unknown { .. } => Ok(()),
+    }
+}
+
+fn evidence_printable(items: &[Evidence]) -> Result<(), RecordError> {
+    for e in items {
+        printable("evidence.kind", &e.kind, false)?;
+        printable("evidence.description", &e.description, true)?;
+        if let Some(l) = &e.locator {
+            printable("evidence.locator", l, false)?;
+        }
+    }
+    Ok(())
+}
+
+fn printable(field: &'static str, s: &str, lines: bool) -> Result<(), RecordError> {
+    let allowed = |c: char| lines && matches!(c, '\n' | '\r' | '\t');
+    let line_break = |c: char| !lines && matches!(c, '\u{2028}' | '\u{2029}');
     if s.chars()
-        .any(|c| (c.is_control() && !allowed(c)) || is_bidi_control(c))
+        .any(|c| (c.is_control() && !allowed(c)) || line_break(c) || is_bidi_override(c))
     {
         return Err(RecordError::InvalidField {
             field,
             reason: if lines {
-                "must not contain control characters other than line breaks and tabs, nor bidirectional overrides (a reader's terminal would act on them)"
+                "must not contain control characters other than line breaks and tabs, nor bidirectional embeddings, overrides or isolates (a reader's terminal would act on them)"
             } else {
-                "must be one line without control characters or bidirectional overrides (a reader's terminal would act on them)"
+                "must be one line without control characters or bidirectional embeddings, overrides or isolates (a reader's terminal would act on them)"
             },
         });
     }
     Ok(())
 }
 
-/// The Unicode bidirectional formatting characters (embeddings, overrides, isolates, marks):
-/// they change the order in which text around them is displayed.
-pub fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+/// The Unicode bidirectional embeddings, overrides and isolates (U+202A–U+202E,
+/// U+2066–U+2069): they reorder the display of the text around them.
+pub fn is_bidi_override(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 fn non_empty(field: &'static str, s: &str) -> Result<(), RecordError> {
@@ -335,7 +377,7 @@ fn evidence(items: &[Evidence]) -> Result<(), RecordError> {
     for e in items {
         text("evidence.kind", &e.kind, MAX_LABEL)?;
         non_empty("evidence.kind", &e.kind)?;
-        prose("evidence.description", &e.description, MAX_EVIDENCE_TEXT)?;
+        text("evidence.description", &e.description, MAX_EVIDENCE_TEXT)?;
         if let Some(l) = &e.locator {
             text("evidence.locator", l, MAX_EVIDENCE_TEXT)?;
         }

@@ -139,15 +139,14 @@ fn field_limits_are_enforced() {
 }
 
 #[test]
-fn text_that_a_terminal_would_act_on_is_refused() {
-    // A forged line of output, a screen clear, a NUL and a right-to-left override in a title;
-    // line breaks are refused in one-line fields and allowed in free text.
+fn text_that_a_terminal_would_act_on_is_refused_before_signing_but_stays_valid() {
+    // A forged line of output, a screen clear, a NUL, a right-to-left override and a C1
+    // control in a title; line breaks are refused in one-line fields and allowed in free text.
     let n = net();
-    let check = |edit: &dyn Fn(&mut Claim)| {
+    let body = |edit: &dyn Fn(&mut Claim)| {
         let mut c = claim("x");
         edit(&mut c);
-        let r = n.fra.sign(&n.roster, 1, None, Body::Claim(c));
-        check_record(r.as_bytes(), &n.roster, NOW)
+        Body::Claim(c)
     };
     for bad in [
         "Ok\n3  claim  deadbeef0000  DEU -> FRA (99%): fake",
@@ -155,10 +154,12 @@ fn text_that_a_terminal_would_act_on_is_refused() {
         "nul\0byte",
         "gpj.\u{202E}exe",
         "c1\u{85}control",
+        "line\u{2028}separator",
     ] {
+        let b = body(&|c: &mut Claim| c.incident.title = bad.into());
         assert!(
             matches!(
-                check(&|c: &mut Claim| c.incident.title = bad.into()),
+                check_printable(&b),
                 Err(RecordError::InvalidField {
                     field: "incident.title",
                     ..
@@ -166,26 +167,36 @@ fn text_that_a_terminal_would_act_on_is_refused() {
             ),
             "{bad:?}"
         );
+        // Not a validity rule: such a record, signed elsewhere or before, is still valid.
+        let r = n.fra.sign(&n.roster, 1, None, b);
+        assert!(
+            check_record(r.as_bytes(), &n.roster, NOW).is_ok(),
+            "{bad:?}"
+        );
     }
     assert!(matches!(
-        check(&|c: &mut Claim| c.incident.summary = "\u{1b}]0;title\u{7}".into()),
+        check_printable(&body(
+            &|c: &mut Claim| c.incident.summary = "\u{1b}]0;title\u{7}".into()
+        )),
         Err(RecordError::InvalidField {
             field: "incident.summary",
             ..
         })
     ));
     assert!(matches!(
-        check(&|c: &mut Claim| c.attributed_to.actor = Some("APT\u{2066}X".into())),
+        check_printable(&body(
+            &|c: &mut Claim| c.attributed_to.actor = Some("APT\u{2066}X".into())
+        )),
         Err(RecordError::InvalidField {
             field: "attributed_to.actor",
             ..
         })
     ));
     assert!(
-        check(&|c: &mut Claim| {
-            c.incident.summary = "line one\n\tline two".into();
-            c.incident.title = "Überfall auf das Netz — 東京".into();
-        })
+        check_printable(&body(&|c: &mut Claim| {
+            c.incident.summary = "line one\r\n\tline two".into();
+            c.incident.title = "Überfall auf das Netz — 東京 \u{200F}שלום".into();
+        }))
         .is_ok()
     );
 }

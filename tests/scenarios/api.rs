@@ -87,6 +87,17 @@ async fn api_refuses_bad_requests_clearly_and_stores_nothing() {
         (
             "/v1/claims",
             Some("test-token"),
+            {
+                let mut c = claim_json();
+                c["incident"]["title"] = json!("Ok\u{1b}[2J\n3  claim  forged line");
+                c.to_string()
+            },
+            422,
+            "one line without control characters",
+        ),
+        (
+            "/v1/claims",
+            Some("test-token"),
             "x".repeat(300 * 1024),
             413,
             "api_max_body_bytes",
@@ -377,6 +388,15 @@ async fn pre_signed_records_publish_once_and_a_conflicting_one_is_reported_as_eq
         cursors.push(made["cursor"].clone());
     }
     assert_eq!(cursors[0], cursors[1]);
+    // A follower of the feed sees the conflicting record (it is kept, beside the chain, as
+    // half of the proof), though its publication is refused.
+    let stream = attrib_tests::reader()
+        .get(format!("{base}/v1/feed/stream"))
+        .header("last-event-id", cursors[0].to_string())
+        .send()
+        .await
+        .unwrap();
+    let mut events = stream.bytes_stream();
     for attempt in 0..2 {
         let resp = publish(&other).await.unwrap();
         assert_eq!(resp.status().as_u16(), 409, "attempt {attempt}");
@@ -385,6 +405,15 @@ async fn pre_signed_records_publish_once_and_a_conflicting_one_is_reported_as_eq
             error["error"].as_str().unwrap().contains("equivocated"),
             "attempt {attempt}: {error}"
         );
+    }
+    let mut seen = String::new();
+    while !seen.contains(&other.id().to_hex()) {
+        let chunk = tokio::time::timeout(DEADLINE, events.next())
+            .await
+            .expect("the conflicting record never reached the feed stream")
+            .expect("stream ended")
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
     }
     let forks = attrib_tests::get_json(&attrib_tests::reader(), format!("{base}/v1/forks")).await;
     assert_eq!(forks.as_array().unwrap().len(), 1, "{forks}");
