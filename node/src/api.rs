@@ -277,7 +277,11 @@ fn submitted(
         Err(
             SubmitError::Invalid(_) | SubmitError::UnknownState(_) | SubmitError::SelfAttribution,
         ) => StatusCode::UNPROCESSABLE_ENTITY,
-        Err(SubmitError::Retracted(_) | SubmitError::AlreadyRevised { .. }) => StatusCode::CONFLICT,
+        Err(
+            SubmitError::Retracted(_)
+            | SubmitError::AlreadyRevised { .. }
+            | SubmitError::SecondSigner { .. },
+        ) => StatusCode::CONFLICT,
         Err(
             SubmitError::Conflict { .. }
             | SubmitError::OutOfOrder { .. }

@@ -232,8 +232,9 @@ impl Ingest {
             .collect()
     }
 
-    /// Answers a fetch request from the store (bounded in count and bytes).
-    pub(crate) fn serve(&self, request: &FetchRequest) -> FetchResponse {
+    /// Answers a fetch request from the store (bounded in count and bytes); `signer` says
+    /// whether this node holds its state's key.
+    pub(crate) fn serve(&self, request: &FetchRequest, signer: bool) -> FetchResponse {
         let records: Vec<Record> = match request {
             FetchRequest::Records(ids) => ids
                 .iter()
@@ -256,6 +257,7 @@ impl Ingest {
                         .take(MAX_FETCH_FORKS)
                         .map(|p| p.encode())
                         .collect(),
+                    signer,
                 };
             }
         };

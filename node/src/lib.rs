@@ -176,6 +176,14 @@ pub enum SubmitError {
         /// The seq signed twice.
         seq: u64,
     },
+    /// Another node of this state, connected to this one, also holds the state key.
+    #[error(
+        "another node of this state (peer {peer}) also holds the state key, and two signers fork the state's chain: this node signs nothing while that node is connected. Stop one of them, or run it without state_key"
+    )]
+    SecondSigner {
+        /// The other node's peer id.
+        peer: String,
+    },
     /// A claim attributes the incident to the state that signs it.
     #[error(
         "a claim cannot attribute the incident to the state that signs it; name the actor alone (--actor) and describe it in the summary"
@@ -752,6 +760,11 @@ impl NodeHandle {
                     by: by.id(),
                 });
             }
+        }
+        if let Some(peer) = self.shared.own_chain.borrow().second_signer {
+            return Err(SubmitError::SecondSigner {
+                peer: peer.to_string(),
+            });
         }
         let pending = store.pending_of(&author);
         let head = store.chain_head(&author)?;

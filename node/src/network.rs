@@ -136,6 +136,9 @@ pub(crate) struct OwnChainSync {
     pub(crate) fetching: bool,
     /// The longest the own chain is, as far as peers have said (and not been shown wrong).
     pub(crate) claimed: u64,
+    /// A connected node of this node's own state that also holds the state key: while it is
+    /// connected, this node does not sign (two signers fork the chain).
+    pub(crate) second_signer: Option<PeerId>,
 }
 
 impl OwnChainSync {
@@ -228,6 +231,8 @@ pub(crate) struct EventLoop {
     connected: HashMap<PeerId, tokio::time::Instant>,
     /// Peers already warned about for staying off the record topic (see `warn_off_topic`).
     warned_off_topic: HashSet<PeerId>,
+    /// Connected nodes of this node's state that hold its key too (see `OwnChainSync`).
+    second_signers: std::collections::BTreeSet<PeerId>,
     /// This node's dials to bootstrap addresses and their connections, while open: an address
     /// is not dialled again while it has one.
     bootstrap_links: HashMap<ConnectionId, Multiaddr>,
@@ -363,6 +368,7 @@ impl EventLoop {
             bootstrap: settings.bootstrap,
             connected: HashMap::new(),
             warned_off_topic: HashSet::new(),
+            second_signers: Default::default(),
             bootstrap_links: HashMap::new(),
             connections: HashMap::new(),
             rtt: HashMap::new(),
@@ -599,6 +605,18 @@ impl EventLoop {
         if self.own.is_some() {
             // What this peer says of the own chain: nothing, unless its heads name it below.
             self.own_claims.insert(peer, 0);
+            if response.signer
+                && self.own_state().is_some()
+                && self
+                    .ingest
+                    .roster()
+                    .member_of_node(&peer.to_string())
+                    .map(|m| m.code)
+                    == self.own_state()
+                && self.second_signers.insert(peer)
+            {
+                tracing::error!(%peer, "another node of this state also holds the state key: this node signs nothing while it is connected (two signers fork the state's chain); stop one of them, or run it without state_key");
+            }
         }
         for head in response.heads {
             if self.ingest.roster().member_by_key(&head.author).is_none() {
@@ -649,10 +667,11 @@ impl EventLoop {
                         .any(|(_, w)| matches!(w, Want::Heads))),
             fetching: self.chain_in_flight.contains(&own),
             claimed: self.own_claims.values().copied().max().unwrap_or(0),
+            second_signer: self.second_signers.iter().next().copied(),
         };
         self.own_chain.send_if_modified(|s| {
-            let changed =
-                (s.settled, s.fetching, s.claimed) != (now.settled, now.fetching, now.claimed);
+            let changed = (s.settled, s.fetching, s.claimed, s.second_signer)
+                != (now.settled, now.fetching, now.claimed, now.second_signer);
             *s = now;
             changed
         });
@@ -871,6 +890,10 @@ impl EventLoop {
                     tracing::info!(peer = %peer_id, state = %self.role_of(&peer_id), "peer disconnected");
                 }
                 self.warned_off_topic.remove(&peer_id);
+                if self.second_signers.remove(&peer_id) {
+                    tracing::info!(peer = %peer_id, "the other node holding this state's key is gone: this node signs again");
+                    self.publish_own_chain();
+                }
                 self.connections.remove(&peer_id);
                 self.rtt.remove(&peer_id);
                 self.peer_heads.retain(|(p, _), _| *p != peer_id);
@@ -901,6 +924,13 @@ impl EventLoop {
     }
 
     /// The member state running a peer, or `observer`.
+    /// The state this node signs for, if it holds a state key.
+    fn own_state(&self) -> Option<attrib_protocol::StateCode> {
+        self.own
+            .and_then(|k| self.ingest.roster().member_by_key(&k))
+            .map(|m| m.code)
+    }
+
     fn role_of(&self, peer: &PeerId) -> String {
         self.ingest
             .roster()
@@ -1026,7 +1056,7 @@ impl EventLoop {
                         drop(channel);
                         return;
                     }
-                    let response = self.ingest.serve(&request);
+                    let response = self.ingest.serve(&request, self.own.is_some());
                     tracing::debug!(%peer, records = response.records.len(), "serving fetch");
                     let _ = self
                         .swarm

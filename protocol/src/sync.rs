@@ -61,6 +61,9 @@ pub struct FetchResponse {
     pub heads: Vec<HeadEntry>,
     /// Encoded fork proofs (for `Heads`; at most [`MAX_FETCH_FORKS`]).
     pub forks: Vec<Vec<u8>>,
+    /// The answering node holds its state's key (for `Heads`): another node of the same state
+    /// that also holds it must not sign while both run, or the state's chain forks.
+    pub signer: bool,
 }
 
 impl FetchRequest {

@@ -409,3 +409,75 @@ async fn a_node_refuses_to_start_on_a_port_another_node_listens_on() {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_holding_one_state_key_refuse_to_sign_while_both_run() {
+    // FRA lists two nodes and both are (wrongly) given the state key. Two signers would both
+    // take the next seq and fork FRA's chain for good; instead, once they see each other,
+    // neither signs, each saying why, and the first signs again when the second is gone.
+    use attrib_node::localnet::local_config;
+    use attrib_node::{Node, SubmitError};
+    let fra = LocalMember::new(21, 0);
+    let fra_b = LocalMember {
+        code: fra.code,
+        state_key: fra.state_key.clone(),
+        node_key: libp2p::identity::Keypair::generate_ed25519(),
+    };
+    let roster = Roster::new(RosterFile {
+        network: "two-signers".into(),
+        members: vec![Member {
+            code: fra.code,
+            name: "France".into(),
+            key: member_key(&fra.state_key),
+            nodes: vec![fra.peer_id(), fra_b.peer_id()],
+        }],
+        ..Default::default()
+    })
+    .unwrap();
+    let mut cfg = local_config(&fra, &roster, None, vec![], None);
+    cfg.new_chain = true;
+    let a = Node::start(cfg).await.unwrap();
+    let rus = StateCode::from_bytes(*b"RUS").unwrap();
+    let first = a.handle().submit(claim_about(rus, "one")).await.unwrap();
+    assert_eq!(first.seq, 1);
+
+    let addr = a.handle().listen_addrs(DEADLINE).await[0].clone();
+    let b = Node::start(local_config(&fra_b, &roster, None, vec![addr], None))
+        .await
+        .unwrap();
+    // B learns of A's key when A answers its heads request, before it would sign.
+    match b.handle().submit(claim_about(rus, "from b")).await {
+        Err(SubmitError::SecondSigner { peer }) => {
+            assert_eq!(peer, a.handle().peer_id().to_string())
+        }
+        other => panic!("the second signer signed: {other:?}"),
+    }
+    // A learns of B's key from B's answer; until then it may still sign, after that it may not.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        match a.handle().submit(claim_about(rus, "from a")).await {
+            Err(SubmitError::SecondSigner { .. }) => break,
+            Ok(_) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "A never saw B's key"
+            ),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    b.shutdown().await.unwrap();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        match a.handle().submit(claim_about(rus, "after b")).await {
+            Ok(_) => break,
+            Err(SubmitError::SecondSigner { .. }) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "A did not sign again"
+                );
+                tokio::task::yield_now().await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(a.handle().status().await.unwrap().counts.forks, 0);
+}
