@@ -454,11 +454,16 @@ async fn claim_submit(client: &Client, a: ClaimArgs) -> Result<()> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         if path.extension().is_some_and(|e| e == "toml") {
-            toml::from_str(&text)
-                .with_context(|| format!("{} is not a valid claim", path.display()))?
+            toml::from_str(&text).with_context(|| {
+                format!("{} is not a valid claim (read as TOML)", path.display())
+            })?
         } else {
-            serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a valid claim", path.display()))?
+            serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not a valid claim (read as JSON; name a TOML file *.toml)",
+                    path.display()
+                )
+            })?
         }
     } else {
         if a.accused_state.is_none() && a.actor.is_none() {
