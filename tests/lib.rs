@@ -283,6 +283,18 @@ pub async fn get_json(client: &reqwest::Client, url: String) -> serde_json::Valu
         .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
 }
 
+/// GETs `url` with `client` and returns the body as text (panics on failure: for tests).
+pub async fn get_text(client: &reqwest::Client, url: String) -> String {
+    client
+        .get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: no body: {e}"))
+}
+
 /// An HTTP client that sends the test nodes' API token (reads need it unless the node serves
 /// public reads).
 pub fn reader() -> reqwest::Client {

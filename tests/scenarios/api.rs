@@ -237,14 +237,7 @@ async fn feed_pages_filter_and_the_stream_resumes_from_a_cursor() {
         .collect();
     assert_eq!(got, vec![ids[0].as_str(), ids[2].as_str()]);
     // State codes in queries are read as the CLI reads them, whatever their case.
-    let lower: Value = reader
-        .get(format!("{base}/v1/feed?about=rus"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let lower = attrib_tests::get_json(&reader, format!("{base}/v1/feed?about=rus")).await;
     assert_eq!(lower["entries"], page["entries"]);
     let page: Value = reader
         .get(format!("{base}/v1/feed?since=1&limit=1"))

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use attrib_protocol::*;
-use attrib_tests::{DEADLINE, TestNet, get_json, python, wait_for_count};
+use attrib_tests::{DEADLINE, TestNet, get_json, get_text, python, wait_for_count};
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -417,14 +417,7 @@ async fn red_never_leaves_the_node_except_to_an_authorised_local_reader() {
             .as_u16(),
         403
     );
-    let stix = reader
-        .get(format!("{base}/v1/stix"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let stix = get_text(&reader, format!("{base}/v1/stix")).await;
     assert!(!stix.contains(&hex::encode(&red.id.as_bytes()[..4])) || !stix.contains("\"red\""));
     assert!(!stix.contains("\"name\":\"red\""));
     // Without the token nothing is served; include_red needs the token; with it, everything.
@@ -486,14 +479,7 @@ async fn red_never_leaves_the_node_except_to_an_authorised_local_reader() {
         "{thread}"
     );
     assert_eq!(thread["status"]["superseded_by"], serde_json::json!([]));
-    let stix = reader
-        .get(format!("{base}/v1/stix"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let stix = get_text(&reader, format!("{base}/v1/stix")).await;
     assert!(
         stix.contains("declassified"),
         "the CLEAR revision is exported"
