@@ -41,6 +41,12 @@ pub fn router(node: NodeHandle, token: String) -> Router {
         .route("/taxii2/attrib/collections/{id}/", get(collection))
         .route("/taxii2/attrib/collections/{id}/objects/", get(objects))
         .route("/taxii2/attrib/collections/{id}/manifest/", get(manifest))
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            TaxiiError(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not allowed: this TAXII server is read-only (GET)"),
+            )
+        })
         .with_state(Taxii {
             node,
             token: token.into(),

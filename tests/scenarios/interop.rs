@@ -317,6 +317,17 @@ async fn taxii_client_pages_through_exactly_the_nodes_record() {
     );
     let resp = http.get(&objects_url).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 401);
+    // Read-only: adding objects is refused the TAXII way (405, a TAXII error body).
+    let resp = http
+        .post(&objects_url)
+        .basic_auth("attrib", Some("test-token"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["http_status"], "405", "{err}");
     let resp = http
         .get(&objects_url)
         .basic_auth("analyst", Some("test-token"))
