@@ -103,7 +103,9 @@ pub enum NodeError {
     #[error("network error: {0}")]
     Network(String),
     /// The local API could not start.
-    #[error("cannot start the local API on {addr}: {source}")]
+    #[error(
+        "cannot start the local API on {addr} (is another node or program using that port? choose another `api_listen`)"
+    )]
     Api {
         /// Where it tried to listen.
         addr: SocketAddr,

@@ -14,7 +14,7 @@ use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId};
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport};
 use libp2p::swarm::dial_opts::DialOpts;
-use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::{ConnectionId, DialError, NetworkBehaviour, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, connection_limits, noise, ping,
     tcp, yamux,
@@ -236,6 +236,11 @@ pub(crate) struct EventLoop {
     /// This node's dials to bootstrap addresses and their connections, while open: an address
     /// is not dialled again while it has one.
     bootstrap_links: HashMap<ConnectionId, Multiaddr>,
+    /// The peer each bootstrap address led to, once a dial to it succeeded: that address is
+    /// not dialled again while its peer is connected, however the connection came about.
+    bootstrap_peers: HashMap<Multiaddr, PeerId>,
+    /// Bootstrap addresses that answered with this node's own identity (not dialled again).
+    self_addrs: HashSet<Multiaddr>,
     /// Connections open to each connected peer.
     connections: HashMap<PeerId, u32>,
     /// Last ping round trip to each connected peer.
@@ -370,6 +375,8 @@ impl EventLoop {
             warned_off_topic: HashSet::new(),
             second_signers: Default::default(),
             bootstrap_links: HashMap::new(),
+            bootstrap_peers: HashMap::new(),
+            self_addrs: HashSet::new(),
             connections: HashMap::new(),
             rtt: HashMap::new(),
             subscribed: HashSet::new(),
@@ -794,9 +801,9 @@ impl EventLoop {
             self.banned.remove(&peer);
             self.swarm.behaviour_mut().allowed.allow_peer(peer);
         }
-        if self.connected.len() < self.bootstrap.len() {
-            self.dial_bootstrap(false);
-        }
+        // Every bootstrap peer not connected now, whatever else is: a peer that restarted
+        // does not dial back the nodes that had dialled it.
+        self.dial_bootstrap(false);
         self.warn_off_topic();
     }
 
@@ -824,7 +831,15 @@ impl EventLoop {
     /// Dials the bootstrap addresses that have no dial or connection of this node's open.
     fn dial_bootstrap(&mut self, first: bool) {
         for addr in self.bootstrap.clone() {
-            if self.bootstrap_links.values().any(|a| *a == addr) {
+            if self.self_addrs.contains(&addr) {
+                continue;
+            }
+            let linked = self.bootstrap_links.values().any(|a| *a == addr);
+            let reached = self
+                .bootstrap_peers
+                .get(&addr)
+                .is_some_and(|p| self.connected.contains_key(p));
+            if linked || reached {
                 continue;
             }
             let opts = DialOpts::from(addr.clone());
@@ -856,6 +871,9 @@ impl EventLoop {
                 ..
             } => {
                 self.connections.insert(peer_id, num_established.get());
+                if let Some(addr) = self.bootstrap_links.get(&connection_id) {
+                    self.bootstrap_peers.insert(addr.clone(), peer_id);
+                }
                 if let std::collections::hash_map::Entry::Vacant(first) =
                     self.connected.entry(peer_id)
                 {
@@ -913,9 +931,15 @@ impl EventLoop {
                 connection_id,
                 error,
             } => {
-                self.bootstrap_links.remove(&connection_id);
+                let addr = self.bootstrap_links.remove(&connection_id);
                 if self.startup_dials.remove(&connection_id) {
                     self.publish_own_chain();
+                }
+                if let (DialError::LocalPeerId { .. }, Some(addr)) = (&error, addr) {
+                    // Not dialled again; said once.
+                    tracing::warn!(%addr, "this bootstrap address answered with this node's own identity: it is this node's own address (remove it from bootstrap), or another node runs with a copy of this node's key and data directory, which forks the state's chain; never run a copy next to the original");
+                    self.self_addrs.insert(addr);
+                    return;
                 }
                 tracing::debug!(?peer_id, %error, "outgoing connection failed");
             }
@@ -923,7 +947,6 @@ impl EventLoop {
         }
     }
 
-    /// The member state running a peer, or `observer`.
     /// The state this node signs for, if it holds a state key.
     fn own_state(&self) -> Option<attrib_protocol::StateCode> {
         self.own
@@ -931,6 +954,7 @@ impl EventLoop {
             .map(|m| m.code)
     }
 
+    /// The member state running a peer, or `observer`.
     fn role_of(&self, peer: &PeerId) -> String {
         self.ingest
             .roster()

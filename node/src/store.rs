@@ -80,7 +80,9 @@ impl Default for PendingLimits {
 #[non_exhaustive]
 pub enum StoreError {
     /// sled failed (disk full, I/O error, corrupt file).
-    #[error("store I/O error: {0}")]
+    #[error(
+        "store I/O error: {0} (check the data dir's disk: space, permissions; once it is fixed, restart the node, which may refuse writes until then)"
+    )]
     Sled(sled::Error),
     /// A stored entry does not decode: the data dir is damaged.
     #[error("store is damaged: {0}; run `attrib verify --all` or restore the data dir from a peer")]

@@ -3,7 +3,7 @@
 //!
 //! Endpoints: discovery `/taxii2/`, API root `/taxii2/attrib/`, `collections/`,
 //! `collections/{id}/`, `collections/{id}/objects/` (`added_after`, `limit`, `next`,
-//! `match[type]`) and `collections/{id}/manifest/`. Every endpoint needs the API token, as HTTP
+//! `match[type]`, `match[id]`) and `collections/{id}/manifest/`. Every endpoint needs the API token, as HTTP
 //! Basic (any user name, the token as password) or Bearer. Responses use
 //! `application/taxii+json;version=2.1` and carry `X-TAXII-Date-Added-First/Last` where the
 //! spec asks. Only records at or below the node's TLP ceiling are served.
@@ -280,6 +280,16 @@ fn page(t: &Taxii, query: &[(String, String)]) -> Result<ObjectPage, TaxiiError>
     };
     let types: Option<HashSet<String>> =
         get("match[type]").map(|v| v.split(',').map(str::to_string).collect());
+    let ids: Option<HashSet<String>> =
+        get("match[id]").map(|v| v.split(',').map(str::to_string).collect());
+    if let Some((other, _)) = query
+        .iter()
+        .find(|(k, _)| k.starts_with("match[") && k != "match[type]" && k != "match[id]")
+    {
+        return Err(bad(format!(
+            "{other} is not supported here; use match[type] or match[id]"
+        )));
+    }
     let filter = FeedFilter {
         max_tlp: Some(t.node.tlp_ceiling()),
         ..Default::default()
@@ -330,9 +340,11 @@ fn page(t: &Taxii, query: &[(String, String)]) -> Result<ObjectPage, TaxiiError>
             let all: Vec<Value> = objects_of(entry, t.node.roster(), &lookup)
                 .into_iter()
                 .filter(|o| {
-                    types
-                        .as_ref()
-                        .is_none_or(|ts| o["type"].as_str().is_some_and(|ty| ts.contains(ty)))
+                    let has = |set: &Option<HashSet<String>>, field: &str| {
+                        set.as_ref()
+                            .is_none_or(|s| o[field].as_str().is_some_and(|v| s.contains(v)))
+                    };
+                    has(&types, "type") && has(&ids, "id")
                 })
                 .collect();
             let remaining = &all[at.skip.min(all.len())..];

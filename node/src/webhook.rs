@@ -138,7 +138,13 @@ pub(crate) async fn run(node: NodeHandle, config: WebhookConfig) {
     }
 }
 
-/// POSTs one entry until the endpoint accepts it.
+/// Whether an answer means the endpoint will never take this record: a 4xx, except those that
+/// say "later" (408 timeout, 425 too early, 429 too many requests).
+fn refused_for_good(status: reqwest::StatusCode) -> bool {
+    status.is_client_error() && !matches!(status.as_u16(), 408 | 425 | 429)
+}
+
+/// POSTs one entry until the endpoint accepts it, or refuses it for good.
 async fn deliver(http: &reqwest::Client, config: &WebhookConfig, entry: &crate::FeedEntry) {
     let mut backoff = Duration::from_millis(100);
     let mut attempt = 1u32;
@@ -150,13 +156,26 @@ async fn deliver(http: &reqwest::Client, config: &WebhookConfig, entry: &crate::
             .json(entry)
             .send()
             .await;
+        let (id, cursor) = (entry.record.id(), entry.cursor);
         match result {
             Ok(resp) if resp.status().is_success() => return,
+            Ok(resp) if refused_for_good(resp.status()) => {
+                // Sending the same record again cannot help; holding every later record back
+                // behind it would stop the webhook for good.
+                tracing::error!(webhook = %config.name, status = %resp.status(), record = %id, cursor, "webhook endpoint refused this record for good (a 4xx answer): skipped; fetch it with `attrib show` or GET /v1/records/{id} if it is needed");
+                return;
+            }
             Ok(resp) => {
-                tracing::warn!(webhook = %config.name, status = %resp.status(), attempt, "webhook endpoint refused a delivery; retrying");
+                tracing::warn!(webhook = %config.name, status = %resp.status(), record = %id, cursor, attempt, "webhook endpoint refused a delivery; retrying");
             }
             Err(e) => {
-                tracing::warn!(webhook = %config.name, error = %e, attempt, "webhook delivery failed; retrying");
+                let mut cause = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    cause.push_str(&format!(": {s}"));
+                    source = s.source();
+                }
+                tracing::warn!(webhook = %config.name, error = %cause, record = %id, cursor, attempt, "webhook delivery failed; retrying");
             }
         }
         tokio::time::sleep(backoff).await;

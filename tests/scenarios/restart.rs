@@ -57,3 +57,20 @@ async fn restarted_node_keeps_records_and_continues_its_chain() {
     assert!(deu_status.equivocators.is_empty());
     assert_eq!(deu_status.counts.forks, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_redial_a_bootstrap_peer_that_restarts() {
+    // Node 1 bootstraps from node 0, node 2 from nodes 0 and 1. Node 0 restarts at its address
+    // with no bootstrap of its own: both must dial it again, node 1 too, though node 2's
+    // connection to it keeps node 1 from being alone.
+    let mut net = TestNet::start(3, &[]).await.unwrap();
+    let addr = net.addrs[0].clone();
+    net.stop(0).await.unwrap();
+    net.restart_configured(0, vec![], |cfg| cfg.listen = vec![addr])
+        .await
+        .unwrap();
+    assert!(
+        net.node(0).wait_for_gossip_peers(2, DEADLINE).await,
+        "a node that bootstraps from the restarted one did not dial it again"
+    );
+}
