@@ -634,6 +634,15 @@ fn node_refuses_unsafe_setups_and_verifies_its_store() {
     wait_line(&log, "the API to listen", |l| {
         l.contains("local API listening")
     });
+    let mode = std::fs::metadata(d("fra/data"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "the data dir holds RED records too: owner only"
+    );
     ok(&[
         "claim",
         "submit",

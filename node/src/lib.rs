@@ -26,7 +26,7 @@ pub mod taxii;
 pub mod webhook;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -273,6 +273,29 @@ pub struct FeedPage {
     pub tlp_ceiling: Tlp,
 }
 
+/// Creates the data dir if need be and makes it readable by its owner only: it holds every
+/// record, RED ones included.
+fn owner_only_dir(dir: &Path) -> Result<(), NodeError> {
+    let failed = |e: std::io::Error| {
+        NodeError::Config(format!(
+            "cannot prepare the data dir {}: {e}; check `data_dir` in the node config and that this user may write there",
+            dir.display()
+        ))
+    };
+    std::fs::create_dir_all(dir).map_err(failed)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir).map_err(failed)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(failed)?;
+            tracing::info!(dir = %dir.display(), "data dir made readable by this user only (it holds RED records too)");
+        }
+    }
+    Ok(())
+}
+
 /// A feed hold of a local submission; feed readers are told when it ends.
 struct HeldFeed {
     hold: Option<store::FeedHold>,
@@ -442,6 +465,9 @@ impl Node {
             max_pending_per_author: config.limits.max_pending_per_author,
             max_seq_ahead: config.limits.max_seq_ahead,
         };
+        if let Some(dir) = &config.data_dir {
+            owner_only_dir(dir)?;
+        }
         let store = Arc::new(match &config.data_dir {
             Some(dir) => Store::open_with(dir, pending_limits).map_err(|e| match e {
                 StoreError::Sled(sled::Error::Io(io))
