@@ -661,7 +661,7 @@ pub(crate) struct FeedArgs {
     #[arg(long, default_value_t = 0)]
     since: u64,
     /// Only this kind.
-    #[arg(long, value_parser = ["claim", "rebuttal", "endorsement", "retraction"])]
+    #[arg(long, value_parser = attrib_protocol::KIND_NAMES)]
     kind: Option<String>,
     /// Only records by this state.
     #[arg(long, value_parser = state_arg)]

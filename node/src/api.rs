@@ -280,10 +280,8 @@ fn submitted(
         Err(
             SubmitError::Retracted(_)
             | SubmitError::AlreadyRevised { .. }
-            | SubmitError::SecondSigner { .. },
-        ) => StatusCode::CONFLICT,
-        Err(
-            SubmitError::Conflict { .. }
+            | SubmitError::SecondSigner { .. }
+            | SubmitError::Conflict { .. }
             | SubmitError::OutOfOrder { .. }
             | SubmitError::Equivocation { .. }
             | SubmitError::Store(StoreError::TooFarAhead { .. }),
@@ -543,7 +541,8 @@ impl FeedQuery {
                 .transpose()
         };
         if let Some(k) = &self.kind
-            && !["claim", "rebuttal", "endorsement", "retraction", "unknown"].contains(&k.as_str())
+            && k != "unknown"
+            && !attrib_protocol::KIND_NAMES.contains(&k.as_str())
         {
             return Err(ApiError(
                 StatusCode::BAD_REQUEST,

@@ -276,12 +276,7 @@ pub struct FeedPage {
 /// Creates the data dir if need be and makes it readable by its owner only: it holds every
 /// record, RED ones included.
 fn owner_only_dir(dir: &Path) -> Result<(), NodeError> {
-    let failed = |e: std::io::Error| {
-        NodeError::Config(format!(
-            "cannot prepare the data dir {}: {e}; check `data_dir` in the node config and that this user may write there",
-            dir.display()
-        ))
-    };
+    let failed = |e: std::io::Error| data_dir_error(dir, &e);
     std::fs::create_dir_all(dir).map_err(failed)?;
     #[cfg(unix)]
     {
@@ -294,6 +289,14 @@ fn owner_only_dir(dir: &Path) -> Result<(), NodeError> {
         }
     }
     Ok(())
+}
+
+/// The data dir cannot be created, read or written.
+fn data_dir_error(dir: &Path, e: &dyn std::fmt::Display) -> NodeError {
+    NodeError::Config(format!(
+        "cannot open the data dir {}: {e}; check `data_dir` in the node config and that this user may write there",
+        dir.display()
+    ))
 }
 
 /// A feed hold of a local submission; feed readers are told when it ends.
@@ -478,10 +481,7 @@ impl Node {
                         dir.display()
                     ))
                 }
-                StoreError::Sled(sled::Error::Io(io)) => NodeError::Config(format!(
-                    "cannot open the data dir {}: {io}; check `data_dir` in the node config and that this user may write there",
-                    dir.display()
-                )),
+                StoreError::Sled(sled::Error::Io(io)) => data_dir_error(dir, &io),
                 other => NodeError::Store(other),
             })?,
             None => Store::temporary_with(pending_limits)?,

@@ -612,14 +612,14 @@ impl EventLoop {
         if self.own.is_some() {
             // What this peer says of the own chain: nothing, unless its heads name it below.
             self.own_claims.insert(peer, 0);
+            let peer_state = self
+                .ingest
+                .roster()
+                .member_of_node(&peer.to_string())
+                .map(|m| m.code);
             if response.signer
-                && self.own_state().is_some()
-                && self
-                    .ingest
-                    .roster()
-                    .member_of_node(&peer.to_string())
-                    .map(|m| m.code)
-                    == self.own_state()
+                && peer_state.is_some()
+                && peer_state == self.own_state()
                 && self.second_signers.insert(peer)
             {
                 tracing::error!(%peer, "another node of this state also holds the state key: this node signs nothing while it is connected (two signers fork the state's chain); stop one of them, or run it without state_key");

@@ -68,7 +68,7 @@ impl WebhookConfig {
             }
         }
         if let Some(kind) = &self.kind
-            && !["claim", "rebuttal", "endorsement", "retraction"].contains(&kind.as_str())
+            && !attrib_protocol::KIND_NAMES.contains(&kind.as_str())
         {
             return Err(format!(
                 "webhook {name}: kind {kind:?} is not a record kind; use claim, rebuttal, endorsement or retraction"

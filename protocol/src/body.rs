@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::encoding;
 use crate::id::{RecordId, Sha256Digest, StateCode};
 
+/// The names of the record kinds this version knows, as [`Body::kind_name`] gives them.
+pub const KIND_NAMES: [&str; 4] = ["claim", "rebuttal", "endorsement", "retraction"];
 /// The kind number of a claim.
 pub const KIND_CLAIM: u16 = 1;
 /// The kind number of a rebuttal.
@@ -314,7 +316,7 @@ impl Body {
         }
     }
 
-    /// A short lowercase name of the kind (`claim`, `rebuttal`, ..., `unknown`).
+    /// A short lowercase name of the kind (one of [`KIND_NAMES`], or `unknown`).
     pub fn kind_name(&self) -> &'static str {
         match self {
             Body::Claim(_) => "claim",

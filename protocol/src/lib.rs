@@ -73,7 +73,8 @@ mod validate;
 
 pub use body::{
     Attribution, Body, Claim, Endorsement, Evidence, Incident, KIND_CLAIM, KIND_ENDORSEMENT,
-    KIND_REBUTTAL, KIND_RETRACTION, Opinion, Rebuttal, Retraction, Stance, Tlp, parse_rfc3339,
+    KIND_NAMES, KIND_REBUTTAL, KIND_RETRACTION, Opinion, Rebuttal, Retraction, Stance, Tlp,
+    parse_rfc3339,
 };
 pub use chain::{ChainHead, ChainPosition, ChainView, ForkProof, ForkProofError};
 pub use id::{
