@@ -10,11 +10,13 @@ use serde_json::Value;
 /// pass for a line of this program's own output. Records are checked for these too, but a
 /// record stored by an older version may carry them.
 fn s(v: &Value) -> std::borrow::Cow<'_, str> {
-    s_str(v.as_str().unwrap_or(""))
+    printable(v.as_str().unwrap_or(""))
 }
 
-fn s_str(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(needs_escape) {
+/// Text from a record or a server, safe to print (see [`s`]).
+pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    use attrib_protocol::acts_on_terminal;
+    if !text.chars().any(acts_on_terminal) {
         return text.into();
     }
     let mut out = String::with_capacity(text.len());
@@ -22,7 +24,7 @@ fn s_str(text: &str) -> std::borrow::Cow<'_, str> {
         match c {
             '\n' => out.push_str("\n      "),
             '\t' => out.push(' '),
-            c if needs_escape(c) => out.push('\u{FFFD}'),
+            c if acts_on_terminal(c) => out.push('\u{FFFD}'),
             c => out.push(c),
         }
     }
@@ -37,15 +39,6 @@ fn accused(state: &Value, actor: &Value) -> String {
         (false, true) => s(actor).into_owned(),
         (false, false) => "?".into(),
     }
-}
-
-/// Text from a record or a server, safe to print (see [`s`]).
-pub(crate) fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    s_str(text)
-}
-
-fn needs_escape(c: char) -> bool {
-    c.is_control() || attrib_protocol::is_bidi_override(c) || matches!(c, '\u{2028}' | '\u{2029}')
 }
 
 fn short(v: &Value) -> String {

@@ -86,6 +86,6 @@ pub use record::{
 pub use roster::{Member, Observer, Roster, RosterError, RosterFile};
 pub use thread::{Position, ThreadStatus, opinion_label, stance_label};
 pub use validate::{
-    RecordError, check_clock, check_content, check_printable, check_record, check_records,
-    check_response, check_response_content, is_bidi_override,
+    RecordError, acts_on_terminal, check_clock, check_content, check_printable, check_record,
+    check_records, check_response, check_response_content,
 };

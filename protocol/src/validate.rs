@@ -318,11 +318,9 @@ fn evidence_printable(items: &[Evidence]) -> Result<(), RecordError> {
 }
 
 fn printable(field: &'static str, s: &str, lines: bool) -> Result<(), RecordError> {
-    let allowed = |c: char| lines && matches!(c, '\n' | '\r' | '\t');
-    let line_break = |c: char| !lines && matches!(c, '\u{2028}' | '\u{2029}');
-    if s.chars()
-        .any(|c| (c.is_control() && !allowed(c)) || line_break(c) || is_bidi_override(c))
-    {
+    // Free text keeps its line breaks and tabs.
+    let allowed = |c: char| lines && matches!(c, '\n' | '\r' | '\t' | '\u{2028}' | '\u{2029}');
+    if s.chars().any(|c| acts_on_terminal(c) && !allowed(c)) {
         return Err(RecordError::InvalidField {
             field,
             reason: if lines {
@@ -335,10 +333,16 @@ fn printable(field: &'static str, s: &str, lines: bool) -> Result<(), RecordErro
     Ok(())
 }
 
-/// The Unicode bidirectional embeddings, overrides and isolates (U+202A–U+202E,
-/// U+2066–U+2069): they reorder the display of the text around them.
-pub fn is_bidi_override(c: char) -> bool {
-    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+/// Whether a terminal showing `c` would do something other than print it: a control
+/// character (line breaks and tabs among them), a line or paragraph separator, or a Unicode
+/// bidirectional embedding, override or isolate (U+202A–U+202E, U+2066–U+2069), which reorders
+/// the display of the text around it.
+pub fn acts_on_terminal(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        )
 }
 
 fn non_empty(field: &'static str, s: &str) -> Result<(), RecordError> {
