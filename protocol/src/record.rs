@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use bincode::{Decode, Encode};
-use ed25519_dalek::{Signature, Signer, SigningKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier};
 use serde::Serialize;
 
 use crate::body::Body;
@@ -98,7 +98,13 @@ impl Record {
         })
     }
 
-    /// Checks the signature against the author's key in the roster (`verify_strict`).
+    /// Checks the signature against the author's key in the roster, with the result of
+    /// `verify_strict` at less cost. `verify` recomputes `R` and compares its canonical
+    /// encoding with the signature's bytes, so a signature it accepts has an `R` that is a
+    /// point, canonically encoded; [`strict_r`] adds, on the bytes, that `R` is not of small
+    /// order, where `verify_strict` decompresses `R` (a square root, about a tenth of the
+    /// check) to ask that. The roster refuses weak keys, the other thing `verify_strict`
+    /// refuses.
     pub fn verify_signature(&self, roster: &Roster) -> Result<(), RecordError> {
         let key = roster
             .verifying_key(&self.content.author)
@@ -106,8 +112,12 @@ impl Record {
                 author: self.content.author,
             })?;
         let message = signing_message(roster.network_id(), self.content_bytes());
-        key.verify_strict(&message, &self.signature())
-            .map_err(|_| RecordError::BadSignature { id: self.id })
+        let signature = self.signature();
+        if strict_r(&signature) && key.verify(&message, &signature).is_ok() {
+            Ok(())
+        } else {
+            Err(RecordError::BadSignature { id: self.id })
+        }
     }
 
     /// The message the signature covers, for batch verification by callers.
@@ -224,4 +234,100 @@ pub use ed25519_dalek::SigningKey as MemberSigningKey;
 /// The member key (public half) of a signing key.
 pub fn member_key(key: &SigningKey) -> MemberKey {
     MemberKey(key.verifying_key().to_bytes())
+}
+
+/// The checks on `R` that `verify_strict` makes and `verify` and batch verification do not:
+/// the encoding is canonical and the point is not of small order. Both are decided on the
+/// bytes: decompressing (and recompressing) `R` cost more than half of a batch check.
+pub(crate) fn strict_r(signature: &ed25519_dalek::Signature) -> bool {
+    let r = signature.r_bytes();
+    !y_out_of_range(r) && !small_order_encodings().contains(r)
+}
+
+/// Whether an encoded point's y coordinate (its low 255 bits) is at least p = 2^255 - 19, a
+/// non-canonical encoding of y - p.
+fn y_out_of_range(b: &[u8; 32]) -> bool {
+    b[0] >= 0xed && b[1..31].iter().all(|&x| x == 0xff) && b[31] & 0x7f == 0x7f
+}
+
+/// The encodings (with y < p) of the eight points of small order: each canonical encoding and
+/// the same with the sign bit flipped. For x ≠ 0 the flipped one encodes the negated point
+/// (also of small order); for the two points with x = 0 it is the only other, non-canonical,
+/// encoding.
+fn small_order_encodings() -> &'static [[u8; 32]; 16] {
+    static ENCODINGS: std::sync::OnceLock<[[u8; 32]; 16]> = std::sync::OnceLock::new();
+    ENCODINGS.get_or_init(|| {
+        let mut out = [[0u8; 32]; 16];
+        for (i, p) in curve25519_dalek::constants::EIGHT_TORSION
+            .iter()
+            .enumerate()
+        {
+            let canonical = p.compress().to_bytes();
+            let mut flipped = canonical;
+            flipped[31] ^= 0x80;
+            out[2 * i] = canonical;
+            out[2 * i + 1] = flipped;
+        }
+        out
+    })
+}
+
+#[cfg(test)]
+mod strict_r_tests {
+    use super::*;
+
+    /// What `verify_strict` demands of `R`, the slow way: it decompresses, recompresses to the
+    /// same bytes, and is not of small order.
+    fn reference(r: &[u8; 32]) -> Option<bool> {
+        let compressed = curve25519_dalek::edwards::CompressedEdwardsY(*r);
+        let point = compressed.decompress()?;
+        Some(point.compress() == compressed && !point.is_small_order())
+    }
+
+    fn strict(r: [u8; 32]) -> bool {
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(&r);
+        strict_r(&ed25519_dalek::Signature::from_bytes(&sig))
+    }
+
+    #[test]
+    fn byte_checks_agree_with_decompressing() {
+        let mut cases: Vec<[u8; 32]> = small_order_encodings().to_vec();
+        // y = p + k for small k (non-canonical), with and without the sign bit.
+        for k in 0u8..19 {
+            let mut b = [0xff; 32];
+            b[0] = 0xed + k;
+            b[31] = 0x7f;
+            cases.push(b);
+            b[31] = 0xff;
+            cases.push(b);
+        }
+        // Points on the curve: multiples of the base point, and their negations.
+        let mut p = curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+        for _ in 0..64 {
+            cases.push(p.compress().to_bytes());
+            cases.push((-p).compress().to_bytes());
+            p += curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+        }
+        // Pseudo-random bytes (most are not points; those that are, are checked too).
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..2000 {
+            let mut b = [0u8; 32];
+            for chunk in b.chunks_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                chunk.copy_from_slice(&x.to_le_bytes());
+            }
+            cases.push(b);
+        }
+        let mut points = 0;
+        for r in cases {
+            if let Some(expected) = reference(&r) {
+                points += 1;
+                assert_eq!(strict(r), expected, "R = {}", hex::encode(r));
+            }
+        }
+        assert!(points > 100, "too few cases were points: {points}");
+    }
 }

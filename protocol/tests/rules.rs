@@ -590,3 +590,44 @@ fn times_need_a_zone_and_offsets_are_applied() {
     );
     assert!(with("2026-11-20T08:00:00").is_err());
 }
+
+#[test]
+fn a_signature_whose_r_is_of_small_order_is_refused() {
+    // With its secret scalar a, an author can sign with R = the identity point: s = k·a, where
+    // k = H(R ‖ A ‖ M), satisfies [s]B = R + [k]A. Plain `verify` accepts that signature;
+    // `verify_strict` refuses it, and so must the record check.
+    use ed25519_dalek::Verifier;
+    use sha2::{Digest, Sha512};
+    let n = net();
+    let r = n.fra.sign(&n.roster, 1, None, Body::Claim(claim("x")));
+    let message = r.signed_message(n.roster.network_id());
+    let mut identity = [0u8; 32]; // the encoding of the identity point (y = 1)
+    identity[0] = 1;
+    let public = n.fra.key.verifying_key();
+    let k = curve25519_dalek::Scalar::from_hash(
+        Sha512::new()
+            .chain_update(identity)
+            .chain_update(public.as_bytes())
+            .chain_update(&message),
+    );
+    let s = k * n.fra.key.to_scalar();
+    let mut sig = [0u8; 64];
+    sig[..32].copy_from_slice(&identity);
+    sig[32..].copy_from_slice(s.as_bytes());
+    let sig = ed25519_dalek::Signature::from_bytes(&sig);
+    assert!(
+        public.verify(&message, &sig).is_ok(),
+        "the forged signature passes plain verify"
+    );
+    assert!(public.verify_strict(&message, &sig).is_err());
+    let mut bytes = r.as_bytes().to_vec();
+    let at = bytes.len() - 64;
+    bytes[at..].copy_from_slice(&sig.to_bytes());
+    assert!(matches!(
+        check_record(&bytes, &n.roster, NOW),
+        Err(RecordError::BadSignature { .. })
+    ));
+    let batch = check_records(&[&bytes[..], r.as_bytes()], &n.roster, NOW);
+    assert!(matches!(batch[0], Err(RecordError::BadSignature { .. })));
+    assert!(batch[1].is_ok());
+}
