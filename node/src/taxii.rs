@@ -3,7 +3,8 @@
 //!
 //! Endpoints: discovery `/taxii2/`, API root `/taxii2/attrib/`, `collections/`,
 //! `collections/{id}/`, `collections/{id}/objects/` (`added_after`, `limit`, `next`,
-//! `match[type]`, `match[id]`) and `collections/{id}/manifest/`. Every endpoint needs the API token, as HTTP
+//! `match[type]`, `match[id]`), `collections/{id}/objects/{object-id}/` and its `versions/`,
+//! and `collections/{id}/manifest/`. Every endpoint needs the API token, as HTTP
 //! Basic (any user name, the token as password) or Bearer. Responses use
 //! `application/taxii+json;version=2.1` and carry `X-TAXII-Date-Added-First/Last` where the
 //! spec asks. Only records at or below the node's TLP ceiling are served.
@@ -40,6 +41,14 @@ pub fn router(node: NodeHandle, token: String) -> Router {
         .route("/taxii2/attrib/collections/", get(collections))
         .route("/taxii2/attrib/collections/{id}/", get(collection))
         .route("/taxii2/attrib/collections/{id}/objects/", get(objects))
+        .route(
+            "/taxii2/attrib/collections/{id}/objects/{object_id}/",
+            get(object),
+        )
+        .route(
+            "/taxii2/attrib/collections/{id}/objects/{object_id}/versions/",
+            get(versions),
+        )
         .route("/taxii2/attrib/collections/{id}/manifest/", get(manifest))
         .method_not_allowed_fallback(|method: axum::http::Method| async move {
             TaxiiError(
@@ -412,6 +421,79 @@ async fn objects(
         "more": page.more,
         "objects": page.objects.into_iter().map(|(o, _)| o).collect::<Vec<_>>(),
     });
+    if page.more {
+        body["next"] = json!(page.next);
+    }
+    Ok(taxii_json(body, extra))
+}
+
+/// The pages of one object: the objects endpoint with `match[id]` set to it. An object made
+/// again by a later record (a relationship revoked by a retraction) has a version from each;
+/// all are served, oldest first. A page that ends the scan without finding it is a 404.
+async fn object_page(
+    t: &Taxii,
+    object_id: &str,
+    mut query: Vec<(String, String)>,
+) -> Result<ObjectPage, TaxiiError> {
+    if let Some((k, _)) = query
+        .iter()
+        .find(|(k, _)| k == "match[id]" || k == "match[type]")
+    {
+        return Err(TaxiiError(
+            StatusCode::BAD_REQUEST,
+            format!("{k} does not apply to one object's endpoint"),
+        ));
+    }
+    query.push(("match[id]".into(), object_id.into()));
+    let resuming = query.iter().any(|(k, _)| k == "next");
+    let page = read_page(t, query).await?;
+    if page.objects.is_empty() && !page.more && !resuming {
+        return Err(TaxiiError(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no object {object_id} in this collection (or only in records above this node's TLP ceiling)"
+            ),
+        ));
+    }
+    Ok(page)
+}
+
+async fn object(
+    State(t): State<Taxii>,
+    headers: HeaderMap,
+    Path((id, object_id)): Path<(String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, TaxiiError> {
+    check(&t, &headers)?;
+    known_collection(&t, &id)?;
+    let page = object_page(&t, &object_id, query).await?;
+    let extra = date_headers(&page.objects);
+    let mut body = json!({
+        "more": page.more,
+        "objects": page.objects.into_iter().map(|(o, _)| o).collect::<Vec<_>>(),
+    });
+    if page.more {
+        body["next"] = json!(page.next);
+    }
+    Ok(taxii_json(body, extra))
+}
+
+async fn versions(
+    State(t): State<Taxii>,
+    headers: HeaderMap,
+    Path((id, object_id)): Path<(String, String)>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, TaxiiError> {
+    check(&t, &headers)?;
+    known_collection(&t, &id)?;
+    let page = object_page(&t, &object_id, query).await?;
+    let extra = date_headers(&page.objects);
+    let versions: Vec<Value> = page
+        .objects
+        .iter()
+        .map(|(o, _)| o["modified"].clone())
+        .collect();
+    let mut body = json!({ "more": page.more, "versions": versions });
     if page.more {
         body["next"] = json!(page.next);
     }

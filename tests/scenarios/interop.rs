@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use attrib_protocol::*;
 use attrib_tests::{DEADLINE, TestNet, get_json, get_text, python, wait_for_count};
 use futures::StreamExt;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn claim(title: &str, accused: &str, tlp: Tlp) -> Body {
     Body::Claim(Claim {
@@ -126,11 +126,7 @@ async fn stix_export_is_valid_stix_and_verifies_offline() {
     std::fs::write(&path, &text).unwrap();
     let out: Value =
         serde_json::from_str(&python(VALIDATE, &[path.to_str().unwrap()]).unwrap()).unwrap();
-    assert_eq!(
-        out["warnings"],
-        serde_json::json!([]),
-        "the validator warns"
-    );
+    assert_eq!(out["warnings"], json!([]), "the validator warns");
     let types: Vec<&str> = out["types"]
         .as_array()
         .unwrap()
@@ -236,10 +232,14 @@ server = Server(sys.argv[1], user="analyst", password=sys.argv[2])
 root = server.api_roots[0]
 collection = root.collections[0]
 pages = []
+ids = []
 for envelope in as_pages(collection.get_objects, per_request=int(sys.argv[3])):
     pages.append([o.get("extensions", {}).get(sys.argv[4], {}).get("record") for o in envelope.get("objects", [])])
+    ids.extend(o["id"] for o in envelope.get("objects", []))
 manifest = collection.get_manifest()
-print(json.dumps({"title": server.title, "collection": collection.id, "can_write": collection.can_write, "pages": pages, "manifest": len(manifest.get("objects", []))}))
+one = collection.get_object(ids[-1])
+versions = collection.object_versions(ids[-1])
+print(json.dumps({"title": server.title, "collection": collection.id, "can_write": collection.can_write, "pages": pages, "manifest": len(manifest.get("objects", [])), "last_id": ids[-1], "got": [o["id"] for o in one.get("objects", [])], "versions": len(versions.get("versions", []))}))
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,14 +250,19 @@ async fn taxii_client_pages_through_exactly_the_nodes_record() {
     let net = TestNet::start(3, &[]).await.unwrap();
     publish_thread(&net).await;
     let fra = net.node(0);
+    let mut red = Vec::new();
     for i in 0..20 {
-        fra.submit(claim(
-            &format!("incident {i}"),
-            "RUS",
-            if i % 5 == 0 { Tlp::Red } else { Tlp::Amber },
-        ))
-        .await
-        .unwrap();
+        let submitted = fra
+            .submit(claim(
+                &format!("incident {i}"),
+                "RUS",
+                if i % 5 == 0 { Tlp::Red } else { Tlp::Amber },
+            ))
+            .await
+            .unwrap();
+        if i % 5 == 0 {
+            red.push(submitted.id);
+        }
     }
     let url = format!("{}/taxii2/", net.api(0));
     let out: Value = serde_json::from_str(
@@ -269,6 +274,9 @@ async fn taxii_client_pages_through_exactly_the_nodes_record() {
     )
     .unwrap();
     assert_eq!(out["can_write"], false);
+    // The client's get_object and object_versions reach the object's own endpoints.
+    assert_eq!(out["got"], json!([out["last_id"]]), "{out}");
+    assert_eq!(out["versions"], 1, "{out}");
     let pages = out["pages"].as_array().unwrap();
     assert!(
         pages.len() > 3,
@@ -373,6 +381,25 @@ async fn taxii_client_pages_through_exactly_the_nodes_record() {
     .await;
     assert_eq!(one["objects"].as_array().unwrap().len(), 1, "{one}");
     assert_eq!(one["objects"][0]["id"], id);
+    // The object's own endpoint serves the same; an object it does not hold, or holds only
+    // in a record above the TLP ceiling, is a 404.
+    let objects_base = format!("{}/taxii2/attrib/collections/{coll}/objects", net.api(0));
+    let own = get_json(&reader, format!("{objects_base}/{id}/")).await;
+    assert_eq!(own["objects"], one["objects"], "{own}");
+    let versions = get_json(&reader, format!("{objects_base}/{id}/versions/")).await;
+    assert_eq!(versions["versions"], json!([one["objects"][0]["modified"]]));
+    let red_relationship = attrib_node::stix::claim_relationship_id(&red[0]);
+    for missing in [
+        "opinion--00000000-0000-4000-8000-000000000000".to_string(),
+        red_relationship,
+    ] {
+        let resp = reader
+            .get(format!("{objects_base}/{missing}/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 404, "{missing}");
+    }
     let unsupported = reader
         .get(format!(
             "{}/taxii2/attrib/collections/{coll}/objects/?match[version]=all",
