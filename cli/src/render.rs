@@ -270,6 +270,13 @@ pub(crate) fn status(st: &Value) -> String {
         s(&st["peer_id"]),
         st["state"].as_str().unwrap_or("observer")
     );
+    if let Some(failure) = st["store_failure"].as_str() {
+        let _ = writeln!(
+            out,
+            "store       FAILING, refusing writes: {}",
+            printable(failure)
+        );
+    }
     let c = &st["counts"];
     let _ = writeln!(
         out,
@@ -359,5 +366,23 @@ mod tests {
         assert_eq!(s(&v), "Ok\u{FFFD}[2J\u{FFFD}x\n      STATUS  fake tab");
         let plain = Value::String("Überfall — 東京".into());
         assert!(matches!(s(&plain), std::borrow::Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn status_says_when_the_store_is_failing() {
+        let mut st = serde_json::json!({
+            "network_name": "n", "network_id": "ab", "peer_id": "p", "state": "FRA",
+            "counts": {"records": 1, "pending": 0, "forks": 0}, "last_cursor": 1,
+            "peers": [], "unreachable": [], "equivocators": [], "store_failure": null,
+        });
+        assert!(!status(&st).contains("FAILING"));
+        st["store_failure"] = "store I/O error: No space left on device".into();
+        let shown = status(&st);
+        assert!(
+            shown.contains(
+                "store       FAILING, refusing writes: store I/O error: No space left on device"
+            ),
+            "{shown}"
+        );
     }
 }

@@ -67,6 +67,7 @@ pub fn router(
     };
     let reads = Router::new()
         .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
         .route("/v1/records/{id}", get(record))
         .route("/v1/forks", get(forks))
         .route("/v1/threads/{id}", get(thread))
@@ -353,6 +354,16 @@ async fn forks(
 
 async fn status(State(api): State<Api>) -> Result<impl IntoResponse, ApiError> {
     Ok(axum::Json(api.node.status().await.map_err(internal)?))
+}
+
+async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
+    let status = api.node.status().await.map_err(internal)?;
+    let members: Vec<_> = api.node.roster().members().iter().map(|m| m.code).collect();
+    Ok((
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        crate::metrics::render(&status, &members),
+    )
+        .into_response())
 }
 
 /// A full id, or a unique prefix of at least 8 hex digits of a stored record's id.

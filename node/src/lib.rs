@@ -19,6 +19,7 @@ mod ingest;
 mod iso3166;
 pub mod limits;
 pub mod localnet;
+pub mod metrics;
 mod network;
 pub mod stix;
 pub mod store;
@@ -358,6 +359,11 @@ pub struct Status {
     pub equivocators: Vec<StateCode>,
     /// Catch-up sync counters.
     pub sync: SyncStats,
+    /// The store's first failed write since the node started (disk full, I/O error), if any:
+    /// the node refuses writes until it is restarted with the cause fixed.
+    pub store_failure: Option<String>,
+    /// Seconds since the node started.
+    pub uptime_s: u64,
 }
 
 struct Shared {
@@ -1263,6 +1269,8 @@ impl NodeHandle {
             own_head,
             equivocators,
             sync: *self.shared.sync_stats.borrow(),
+            store_failure: store.failure(),
+            uptime_s: self.shared.started.elapsed().as_secs(),
         })
     }
 

@@ -197,6 +197,8 @@ pub struct SyncStats {
     pub records_received: u64,
     /// Records refused as invalid in fetch responses.
     pub invalid_received: u64,
+    /// Gossiped records refused as invalid (bad signature, broken rule).
+    pub gossip_invalid: u64,
     /// Gossip messages ignored unread because their sender exceeded its rate.
     pub gossip_rate_limited: u64,
     /// Fetch requests answered empty because their sender exceeded its rate.
@@ -1020,6 +1022,7 @@ impl EventLoop {
                     Ok(Outcome::Stored { .. } | Outcome::Fork) => MessageAcceptance::Accept,
                     Err(e) if e.is_peer_fault() => {
                         tracing::warn!(peer = %propagation_source, error = %e, "rejected gossiped record");
+                        self.stats.send_modify(|s| s.gossip_invalid += 1);
                         self.strike(propagation_source);
                         MessageAcceptance::Reject
                     }

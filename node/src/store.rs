@@ -202,6 +202,9 @@ pub struct Store {
     flush_lock: tokio::sync::Mutex<()>,
     /// Feed holds ([`Store::hold_feed`]): first held cursor → how many holds start there.
     held: Mutex<std::collections::BTreeMap<u64, usize>>,
+    /// The first write that failed for sled's reasons (disk full, I/O error), for `status`
+    /// and metrics: sled refuses every write after one until the store is opened again.
+    failure: Mutex<Option<String>>,
 }
 
 /// Keeps records appended after it was taken out of feed reads until it is dropped (see
@@ -442,6 +445,7 @@ impl Store {
             durable: std::sync::atomic::AtomicU64::new(next - 1),
             flush_lock: tokio::sync::Mutex::new(()),
             held: Mutex::new(Default::default()),
+            failure: Mutex::new(None),
             append_lock: Mutex::new(AppendState {
                 next,
                 reserved,
@@ -484,7 +488,8 @@ impl Store {
             return Ok(());
         }
         let upto = self.last_cursor();
-        self.db.flush_async().await?;
+        let flushed = self.db.flush_async().await.map_err(StoreError::from);
+        self.noted(flushed)?;
         self.durable.fetch_max(upto, Ordering::AcqRel);
         Ok(())
     }
@@ -506,7 +511,28 @@ impl Store {
     /// Appends a checked record (see the module docs). Idempotent.
     pub fn append(&self, record: Record) -> Result<Appended, StoreError> {
         let mut state = self.lock();
-        self.append_locked(&mut state, record)
+        let appended = self.append_locked(&mut state, record);
+        self.noted(appended)
+    }
+
+    /// Passes `result` on, noting a sled failure in it (see [`Store::failure`]).
+    fn noted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e @ StoreError::Sled(_)) = &result {
+            self.failure
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(|| e.to_string());
+        }
+        result
+    }
+
+    /// The first write that failed for sled's reasons since the store was opened, if any:
+    /// the store refuses writes until the node restarts (with the cause fixed).
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn append_locked(
@@ -570,6 +596,14 @@ impl Store {
     /// of one per record, which is most of what a record costs to store. Such an entry is
     /// durable as a whole or not at all. An error of the store itself (I/O) ends the batch.
     pub fn append_batch(
+        &self,
+        records: Vec<Record>,
+    ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+        let appended = self.append_batch_unnoted(records);
+        self.noted(appended)
+    }
+
+    fn append_batch_unnoted(
         &self,
         records: Vec<Record>,
     ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
@@ -921,8 +955,8 @@ impl Store {
 
     /// Sets a persistent number (see [`Store::meta_u64`]).
     pub fn set_meta_u64(&self, name: &str, value: u64) -> Result<(), StoreError> {
-        self.db.insert(key::meta(name), &value.to_be_bytes())?;
-        Ok(())
+        let set = self.db.insert(key::meta(name), &value.to_be_bytes());
+        self.noted(set.map(drop).map_err(StoreError::from))
     }
 
     /// Ties the store to the network whose records it holds. A record's signature covers

@@ -457,3 +457,74 @@ async fn revisions_form_one_line_retractions_are_final_and_no_state_accuses_itse
         Err(SubmitError::SelfAttribution)
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_what_an_operator_alerts_on() {
+    // Two running nodes of a three-member roster: in Prometheus form, the third state is
+    // unreachable and the other reachable, the claim is stored on both, the author's chain has
+    // one record, the store is healthy; without the token there is nothing to read.
+    let net = TestNet::start(2, &[(5, true)]).await.unwrap();
+    let reader = attrib_tests::reader();
+    let submitted: Value = reader
+        .post(format!("{}/v1/claims", net.api(0)))
+        .json(&claim_json())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = submitted["id"].as_str().unwrap().parse().unwrap();
+    assert!(net.node(1).wait_for_record(&id, DEADLINE).await);
+    let refused = reqwest::Client::new()
+        .get(format!("{}/metrics", net.api(1)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+    let scrape = |i: usize| {
+        let (reader, url) = (reader.clone(), format!("{}/metrics", net.api(i)));
+        async move {
+            let resp = reader.get(url).send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), 200);
+            assert_eq!(
+                resp.headers()["content-type"],
+                attrib_node::metrics::CONTENT_TYPE
+            );
+            resp.text().await.unwrap()
+        }
+    };
+    let value = |text: &str, series: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.strip_prefix(series).is_some_and(|v| v.starts_with(' ')))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let (author, other) = (scrape(0).await, scrape(1).await);
+    for text in [&author, &other] {
+        assert_eq!(value(text, "attrib_records_stored"), 1.0);
+        assert_eq!(value(text, "attrib_store_failing"), 0.0);
+        assert_eq!(value(text, "attrib_peers_subscribed"), 1.0);
+        let absent = net.extra[0].0.code;
+        assert_eq!(
+            value(
+                text,
+                &format!("attrib_state_unreachable{{state=\"{absent}\"}}")
+            ),
+            1.0
+        );
+    }
+    let (fra, deu) = (net.node(0).state().unwrap(), net.node(1).state().unwrap());
+    assert_eq!(
+        value(
+            &other,
+            &format!("attrib_state_unreachable{{state=\"{fra}\"}}")
+        ),
+        0.0
+    );
+    assert_eq!(value(&author, "attrib_own_chain_seq"), 1.0);
+    assert_eq!(value(&other, "attrib_own_chain_seq"), 0.0);
+    assert!(other.contains(&format!("state=\"{deu}\"}} 1")), "{other}");
+    assert!(other.contains("# TYPE attrib_gossip_invalid_records_total counter"));
+}
