@@ -1031,6 +1031,11 @@ impl NodeHandle {
         self.shared.tlp_ceiling
     }
 
+    /// The ids of every record stored (held ones included: see [`NodeHandle::get`]).
+    pub fn record_ids(&self) -> Vec<RecordId> {
+        self.shared.store.record_ids()
+    }
+
     /// A claim's thread, or `None` if no such claim is stored. Responses marked above
     /// `max_tlp` (a revision can be marked higher than the claim it revises) are left out, and
     /// the status is what the rest adds up to.

@@ -975,6 +975,11 @@ impl Store {
         }
     }
 
+    /// The ids of every stored record (in id order).
+    pub fn record_ids(&self) -> Vec<RecordId> {
+        self.index().ids().map(|(id, _)| *id).collect()
+    }
+
     /// The stored records whose id starts with the hex digits `prefix` (at most `limit`).
     pub fn find_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<RecordId>, StoreError> {
         if !prefix.is_ascii() || prefix.len() > 64 {

@@ -3,8 +3,9 @@
 //!
 //! Endpoints: discovery `/taxii2/`, API root `/taxii2/attrib/`, `collections/`,
 //! `collections/{id}/`, `collections/{id}/objects/` (`added_after`, `limit`, `next`,
-//! `match[type]`, `match[id]`), `collections/{id}/objects/{object-id}/` and its `versions/`,
-//! and `collections/{id}/manifest/`. Every endpoint needs the API token, as HTTP
+//! `match[type]`, `match[id]`), one object's `collections/{id}/objects/{object-id}/`
+//! (`match[version]`, by default its last version; `match[spec_version]`) and its
+//! `versions/`, and `collections/{id}/manifest/`. Every endpoint needs the API token, as HTTP
 //! Basic (any user name, the token as password) or Bearer. Responses use
 //! `application/taxii+json;version=2.1` and carry `X-TAXII-Date-Added-First/Last` where the
 //! spec asks. Only records at or below the node's TLP ceiling are served.
@@ -18,8 +19,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use crate::stix::{objects_of, parse_timestamp_us, timestamp_us};
-use crate::{FeedFilter, NodeHandle};
+use crate::stix::{
+    ObjectOrigin, objects_of, origin_of, parse_timestamp_us, state_identity, timestamp_us,
+};
+use crate::{FeedEntry, FeedFilter, NodeHandle};
 
 /// The TAXII 2.1 media type.
 pub const TAXII_MEDIA_TYPE: &str = "application/taxii+json;version=2.1";
@@ -397,14 +400,18 @@ fn page(t: &Taxii, query: &[(String, String)]) -> Result<ObjectPage, TaxiiError>
     }
 }
 
-fn date_headers(objects: &[(Value, u64)]) -> Vec<(&'static str, String)> {
-    match (objects.first(), objects.last()) {
-        (Some(first), Some(last)) => vec![
-            ("X-TAXII-Date-Added-First", timestamp_us(first.1)),
-            ("X-TAXII-Date-Added-Last", timestamp_us(last.1)),
-        ],
-        _ => vec![],
-    }
+/// The `X-TAXII-Date-Added-First/Last` headers of a page whose objects were added at `dates`
+/// (in page order); none for a page without dates.
+fn date_headers(dates: impl IntoIterator<Item = u64>) -> Vec<(&'static str, String)> {
+    let mut dates = dates.into_iter();
+    let Some(first) = dates.next() else {
+        return vec![];
+    };
+    let last = dates.last().unwrap_or(first);
+    vec![
+        ("X-TAXII-Date-Added-First", timestamp_us(first)),
+        ("X-TAXII-Date-Added-Last", timestamp_us(last)),
+    ]
 }
 
 async fn objects(
@@ -416,7 +423,7 @@ async fn objects(
     check(&t, &headers)?;
     known_collection(&t, &id)?;
     let page = read_page(&t, query).await?;
-    let extra = date_headers(&page.objects);
+    let extra = date_headers(page.objects.iter().map(|(_, d)| *d));
     let mut body = json!({
         "more": page.more,
         "objects": page.objects.into_iter().map(|(o, _)| o).collect::<Vec<_>>(),
@@ -427,35 +434,156 @@ async fn objects(
     Ok(taxii_json(body, extra))
 }
 
-/// The pages of one object: the objects endpoint with `match[id]` set to it. An object made
-/// again by a later record (a relationship revoked by a retraction) has a version from each;
-/// all are served, oldest first. A page that ends the scan without finding it is a 404.
-async fn object_page(
-    t: &Taxii,
-    object_id: &str,
-    mut query: Vec<(String, String)>,
-) -> Result<ObjectPage, TaxiiError> {
-    if let Some((k, _)) = query
-        .iter()
-        .find(|(k, _)| k == "match[id]" || k == "match[type]")
-    {
-        return Err(TaxiiError(
-            StatusCode::BAD_REQUEST,
-            format!("{k} does not apply to one object's endpoint"),
-        ));
-    }
-    query.push(("match[id]".into(), object_id.into()));
-    let resuming = query.iter().any(|(k, _)| k == "next");
-    let page = read_page(t, query).await?;
-    if page.objects.is_empty() && !page.more && !resuming {
-        return Err(TaxiiError(
+/// One version of an object, with the date its record was added (none for an identity).
+type Version = (Value, Option<u64>);
+
+/// A page of an object's versions and where the next page starts.
+struct VersionPage {
+    versions: Vec<Version>,
+    more: bool,
+    next: usize,
+}
+
+/// Every version of one object that this node serves, oldest first, each with the date its
+/// record was added: the object made from its record, and the revoked versions made by the
+/// records that retract or revise that claim. A state's identity is made from no record and
+/// has no date.
+fn object_versions(t: &Taxii, object_id: &str) -> Result<Vec<Version>, TaxiiError> {
+    let not_found = || {
+        TaxiiError(
             StatusCode::NOT_FOUND,
             format!(
                 "no object {object_id} in this collection (or only in records above this node's TLP ceiling)"
             ),
-        ));
+        )
+    };
+    let internal =
+        |e: crate::store::StoreError| TaxiiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    let roster = t.node.roster();
+    let ceiling = t.node.tlp_ceiling();
+    let id = match origin_of(object_id, &t.node.record_ids()) {
+        None => return Err(not_found()),
+        Some(ObjectOrigin::State(code)) => return Ok(vec![(state_identity(roster, code), None)]),
+        Some(ObjectOrigin::Record(id)) => id,
+    };
+    let entries: Vec<FeedEntry> = match t.node.thread(&id, ceiling).map_err(internal)? {
+        Some(thread) => std::iter::once(thread.claim)
+            .chain(thread.responses)
+            .collect(),
+        None => t.node.get(&id).map_err(internal)?.into_iter().collect(),
+    };
+    let lookup = t.node.lookup_within(ceiling);
+    let mut versions: Vec<Version> = Vec::new();
+    for entry in entries.iter().filter(|e| e.tlp <= ceiling) {
+        for object in objects_of(entry, roster, &lookup) {
+            if object["id"] == object_id
+                && !versions
+                    .iter()
+                    .any(|(v, _)| v["modified"] == object["modified"])
+            {
+                versions.push((object, Some(entry.received_us)));
+            }
+        }
     }
-    Ok(page)
+    if versions.is_empty() {
+        return Err(not_found());
+    }
+    versions.sort_by(|a, b| a.0["modified"].as_str().cmp(&b.0["modified"].as_str()));
+    Ok(versions)
+}
+
+/// The versions of one object a request asks for (`match[version]`, default the last, on the
+/// object endpoint; `match[spec_version]`, `added_after`), and the page of them `limit` and
+/// `next` select: `(versions, more, next)`.
+fn select_versions(
+    mut versions: Vec<Version>,
+    query: &[(String, String)],
+    versions_endpoint: bool,
+) -> Result<VersionPage, TaxiiError> {
+    let bad = |m: String| TaxiiError(StatusCode::BAD_REQUEST, m);
+    let allowed: &[&str] = if versions_endpoint {
+        &["added_after", "limit", "next", "match[spec_version]"]
+    } else {
+        &[
+            "added_after",
+            "limit",
+            "next",
+            "match[version]",
+            "match[spec_version]",
+        ]
+    };
+    if let Some((k, _)) = query.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+        return Err(bad(format!(
+            "{k} does not apply to this endpoint; it takes {}",
+            allowed.join(", ")
+        )));
+    }
+    let get = |k: &str| query.iter().find(|(q, _)| q == k).map(|(_, v)| v.as_str());
+    if let Some(a) = get("added_after") {
+        let after = parse_timestamp_us(a)
+            .ok_or_else(|| bad(format!("added_after {a:?} is not a timestamp")))?;
+        versions.retain(|(_, added)| added.is_none_or(|d| d > after));
+    }
+    if let Some(specs) = get("match[spec_version]") {
+        let specs: Vec<&str> = specs.split(',').collect();
+        versions.retain(|(o, _)| {
+            o["spec_version"]
+                .as_str()
+                .is_some_and(|v| specs.contains(&v))
+        });
+    }
+    if !versions_endpoint {
+        let wanted: Vec<&str> = get("match[version]").unwrap_or("last").split(',').collect();
+        let n = versions.len();
+        let mut keep = vec![false; n];
+        for w in &wanted {
+            match *w {
+                "all" => keep.iter_mut().for_each(|k| *k = true),
+                "first" if n > 0 => keep[0] = true,
+                "last" if n > 0 => keep[n - 1] = true,
+                "first" | "last" => {}
+                timestamp => {
+                    let at = parse_timestamp_us(timestamp).ok_or_else(|| {
+                        bad(format!(
+                            "match[version] {timestamp:?} is neither first, last, all nor a timestamp"
+                        ))
+                    })?;
+                    for (k, (o, _)) in keep.iter_mut().zip(&versions) {
+                        if o["modified"].as_str().and_then(parse_timestamp_us) == Some(at) {
+                            *k = true;
+                        }
+                    }
+                }
+            }
+        }
+        let mut keep = keep.into_iter();
+        versions.retain(|_| keep.next().unwrap_or(false));
+    }
+    let limit = match get("limit") {
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|l| *l > 0)
+            .ok_or_else(|| bad(format!("limit {l:?} is not a positive number")))?
+            .min(MAX_LIMIT),
+        None => DEFAULT_LIMIT,
+    };
+    let from = match get("next") {
+        Some(n) => n
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n <= versions.len())
+            .ok_or_else(|| bad(format!("next {n:?} is not a value this server gave")))?,
+        None => 0,
+    };
+    let total = versions.len();
+    let page: Vec<_> = versions.into_iter().skip(from).take(limit).collect();
+    let next = from + page.len();
+    Ok(VersionPage {
+        versions: page,
+        more: next < total,
+        next,
+    })
 }
 
 async fn object(
@@ -466,14 +594,14 @@ async fn object(
 ) -> Result<Response, TaxiiError> {
     check(&t, &headers)?;
     known_collection(&t, &id)?;
-    let page = object_page(&t, &object_id, query).await?;
-    let extra = date_headers(&page.objects);
+    let page = versions_page(&t, object_id, query, false).await?;
+    let extra = date_headers(page.versions.iter().filter_map(|(_, d)| *d));
     let mut body = json!({
         "more": page.more,
-        "objects": page.objects.into_iter().map(|(o, _)| o).collect::<Vec<_>>(),
+        "objects": page.versions.into_iter().map(|(o, _)| o).collect::<Vec<_>>(),
     });
     if page.more {
-        body["next"] = json!(page.next);
+        body["next"] = json!(page.next.to_string());
     }
     Ok(taxii_json(body, extra))
 }
@@ -486,18 +614,31 @@ async fn versions(
 ) -> Result<Response, TaxiiError> {
     check(&t, &headers)?;
     known_collection(&t, &id)?;
-    let page = object_page(&t, &object_id, query).await?;
-    let extra = date_headers(&page.objects);
-    let versions: Vec<Value> = page
-        .objects
-        .iter()
-        .map(|(o, _)| o["modified"].clone())
-        .collect();
+    let page = versions_page(&t, object_id, query, true).await?;
+    let extra = date_headers(page.versions.iter().filter_map(|(_, d)| *d));
+    let versions: Vec<&Value> = page.versions.iter().map(|(o, _)| &o["modified"]).collect();
     let mut body = json!({ "more": page.more, "versions": versions });
     if page.more {
-        body["next"] = json!(page.next);
+        body["next"] = json!(page.next.to_string());
     }
     Ok(taxii_json(body, extra))
+}
+
+/// [`object_versions`] and [`select_versions`] on a blocking thread (finding the object
+/// hashes every stored record's id once).
+async fn versions_page(
+    t: &Taxii,
+    object_id: String,
+    query: Vec<(String, String)>,
+    versions_endpoint: bool,
+) -> Result<VersionPage, TaxiiError> {
+    let t = t.clone();
+    tokio::task::spawn_blocking(move || {
+        let versions = object_versions(&t, &object_id)?;
+        select_versions(versions, &query, versions_endpoint)
+    })
+    .await
+    .map_err(|e| TaxiiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
 async fn manifest(
@@ -509,7 +650,7 @@ async fn manifest(
     check(&t, &headers)?;
     known_collection(&t, &id)?;
     let page = read_page(&t, query).await?;
-    let extra = date_headers(&page.objects);
+    let extra = date_headers(page.objects.iter().map(|(_, d)| *d));
     let objects: Vec<Value> = page
         .objects
         .iter()
