@@ -89,6 +89,11 @@ fn init(a: InitArgs) -> Result<()> {
     )?;
     let token: [u8; 32] = rand_bytes();
     write_secret_file(&a.dir.join("api.token"), hex::encode(token).as_bytes())?;
+    let metrics_token: [u8; 32] = rand_bytes();
+    write_secret_file(
+        &a.dir.join("metrics.token"),
+        hex::encode(metrics_token).as_bytes(),
+    )?;
     let peer_id = node_key.public().to_peer_id().to_string();
     let mut config = format!(
         "# attrib node configuration. Paths are relative to this file.\n\
@@ -100,6 +105,8 @@ fn init(a: InitArgs) -> Result<()> {
          node_key = \"node.key\"\n\
          # Bearer token for the local API: writes, and reads unless api_public_reads (mode 0600).\n\
          api_token = \"api.token\"\n\
+         # Bearer token that opens GET /metrics only: give this one to Prometheus (mode 0600).\n\
+         metrics_token = \"metrics.token\"\n\
          # libp2p listen addresses.\n\
          listen = [\"{}\"]\n\
          # Other members' nodes to dial, e.g. \"/ip4/192.0.2.10/tcp/4710\".\n\

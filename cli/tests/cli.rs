@@ -126,7 +126,12 @@ fn two_national_nodes_from_the_command_line() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        for f in ["fra/state.key", "fra/node.key", "fra/api.token"] {
+        for f in [
+            "fra/state.key",
+            "fra/node.key",
+            "fra/api.token",
+            "fra/metrics.token",
+        ] {
             let mode = std::fs::metadata(dir.path().join(f))
                 .unwrap()
                 .permissions()

@@ -45,6 +45,7 @@ pub const MAX_EXPORT: usize = 10 * MAX_PAGE;
 struct Api {
     node: NodeHandle,
     token: std::sync::Arc<str>,
+    metrics_token: Option<std::sync::Arc<str>>,
     public_reads: bool,
     streams: std::sync::Arc<tokio::sync::Semaphore>,
     /// Turns true when the node stops: feed streams end so the server can drain.
@@ -61,13 +62,13 @@ pub fn router(
     let state = Api {
         node: node.clone(),
         token: config.token.clone().into(),
+        metrics_token: config.metrics_token.clone().map(Into::into),
         public_reads: config.public_reads,
         streams: std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_feed_streams)),
         stopping,
     };
     let reads = Router::new()
         .route("/v1/status", get(status))
-        .route("/metrics", get(metrics))
         .route("/v1/records/{id}", get(record))
         .route("/v1/forks", get(forks))
         .route("/v1/threads/{id}", get(thread))
@@ -85,6 +86,7 @@ pub fn router(
         .route("/v1/retractions", post(submit::<Retraction>))
         .route("/v1/records", post(publish_signed))
         .route("/v1/verify", post(verify_store))
+        .route("/metrics", get(metrics))
         .merge(reads)
         .fallback(|| async {
             ApiError(
@@ -196,21 +198,28 @@ impl Submission for Retraction {
     }
 }
 
-fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), ApiError> {
-    let given = headers
+/// The bearer token a request carries, if any.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             // The scheme is case-insensitive (RFC 9110).
             let (scheme, token) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then_some(token)
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then_some(token.trim())
         })
-        .ok_or_else(|| {
-            ApiError(
-                StatusCode::UNAUTHORIZED,
-                "missing `Authorization: Bearer <token>`; the token is in the node's api.token file".into(),
-            )
-        })?;
+}
+
+fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = bearer(headers).ok_or_else(|| {
+        ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing `Authorization: Bearer <token>`; the token is in the node's api.token file"
+                .into(),
+        )
+    })?;
     if !constant_time_eq(given.trim().as_bytes(), api.token.as_bytes()) {
         return Err(ApiError(
             StatusCode::UNAUTHORIZED,
@@ -356,7 +365,15 @@ async fn status(State(api): State<Api>) -> Result<impl IntoResponse, ApiError> {
     Ok(axum::Json(api.node.status().await.map_err(internal)?))
 }
 
-async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
+/// Metrics need a token even when reads are public (they count RED records too): the API
+/// token or the metrics token, which opens nothing else.
+async fn metrics(State(api): State<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let metrics_token = api.metrics_token.as_deref().filter(|m| {
+        bearer(&headers).is_some_and(|given| constant_time_eq(given.as_bytes(), m.as_bytes()))
+    });
+    if metrics_token.is_none() {
+        authorize(&api, &headers)?;
+    }
     let status = api.node.status().await.map_err(internal)?;
     let members: Vec<_> = api.node.roster().members().iter().map(|m| m.code).collect();
     Ok((

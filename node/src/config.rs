@@ -87,6 +87,10 @@ pub struct FileConfig {
     pub node_key: PathBuf,
     /// API token file.
     pub api_token: PathBuf,
+    /// A token file for `/metrics` only, to give a monitoring system instead of the API token
+    /// (which can sign records as the state). `attrib init` writes `metrics.token`.
+    #[serde(default)]
+    pub metrics_token: Option<PathBuf>,
     /// libp2p listen addresses.
     pub listen: Vec<String>,
     /// Peers to dial.
@@ -173,21 +177,11 @@ impl FileConfig {
             }
         }
         let node_key = read_node_key(&at(&file.node_key))?;
-        let token = read_secret_file(&at(&file.api_token))?;
-        if token.trim().is_empty() {
-            return Err(NodeError::Config(format!(
-                "the API token file {} is empty; restore it (or write a new random token into it)",
-                at(&file.api_token).display()
-            )));
-        }
-        const MIN_TOKEN: usize = 16;
-        if token.trim().chars().count() < MIN_TOKEN {
-            return Err(NodeError::Config(format!(
-                "the API token in {} is {} characters; use at least {MIN_TOKEN} random ones (`attrib init` writes 64 hex digits, e.g. from `openssl rand -hex 32`)",
-                at(&file.api_token).display(),
-                token.trim().chars().count()
-            )));
-        }
+        let token = read_token(&at(&file.api_token), "API")?;
+        let metrics_token = match &file.metrics_token {
+            Some(p) => Some(read_token(&at(p), "metrics")?),
+            None => None,
+        };
         let listen = parse_addrs("listen", &file.listen)?;
         let bootstrap = parse_addrs("bootstrap", &file.bootstrap)?;
         let config = NodeConfig {
@@ -199,7 +193,8 @@ impl FileConfig {
             bootstrap,
             api: Some(ApiConfig {
                 listen: file.api_listen,
-                token: token.trim().to_string(),
+                token,
+                metrics_token,
                 public_reads: file.api_public_reads,
                 allow_remote: file.api_allow_remote,
             }),
@@ -271,6 +266,26 @@ pub fn write_secret_file(path: &Path, contents: &[u8]) -> Result<(), NodeError> 
         .map_err(|e| NodeError::Config(format!("cannot create {}: {e}", path.display())))?;
     f.write_all(contents)
         .map_err(|e| NodeError::Config(format!("cannot write {}: {e}", path.display())))
+}
+
+/// A bearer token from its file: not empty, and long enough not to be guessed.
+fn read_token(path: &Path, what: &str) -> Result<String, NodeError> {
+    let token = read_secret_file(path)?.trim().to_string();
+    if token.is_empty() {
+        return Err(NodeError::Config(format!(
+            "the {what} token file {} is empty; restore it (or write a new random token into it)",
+            path.display()
+        )));
+    }
+    const MIN_TOKEN: usize = 16;
+    if token.chars().count() < MIN_TOKEN {
+        return Err(NodeError::Config(format!(
+            "the {what} token in {} is {} characters; use at least {MIN_TOKEN} random ones (`attrib init` writes 64 hex digits, e.g. from `openssl rand -hex 32`)",
+            path.display(),
+            token.chars().count()
+        )));
+    }
+    Ok(token)
 }
 
 /// Reads a secret file, refusing one that others can read.

@@ -359,8 +359,8 @@ pub struct Status {
     pub equivocators: Vec<StateCode>,
     /// Catch-up sync counters.
     pub sync: SyncStats,
-    /// The store's first failed write since the node started (disk full, I/O error), if any:
-    /// the node refuses writes until it is restarted with the cause fixed.
+    /// The store's first failed operation since the node started (disk full, I/O error), if
+    /// any: fix the cause and restart the node.
     pub store_failure: Option<String>,
     /// Seconds since the node started.
     pub uptime_s: u64,
@@ -1327,6 +1327,8 @@ pub struct ApiConfig {
     pub listen: SocketAddr,
     /// Bearer token: required for writes, and for reads unless `public_reads`.
     pub token: String,
+    /// A bearer token that opens `/metrics` only (which the API token opens too).
+    pub metrics_token: Option<String>,
     /// Serve reads (feed, records, threads, status, STIX) without the token. TAXII always
     /// needs it.
     pub public_reads: bool,

@@ -111,6 +111,7 @@ pub fn local_config(
         bootstrap,
         api: api_token.map(|token| ApiConfig {
             listen: ([127, 0, 0, 1], 0).into(),
+            metrics_token: Some(format!("{token}-metrics")),
             token,
             public_reads: false,
             allow_remote: false,

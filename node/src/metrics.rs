@@ -43,7 +43,7 @@ pub fn render(status: &Status, members: &[StateCode]) -> String {
     metric(
         "store_failing",
         "gauge",
-        "1 once a store write has failed (disk full, I/O error): the node refuses writes until it is restarted with the cause fixed.",
+        "1 once a store operation has failed (disk full, I/O error; `attrib status` says which): fix the cause and restart the node.",
         &one(f64::from(u8::from(status.store_failure.is_some()))),
     );
     metric(

@@ -112,7 +112,7 @@ pub enum ObjectOrigin {
 
 /// Which of the records `ids`, or which state, the object `object_id` was made from. Object
 /// ids are hashes, so this recomputes, for each record, the ids an object of that type could
-/// have (one or two hashes a record: tens of ms for 100,000 records).
+/// have: one or two hashes a record.
 pub fn origin_of(object_id: &str, ids: &[RecordId]) -> Option<ObjectOrigin> {
     let (kind, uuid) = object_id.split_once("--")?;
     let uuid: uuid::Uuid = uuid.parse().ok()?;

@@ -202,8 +202,9 @@ pub struct Store {
     flush_lock: tokio::sync::Mutex<()>,
     /// Feed holds ([`Store::hold_feed`]): first held cursor → how many holds start there.
     held: Mutex<std::collections::BTreeMap<u64, usize>>,
-    /// The first write that failed for sled's reasons (disk full, I/O error), for `status`
-    /// and metrics: sled refuses every write after one until the store is opened again.
+    /// The first store operation that failed for sled's reasons (disk full, I/O error), for
+    /// `status` and metrics: sled refuses every write after one until the store is opened
+    /// again.
     failure: Mutex<Option<String>>,
 }
 
@@ -526,8 +527,9 @@ impl Store {
         result
     }
 
-    /// The first write that failed for sled's reasons since the store was opened, if any:
-    /// the store refuses writes until the node restarts (with the cause fixed).
+    /// The first append, flush or write that failed for sled's reasons since the store was
+    /// opened, if any: the store refuses writes until the node restarts (with the cause
+    /// fixed).
     pub fn failure(&self) -> Option<String> {
         self.failure
             .lock()
@@ -969,8 +971,8 @@ impl Store {
             Some(held) if held.as_ref() != id => Ok(Some(held.to_vec())),
             Some(_) => Ok(None),
             None => {
-                self.db.insert(key, &id[..])?;
-                Ok(None)
+                let bound = self.db.insert(key, &id[..]);
+                self.noted(bound.map(|_| None).map_err(StoreError::from))
             }
         }
     }
@@ -1611,6 +1613,24 @@ mod tests {
             out.push(sign(key, seq, prev, claim(&format!("c{seq}"))));
         }
         out
+    }
+
+    #[test]
+    fn the_first_sled_failure_is_kept_and_other_errors_are_not_failures() {
+        let store = Store::temporary().unwrap();
+        let io = |m: &str| StoreError::Sled(sled::Error::Io(std::io::Error::other(m.to_string())));
+        assert!(store.noted::<()>(Err(StoreError::PendingFull)).is_err());
+        assert!(store.noted(Ok(())).is_ok());
+        assert_eq!(store.failure(), None);
+        assert!(
+            store
+                .noted::<()>(Err(io("No space left on device")))
+                .is_err()
+        );
+        assert!(store.noted::<()>(Err(io("later"))).is_err());
+        let failure = store.failure().unwrap();
+        assert!(failure.contains("No space left on device"), "{failure}");
+        assert!(!failure.contains("later"));
     }
 
     #[test]

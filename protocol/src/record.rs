@@ -103,8 +103,8 @@ impl Record {
     /// encoding with the signature's bytes, so a signature it accepts has an `R` that is a
     /// point, canonically encoded; [`strict_r`] adds, on the bytes, that `R` is not of small
     /// order, where `verify_strict` decompresses `R` (a square root, about a tenth of the
-    /// check) to ask that. The roster refuses weak keys, the other thing `verify_strict`
-    /// refuses.
+    /// check) to ask that. `verify_strict` also refuses weak (small-order) keys: so does the
+    /// roster, and so does this check (three doublings on the key's point).
     pub fn verify_signature(&self, roster: &Roster) -> Result<(), RecordError> {
         let key = roster
             .verifying_key(&self.content.author)
@@ -113,7 +113,7 @@ impl Record {
             })?;
         let message = signing_message(roster.network_id(), self.content_bytes());
         let signature = self.signature();
-        if strict_r(&signature) && key.verify(&message, &signature).is_ok() {
+        if !key.is_weak() && strict_r(&signature) && key.verify(&message, &signature).is_ok() {
             Ok(())
         } else {
             Err(RecordError::BadSignature { id: self.id })

@@ -390,16 +390,19 @@ fn evidence(items: &[Evidence]) -> Result<(), RecordError> {
 }
 
 /// Checks many received records at once, as [`check_record`] does for one, with one ed25519
-/// batch verification for all signatures (falling back to one-by-one `verify_strict` checks to
-/// find the bad ones if the batch fails). Results are in input order.
+/// batch verification for all signatures (falling back to one-by-one checks,
+/// [`Record::verify_signature`], to find the bad ones if the batch fails). Results are in
+/// input order.
 ///
 /// The batch also demands what `verify_strict` demands of `R` (a canonical encoding of a point
 /// that is not of small order). It does not test `R` for a torsion component, which would cost
 /// more than the batch saves: a signature whose `R` carries one can only be made with the
-/// author's secret key, verifies under the cofactorless batch equation with probability 1/8,
-/// and fails `verify_strict`. Such a record (only ever its own author's doing) may therefore be
-/// accepted by a node during catch-up and refused by others; it is still the author's signed
-/// statement and cannot be attributed to anyone else.
+/// author's secret key, and fails the one-by-one check; whether it passes the cofactorless
+/// batch equation depends on the batch's random weights, which are derived from the batch's
+/// contents, so its author can make one that passes a given batch (a batch of one, say). Such
+/// a record (only ever its own author's doing) may therefore be accepted by a node during
+/// catch-up and refused by others; it is still the author's signed statement and cannot be
+/// attributed to anyone else.
 pub fn check_records(
     items: &[&[u8]],
     roster: &Roster,

@@ -482,6 +482,18 @@ async fn metrics_show_what_an_operator_alerts_on() {
         .await
         .unwrap();
     assert_eq!(refused.status().as_u16(), 401);
+    // The metrics token opens /metrics and nothing else.
+    let monitor = reqwest::Client::new();
+    let metrics_token = "test-token-metrics";
+    for (path, code) in [("/metrics", 200), ("/v1/status", 401), ("/v1/feed", 401)] {
+        let resp = monitor
+            .get(format!("{}{path}", net.api(1)))
+            .bearer_auth(metrics_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), code, "{path}");
+    }
     let scrape = |i: usize| {
         let (reader, url) = (reader.clone(), format!("{}/metrics", net.api(i)));
         async move {

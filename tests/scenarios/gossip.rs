@@ -205,6 +205,14 @@ async fn invalid_records_are_neither_stored_nor_forwarded_and_the_sender_is_cut_
             "FRA forwarded an invalid message"
         );
     }
+    // Counted where operators see it (status, /metrics): at FRA, which received them; DEU
+    // never saw them.
+    assert!(
+        fra.sync_stats().gossip_invalid >= 2,
+        "{:?}",
+        fra.sync_stats()
+    );
+    assert_eq!(deu.sync_stats().gossip_invalid, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
