@@ -298,13 +298,35 @@ async fn node_run(config: &Path, verify_store: bool) -> Result<()> {
     let (file, mut cfg) = FileConfig::load(config)?;
     cfg.verify_on_start |= verify_store;
     let node = Node::start(cfg).await?;
-    tracing::info!(peer_id = %node.handle().peer_id(), state = ?file.state, api = ?node.api_addr(), "node running; Ctrl-C stops it");
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot wait for Ctrl-C")?;
-    tracing::info!("stopping");
+    tracing::info!(peer_id = %node.handle().peer_id(), state = ?file.state, api = ?node.api_addr(), "node running; Ctrl-C (or SIGTERM) stops it");
+    let signal = stop_signal().await?;
+    tracing::info!(signal, "stopping");
     node.shutdown().await?;
     Ok(())
+}
+
+/// Waits for Ctrl-C (SIGINT) or, on Unix, SIGTERM (what `kill`, container runtimes and
+/// most supervisors send); names the one that came.
+async fn stop_signal() -> Result<&'static str> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot wait for SIGTERM")?;
+        tokio::select! {
+            interrupted = tokio::signal::ctrl_c() => {
+                interrupted.context("cannot wait for Ctrl-C")?;
+                Ok("SIGINT")
+            }
+            _ = term.recv() => Ok("SIGTERM"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c()
+            .await
+            .context("cannot wait for Ctrl-C")?;
+        Ok("Ctrl-C")
+    }
 }
 
 fn init_tracing() {

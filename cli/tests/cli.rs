@@ -670,3 +670,73 @@ fn node_refuses_unsafe_setups_and_verifies_its_store() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
 }
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_the_node_cleanly() {
+    // `kill` (SIGTERM, what supervisors and container runtimes send) stops the node as Ctrl-C
+    // does: it says so, exits 0, and the next start continues the feed's cursors (a crash
+    // would jump them past the reserved block).
+    let dir = tempfile::tempdir().unwrap();
+    let d = |p: &str| dir.path().join(p).to_str().unwrap().to_string();
+    let api = free_port();
+    ok(&[
+        "init",
+        "--state",
+        "FRA",
+        "--dir",
+        &d("fra"),
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--api-listen",
+        &format!("127.0.0.1:{api}"),
+    ]);
+    ok(&[
+        "roster",
+        "build",
+        "--network",
+        "term-test",
+        "--out",
+        &d("fra/roster.toml"),
+        &d("fra/roster-entry.toml"),
+    ]);
+    let cfg = d("fra/node.toml");
+    let submit = |title: &str| {
+        ok(&[
+            "claim",
+            "submit",
+            "--config",
+            &cfg,
+            "--title",
+            title,
+            "--actor",
+            "APT-X",
+            "--confidence",
+            "40",
+        ])
+    };
+    let (mut node, log) = run_node(Path::new(&cfg));
+    wait_line(&log, "the API to listen", |l| {
+        l.contains("local API listening")
+    });
+    submit("before the stop");
+    let sent = Command::new("kill")
+        .args(["-TERM", &node.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    wait_line(&log, "the node to say it stops", |l| {
+        l.contains("stopping") && l.contains("SIGTERM")
+    });
+    let exit = node.0.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+
+    let (_node, log) = run_node(Path::new(&cfg));
+    wait_line(&log, "the API to listen again", |l| {
+        l.contains("local API listening")
+    });
+    submit("after the stop");
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&["status", "--json", "--config", &cfg])).unwrap();
+    assert_eq!(status["last_cursor"], 2, "{status}");
+}

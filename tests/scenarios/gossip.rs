@@ -489,3 +489,41 @@ async fn two_nodes_holding_one_state_key_refuse_to_sign_while_both_run() {
     }
     assert_eq!(a.handle().status().await.unwrap().counts.forks, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_key_listed_for_another_member_is_refused() {
+    // GBR's node started with JPN's node key would appear to every peer as JPN's node: refused
+    // at start, naming both. So is an observer's key with a state key, and a member's node key
+    // without one.
+    use attrib_node::Node;
+    use attrib_node::localnet::{local_config, local_roster};
+    let (jpn, gbr) = (LocalMember::new(22, 0), LocalMember::new(22, 1));
+    let roster = local_roster(&[jpn.clone(), gbr.clone()], &[]);
+    let mut cfg = local_config(&gbr, &roster, None, vec![], None);
+    cfg.node_key = jpn.node_key.clone();
+    let err = Node::start(cfg)
+        .await
+        .err()
+        .expect("started with another member's node key");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("as {}'s node", jpn.code))
+            && text.contains(&format!("{}'s state key", gbr.code)),
+        "{text}"
+    );
+    let mut observer = local_config(&gbr, &roster, None, vec![], None);
+    observer.state_key = None;
+    let err = Node::start(observer)
+        .await
+        .err()
+        .expect("a member's node ran as an observer");
+    assert!(
+        err.to_string().contains("an observer (no state key)"),
+        "{err}"
+    );
+    // The right key still starts.
+    let node = Node::start(local_config(&gbr, &roster, None, vec![], None))
+        .await
+        .unwrap();
+    node.shutdown().await.unwrap();
+}
