@@ -924,7 +924,7 @@ fn verify(a: VerifyArgs) -> Result<()> {
         eprintln!("problem: {p}");
     }
     outln!(
-        "{} signed record(s) verified, {} object(s) without a record, {} problem(s)",
+        "{} signed record(s) verified, {} other object(s) checked against them, {} problem(s)",
         report.verified,
         report.unsigned,
         report.problems.len()

@@ -480,7 +480,8 @@ pub fn bundle(
 pub struct BundleReport {
     /// Objects carrying a record whose signature and object id check out.
     pub verified: usize,
-    /// Objects without an attrib record (identities, campaigns, actors, ...).
+    /// Objects without an attrib record (identities, campaigns, actors, ...): each must be
+    /// one that the bundle's signed records make, or it is a problem.
     pub unsigned: usize,
     /// Of the verified, objects whose STIX properties could not be compared with their record:
     /// they are made with a record that is not in the bundle (a revoked version whose claim
@@ -494,6 +495,8 @@ pub struct BundleReport {
 /// and that the carrying object's id derives from the record), offline, and that each
 /// carrying object says what its record says: its STIX properties are compared with the
 /// object attrib makes from the record, so an edited confidence or description is caught.
+/// Every object that carries no record must be one those records make (compared the same
+/// way); anything else, and a bundle with no signed record at all, is a problem.
 pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
     let mut report = BundleReport::default();
     let Some(objects) = bundle["objects"].as_array() else {
@@ -575,6 +578,10 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
             }
             v
         };
+        // What the record makes besides the carrying object stands whatever that object says.
+        for m in made.iter().filter(|m| carried_record(m).is_none()) {
+            derived.insert(version_key(m), m.clone());
+        }
         let twin = made
             .iter()
             .find(|m| m["id"] == o["id"] && carried_record(m) == carried_record(o));
@@ -595,20 +602,28 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
             report.properties_unchecked += 1;
         }
         report.verified += 1;
-        for m in made.into_iter().filter(|m| carried_record(m).is_none()) {
-            derived.insert(version_key(&m), m);
+    }
+    // Every other object must be one those records make (or the extension's own): an object
+    // made from no signed record could say anything in any state's name.
+    let fixed = extension_objects();
+    for o in objects.iter().filter(|o| carried_record(o).is_none()) {
+        let oid = o["id"].as_str().unwrap_or("?");
+        match derived.get(&version_key(o)) {
+            Some(m) if m != o => report.problems.push(format!(
+                "{oid}: {} differ from what the signed records in the bundle say",
+                differing_properties(m, o).join(", "),
+            )),
+            Some(_) => {}
+            None if fixed.contains(o) => {}
+            None => report.problems.push(format!(
+                "{oid}: made from no signed record in this bundle (every object of an attrib export is): it was added, or its record was stripped"
+            )),
         }
     }
-    for o in objects.iter().filter(|o| carried_record(o).is_none()) {
-        if let Some(m) = derived.get(&version_key(o))
-            && m != o
-        {
-            report.problems.push(format!(
-                "{}: {} differ from what the signed records in the bundle say",
-                o["id"].as_str().unwrap_or("?"),
-                differing_properties(m, o).join(", "),
-            ));
-        }
+    if report.verified == 0 {
+        report
+            .problems
+            .push("no signed record in this bundle: nothing in it can be verified".into());
     }
     report
 }

@@ -197,6 +197,49 @@ async fn stix_export_is_valid_stix_and_verifies_offline() {
             .is_empty()
     );
 
+    // Objects made from no signed record are problems: every record stripped from the bundle,
+    // an attribution added in FRA's name, an empty bundle.
+    let mut stripped = bundle.clone();
+    for o in stripped["objects"].as_array_mut().unwrap() {
+        o.as_object_mut().unwrap().remove("extensions");
+    }
+    let problems = attrib_node::stix::verify_bundle(&stripped, &net.roster).problems;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("no signed record in this bundle"))
+            && problems
+                .iter()
+                .any(|p| p.contains("made from no signed record")),
+        "{problems:?}"
+    );
+    let mut added = bundle.clone();
+    let mut forged = added["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["type"] == "relationship" && o.get("extensions").is_some())
+        .unwrap()
+        .clone();
+    forged.as_object_mut().unwrap().remove("extensions");
+    forged["id"] = json!("relationship--00000000-0000-4000-8000-000000000001");
+    forged["confidence"] = json!(99);
+    added["objects"].as_array_mut().unwrap().push(forged);
+    let problems = attrib_node::stix::verify_bundle(&added, &net.roster).problems;
+    assert!(
+        problems.len() == 1
+            && problems[0].starts_with(
+                "relationship--00000000-0000-4000-8000-000000000001: made from no signed record"
+            ),
+        "{problems:?}"
+    );
+    let empty = json!({"type": "bundle", "id": "bundle--00000000-0000-4000-8000-000000000002", "objects": []});
+    assert!(
+        !attrib_node::stix::verify_bundle(&empty, &net.roster)
+            .problems
+            .is_empty()
+    );
+
     // And back: a bundle's standing claim becomes a draft, word for word (its accused state
     // included). Here that is the revision: the first claim was revised, the other retracted.
     let draft = attrib_node::stix::claim_from_stix(&bundle).unwrap();
