@@ -59,6 +59,16 @@ pub fn router(node: NodeHandle, token: String) -> Router {
                 format!("{method} is not allowed: this TAXII server is read-only (GET)"),
             )
         })
+        .layer(axum::middleware::map_response_with_state(
+            node.tlp_ceiling(),
+            |State(ceiling): State<attrib_protocol::Tlp>, mut response: Response| async move {
+                response.headers_mut().insert(
+                    crate::api::TLP_CEILING_HEADER,
+                    HeaderValue::from_static(crate::api::tlp_name(ceiling)),
+                );
+                response
+            },
+        ))
         .with_state(Taxii {
             node,
             token: token.into(),
@@ -134,9 +144,7 @@ fn check(t: &Taxii, headers: &HeaderMap) -> Result<(), TaxiiError> {
         }
     }
     if let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())
-        && !(accept.contains("application/taxii+json")
-            || accept.contains("*/*")
-            || accept.contains("application/*"))
+        && !accepts_taxii_21(accept)
     {
         return Err(TaxiiError(
             StatusCode::NOT_ACCEPTABLE,
@@ -144,6 +152,25 @@ fn check(t: &Taxii, headers: &HeaderMap) -> Result<(), TaxiiError> {
         ));
     }
     Ok(())
+}
+
+/// Whether an Accept header admits TAXII 2.1 JSON: `*/*`, `application/*`, or
+/// `application/taxii+json` without a version or with version 2.1 (a client asking for 2.0
+/// only gets a 406).
+fn accepts_taxii_21(accept: &str) -> bool {
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("").to_ascii_lowercase();
+        let version = parts
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("version"))
+            .map(|(_, v)| v.trim().trim_matches('"').to_string());
+        match media.as_str() {
+            "*/*" | "application/*" => true,
+            "application/taxii+json" => version.is_none_or(|v| v == "2.1"),
+            _ => false,
+        }
+    })
 }
 
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
@@ -274,8 +301,10 @@ fn page(t: &Taxii, query: &[(String, String)]) -> Result<ObjectPage, TaxiiError>
     let limit = match get("limit") {
         Some(l) => l
             .parse::<usize>()
-            .map_err(|_| bad(format!("limit {l:?} is not a number")))?
-            .clamp(1, MAX_LIMIT),
+            .ok()
+            .filter(|l| *l > 0)
+            .ok_or_else(|| bad(format!("limit {l:?} is not a positive number")))?
+            .min(MAX_LIMIT),
         None => DEFAULT_LIMIT,
     };
     let mut at = match get("next") {
@@ -308,6 +337,7 @@ fn page(t: &Taxii, query: &[(String, String)]) -> Result<ObjectPage, TaxiiError>
     };
     let lookup = t.node.lookup_within(t.node.tlp_ceiling());
     let mut objects: Vec<(Value, u64)> = Vec::new();
+    let mut in_page: HashSet<(String, String)> = HashSet::new();
     // Records looked at in this request; past the bound the page ends early (more: true),
     // so a filter that matches nothing cannot make one request read the whole store.
     let mut examined = 0;
@@ -359,22 +389,21 @@ fn page(t: &Taxii, query: &[(String, String)]) -> Result<ObjectPage, TaxiiError>
                     has(&types, "type") && has(&ids, "id")
                 })
                 .collect();
-            let remaining = &all[at.skip.min(all.len())..];
-            let room = limit - objects.len();
-            if remaining.len() > room {
-                objects.extend(
-                    remaining[..room]
-                        .iter()
-                        .map(|o| (o.clone(), entry.received_us)),
-                );
-                let next = format!("{}.{}", at.cursor, at.skip + room);
-                return Ok(ObjectPage {
-                    objects,
-                    more: true,
-                    next,
-                });
+            let from = at.skip.min(all.len());
+            for (i, object) in all.iter().enumerate().skip(from) {
+                if objects.len() == limit {
+                    return Ok(ObjectPage {
+                        objects,
+                        more: true,
+                        next: format!("{}.{i}", at.cursor),
+                    });
+                }
+                // A state's identity comes with each of its records: once a page is enough.
+                let key = (object["id"].to_string(), object["modified"].to_string());
+                if in_page.insert(key) {
+                    objects.push((object.clone(), entry.received_us));
+                }
             }
-            objects.extend(remaining.iter().map(|o| (o.clone(), entry.received_us)));
             at = Position {
                 cursor: entry.cursor,
                 skip: 0,

@@ -502,6 +502,41 @@ async fn taxii_client_pages_through_exactly_the_nodes_record() {
         .await
         .unwrap();
     assert_eq!(refused.status().as_u16(), 400);
+    // One page holds each object version once (a state's identity comes with each of its
+    // records), and says which TLP ceiling applied.
+    let resp = reader
+        .get(format!("{objects_base}/?limit=1000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-attrib-tlp-ceiling"], "AMBER");
+    let whole: Value = resp.json().await.unwrap();
+    let versions: Vec<(String, String)> = whole["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["id"].to_string(), o["modified"].to_string()))
+        .collect();
+    let distinct: BTreeSet<&(String, String)> = versions.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        versions.len(),
+        "a version twice in one page"
+    );
+    assert!(versions.iter().any(|(id, _)| id.contains("identity--")));
+    let zero = reader
+        .get(format!("{objects_base}/?limit=0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(zero.status().as_u16(), 400);
+    let old_version = reader
+        .get(format!("{objects_base}/"))
+        .header("accept", "application/taxii+json;version=2.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old_version.status().as_u16(), 406);
     let unsupported = reader
         .get(format!(
             "{}/taxii2/attrib/collections/{coll}/objects/?match[version]=all",
