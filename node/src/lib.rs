@@ -332,6 +332,35 @@ pub struct Thread {
     pub equivocating: Vec<StateCode>,
 }
 
+/// The records a reader with a TLP ceiling may see, for the STIX conversion (see
+/// [`NodeHandle::lookup_within`]).
+pub struct RecordsWithin {
+    node: NodeHandle,
+    max_tlp: Tlp,
+}
+
+impl RecordsWithin {
+    fn visible(&self, record: &Record) -> bool {
+        self.node.tlp_of(record).is_ok_and(|t| t <= self.max_tlp)
+    }
+}
+
+impl stix::Records for RecordsWithin {
+    fn record(&self, id: &RecordId) -> Option<Record> {
+        let record = self.node.shared.store.get(id).ok().flatten()?;
+        self.visible(&record).then_some(record)
+    }
+
+    fn responses(&self, target: &RecordId) -> Vec<Record> {
+        let responses = self.node.shared.store.responses(target);
+        responses
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| self.visible(r))
+            .collect()
+    }
+}
+
 /// Node status.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
@@ -1029,11 +1058,10 @@ impl NodeHandle {
     /// Looks records up for the STIX conversion of a reader whose ceiling is `max_tlp`: a
     /// record marked above it is not found (a revision must not carry the claim it revises
     /// out, nor a response its claim, past the reader's ceiling).
-    pub fn lookup_within(&self, max_tlp: Tlp) -> impl Fn(&RecordId) -> Option<Record> + use<> {
-        let node = self.clone();
-        move |id| {
-            let record = node.shared.store.get(id).ok().flatten()?;
-            (node.tlp_of(&record).ok()? <= max_tlp).then_some(record)
+    pub fn lookup_within(&self, max_tlp: Tlp) -> RecordsWithin {
+        RecordsWithin {
+            node: self.clone(),
+            max_tlp,
         }
     }
 

@@ -149,6 +149,11 @@ pub fn claim_relationship_id(id: &RecordId) -> String {
     stix_id("relationship", &format!("{id}/attributed-to"))
 }
 
+/// The id of the opinion made from rebuttal or endorsement `id`.
+pub fn opinion_id(id: &RecordId) -> String {
+    stix_id("opinion", &format!("{id}/opinion"))
+}
+
 /// The id of the `identity` of a state.
 pub fn state_identity_id(code: StateCode) -> String {
     stix_id("identity", &format!("state/{code}"))
@@ -282,12 +287,101 @@ fn attribution_text(claim: &Claim) -> String {
     }
 }
 
-/// The STIX objects made from one stored record. `lookup` finds the claim a response targets.
-pub fn objects_of(
-    entry: &FeedEntry,
-    roster: &Roster,
-    lookup: &dyn Fn(&RecordId) -> Option<Record>,
-) -> Vec<Value> {
+/// The records [`objects_of`] consults besides the one it converts, as far as the reader may
+/// see them.
+pub trait Records {
+    /// A record by id: a response's claim, a revision's predecessor.
+    fn record(&self, id: &RecordId) -> Option<Record>;
+    /// The records that respond to `target` (revisions of it included).
+    fn responses(&self, target: &RecordId) -> Vec<Record>;
+}
+
+/// The same author's earlier rebuttal (or endorsement) of the same claim that `record`, a
+/// rebuttal (endorsement), replaces: the latest of them. A thread counts each state's latest
+/// one of each kind only.
+fn replaced_opinion(record: &Record, records: &dyn Records) -> Option<Record> {
+    let target = record.body().target()?;
+    let same_kind = |r: &Record| {
+        matches!(
+            (r.body(), record.body()),
+            (Body::Rebuttal(_), Body::Rebuttal(_)) | (Body::Endorsement(_), Body::Endorsement(_))
+        )
+    };
+    records
+        .responses(&target)
+        .into_iter()
+        .filter(|r| r.author() == record.author() && r.seq() < record.seq() && same_kind(r))
+        .max_by_key(Record::seq)
+}
+
+/// Whether a same-author revision of `claim` came before `record` (a retraction of it): the
+/// claim's relationship is revoked once, by whichever came first.
+fn revised_before(claim: &RecordId, record: &Record, records: &dyn Records) -> bool {
+    records.responses(claim).iter().any(|r| {
+        r.author() == record.author()
+            && r.seq() < record.seq()
+            && r.body()
+                .as_claim()
+                .is_some_and(|c| c.supersedes == Some(*claim))
+    })
+}
+
+/// The opinion object of a rebuttal or endorsement (`None` for other records).
+fn opinion_of(
+    record: &Record,
+    author: Option<StateCode>,
+    network: &str,
+    records: &dyn Records,
+) -> Option<Value> {
+    let created = timestamp_ms(record.created_at());
+    let (target, opinion, explanation, evidence) = match record.body() {
+        Body::Rebuttal(r) => (
+            r.target,
+            opinion_of_stance(r.stance),
+            format!(
+                "rebuttal ({}): {}",
+                attrib_protocol::stance_label(r.stance),
+                r.statement
+            ),
+            &r.evidence,
+        ),
+        Body::Endorsement(e) => (
+            e.target,
+            opinion_name(e.agreement),
+            format!("endorsement: {}", e.statement),
+            &e.evidence,
+        ),
+        _ => return None,
+    };
+    let tlp = records
+        .record(&target)
+        .and_then(|t| t.body().as_claim().map(|c| c.tlp))
+        .unwrap_or(Tlp::Red);
+    let mut op = json!({
+        "type": "opinion",
+        "spec_version": "2.1",
+        "id": opinion_id(&record.id()),
+        "created": created,
+        "modified": created,
+        "opinion": opinion,
+        "explanation": explanation,
+        "object_refs": [claim_relationship_id(&target)],
+        "object_marking_refs": [tlp_marking(tlp)],
+        "extensions": record_extension(record, network),
+    });
+    if !evidence.is_empty() {
+        op["external_references"] = json!(external_references(evidence));
+    }
+    if let Some(code) = author {
+        op["created_by_ref"] = json!(state_identity_id(code));
+        op["authors"] = json!([code.to_string()]);
+    }
+    Some(op)
+}
+
+/// The STIX objects made from one stored record. `records` finds the claim a response
+/// targets and the responses before it.
+pub fn objects_of(entry: &FeedEntry, roster: &Roster, records: &dyn Records) -> Vec<Value> {
     let record = &entry.record;
     let network = roster.network_id().to_hex();
     let author = entry.author_state;
@@ -371,7 +465,7 @@ pub fn objects_of(
                 out.push(rel);
             }
             if let Some(old) = claim.supersedes
-                && let Some(old_record) = lookup(&old)
+                && let Some(old_record) = records.record(&old)
                 && let Some(old_claim) = old_record.body().as_claim()
             {
                 out.push(claim_relationship(
@@ -384,55 +478,22 @@ pub fn objects_of(
             }
         }
         Body::Rebuttal(_) | Body::Endorsement(_) => {
-            let (target, opinion, explanation) = match record.body() {
-                Body::Rebuttal(r) => (
-                    r.target,
-                    opinion_of_stance(r.stance),
-                    format!(
-                        "rebuttal ({}): {}",
-                        attrib_protocol::stance_label(r.stance),
-                        r.statement
-                    ),
-                ),
-                Body::Endorsement(e) => (
-                    e.target,
-                    opinion_name(e.agreement),
-                    format!("endorsement: {}", e.statement),
-                ),
-                _ => unreachable!("matched above"),
-            };
-            let tlp = lookup(&target)
-                .and_then(|t| t.body().as_claim().map(|c| c.tlp))
-                .unwrap_or(Tlp::Red);
-            let mut op = json!({
-                "type": "opinion",
-                "spec_version": "2.1",
-                "id": stix_id("opinion", &format!("{}/opinion", record.id())),
-                "created": created,
-                "modified": created,
-                "opinion": opinion,
-                "explanation": explanation,
-                "object_refs": [claim_relationship_id(&target)],
-                "object_marking_refs": [tlp_marking(tlp)],
-                "extensions": record_extension(record, &network),
-            });
-            let evidence = match record.body() {
-                Body::Rebuttal(r) => &r.evidence,
-                Body::Endorsement(e) => &e.evidence,
-                _ => unreachable!("matched above"),
-            };
-            if !evidence.is_empty() {
-                op["external_references"] = json!(external_references(evidence));
+            out.extend(opinion_of(record, author, &network, records));
+            // It replaces the state's earlier one of its kind: that opinion is revoked by it.
+            if let Some(earlier) = replaced_opinion(record, records)
+                && let Some(mut old) = opinion_of(&earlier, author, &network, records)
+            {
+                let at = record.created_at().max(earlier.created_at() + 1);
+                old["modified"] = json!(timestamp_ms(at));
+                old["revoked"] = json!(true);
+                old["extensions"] = record_extension(record, &network);
+                out.push(old);
             }
-            if let Some(code) = author {
-                op["created_by_ref"] = json!(state_identity_id(code));
-                op["authors"] = json!([code.to_string()]);
-            }
-            out.push(op);
         }
         Body::Retraction(r) => {
-            if let Some(target) = lookup(&r.target)
+            if let Some(target) = records.record(&r.target)
                 && let Some(claim) = target.body().as_claim()
+                && !revised_before(&r.target, record, records)
             {
                 out.push(claim_relationship(
                     &target,
@@ -449,15 +510,11 @@ pub fn objects_of(
 }
 
 /// A STIX 2.1 bundle of the objects made from `entries` (identities deduplicated).
-pub fn bundle(
-    entries: &[FeedEntry],
-    roster: &Roster,
-    lookup: &dyn Fn(&RecordId) -> Option<Record>,
-) -> Value {
+pub fn bundle(entries: &[FeedEntry], roster: &Roster, records: &dyn Records) -> Value {
     let mut seen = std::collections::HashSet::new();
     let mut objects = extension_objects();
     for e in entries {
-        for o in objects_of(e, roster, lookup) {
+        for o in objects_of(e, roster, records) {
             let key = format!("{}|{}", o["id"], o["modified"]);
             if seen.insert(key) {
                 objects.push(o);
@@ -505,7 +562,9 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
             .push("not a STIX bundle: no `objects` array".into());
         return report;
     };
-    let mut carried: Vec<(&Value, Record)> = Vec::new();
+    // First every carried record's signature, then what each carrying object must be (which
+    // for a revoked opinion depends on the other records).
+    let mut checked: Vec<(&Value, Record)> = Vec::new();
     for o in objects {
         let Some(hex_record) = carried_record(o) else {
             report.unsigned += 1;
@@ -521,22 +580,27 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
                 continue;
             }
         };
-        let record = match check_record(&bytes, roster, u64::MAX / 2) {
-            Ok(r) => r,
-            Err(e) => {
-                report.problems.push(format!("{oid}: {e}"));
-                continue;
-            }
-        };
+        match check_record(&bytes, roster, u64::MAX / 2) {
+            Ok(r) => checked.push((o, r)),
+            Err(e) => report.problems.push(format!("{oid}: {e}")),
+        }
+    }
+    let records = BundleRecords(checked.iter().map(|(_, r)| (r.id(), r.clone())).collect());
+    let mut carried: Vec<(&Value, Record)> = Vec::new();
+    for (o, record) in checked {
+        let oid = o["id"].as_str().unwrap_or("?");
+        let revoked = o["revoked"] == json!(true);
         let expected = match record.body() {
-            Body::Claim(_) if o["revoked"] != json!(true) => {
-                Some(claim_relationship_id(&record.id()))
-            }
+            Body::Claim(_) if !revoked => Some(claim_relationship_id(&record.id())),
             Body::Claim(c) => c.supersedes.map(|t| claim_relationship_id(&t)),
             Body::Retraction(r) => Some(claim_relationship_id(&r.target)),
-            Body::Rebuttal(_) | Body::Endorsement(_) => {
-                Some(stix_id("opinion", &format!("{}/opinion", record.id())))
-            }
+            Body::Rebuttal(_) | Body::Endorsement(_) if !revoked => Some(opinion_id(&record.id())),
+            // The opinion it replaces: checked when that record is in the bundle, otherwise
+            // left unchecked (and counted so) below.
+            Body::Rebuttal(_) | Body::Endorsement(_) => match replaced_opinion(&record, &records) {
+                Some(earlier) => Some(opinion_id(&earlier.id())),
+                None => Some(oid.to_string()),
+            },
             Body::Unknown { .. } => None,
         };
         if expected.as_deref() != Some(oid) {
@@ -548,9 +612,6 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
         }
         carried.push((o, record));
     }
-    let records: std::collections::HashMap<RecordId, Record> =
-        carried.iter().map(|(_, r)| (r.id(), r.clone())).collect();
-    let lookup = |id: &RecordId| records.get(id).cloned();
     // Every object attrib makes from these records, by id and version: the carrying objects
     // and the others (campaigns, actors, identities, the actor-to-state relationships).
     let mut derived: std::collections::HashMap<(String, String), Value> = Default::default();
@@ -562,7 +623,7 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
             tlp: Tlp::Clear,
             record,
         };
-        let made = objects_of(&entry, roster, &lookup);
+        let made = objects_of(&entry, roster, &records);
         // An opinion takes its claim's TLP marking: without the claim that one property cannot
         // be remade, the others can.
         let target = match entry.record.body() {
@@ -570,7 +631,7 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
             Body::Endorsement(e) => Some(e.target),
             _ => None,
         };
-        let marking_unknown = target.is_some_and(|t| !records.contains_key(&t));
+        let marking_unknown = target.is_some_and(|t| !records.0.contains_key(&t));
         let without_marking = |v: &Value| {
             let mut v = v.clone();
             if marking_unknown {
@@ -626,6 +687,23 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
             .push("no signed record in this bundle: nothing in it can be verified".into());
     }
     report
+}
+
+/// The signed records of a bundle, for [`objects_of`].
+struct BundleRecords(std::collections::HashMap<RecordId, Record>);
+
+impl Records for BundleRecords {
+    fn record(&self, id: &RecordId) -> Option<Record> {
+        self.0.get(id).cloned()
+    }
+
+    fn responses(&self, target: &RecordId) -> Vec<Record> {
+        self.0
+            .values()
+            .filter(|r| r.body().target() == Some(*target))
+            .cloned()
+            .collect()
+    }
 }
 
 /// An object's id and version (`modified`).

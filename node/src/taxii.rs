@@ -474,8 +474,8 @@ struct VersionPage {
 }
 
 /// Every version of one object that this node serves, oldest first, each with the date its
-/// record was added: the object made from its record, and the revoked versions made by the
-/// records that retract or revise that claim. A state's identity is made from no record and
+/// record was added: the object made from its record, and the revoked version made by the
+/// record that retracts or revises that claim, or replaces that opinion. A state's identity is made from no record and
 /// has no date.
 fn object_versions(t: &Taxii, object_id: &str) -> Result<Vec<Version>, TaxiiError> {
     let not_found = || {
@@ -495,12 +495,27 @@ fn object_versions(t: &Taxii, object_id: &str) -> Result<Vec<Version>, TaxiiErro
         Some(ObjectOrigin::State(code)) => return Ok(vec![(state_identity(roster, code), None)]),
         Some(ObjectOrigin::Record(id)) => id,
     };
-    let entries: Vec<FeedEntry> = match t.node.thread(&id, ceiling).map_err(internal)? {
-        Some(thread) => std::iter::once(thread.claim)
-            .chain(thread.responses)
-            .collect(),
-        None => t.node.get(&id).map_err(internal)?.into_iter().collect(),
+    // Its record and the records that may revoke what it made: a claim's responses (its
+    // retraction, its revision), or a response's fellow responses (the same state's later
+    // one of its kind, which replaces it).
+    let thread_of = |claim: &attrib_protocol::RecordId| -> Result<Vec<FeedEntry>, TaxiiError> {
+        Ok(match t.node.thread(claim, ceiling).map_err(internal)? {
+            Some(thread) => std::iter::once(thread.claim)
+                .chain(thread.responses)
+                .collect(),
+            None => Vec::new(),
+        })
     };
+    let mut entries = thread_of(&id)?;
+    if entries.is_empty()
+        && let Some(entry) = t.node.get(&id).map_err(internal)?
+    {
+        let target = entry.record.body().target();
+        entries.push(entry);
+        if let Some(claim) = target {
+            entries.extend(thread_of(&claim)?);
+        }
+    }
     let lookup = t.node.lookup_within(ceiling);
     let mut versions: Vec<Version> = Vec::new();
     for entry in entries.iter().filter(|e| e.tlp <= ceiling) {

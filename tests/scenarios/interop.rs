@@ -110,6 +110,29 @@ async fn stix_export_is_valid_stix_and_verifies_offline() {
     // record in it verifies against the roster; a tampered bundle does not.
     let net = TestNet::start(3, &[]).await.unwrap();
     let ids = publish_thread(&net).await;
+    // DEU changes its mind (its later endorsement replaces the earlier one), and FRA also
+    // retracts the claim it had already revised.
+    let again = net
+        .node(1)
+        .submit(Body::Endorsement(Endorsement {
+            target: ids[0],
+            agreement: Opinion::Disagree,
+            statement: "New data.".into(),
+            evidence: vec![],
+        }))
+        .await
+        .unwrap();
+    let retracted_too = net
+        .node(0)
+        .submit(Body::Retraction(Retraction {
+            target: ids[0],
+            reason: "Superseded anyway.".into(),
+        }))
+        .await
+        .unwrap();
+    for id in [again.id, retracted_too.id] {
+        assert!(net.node(0).wait_for_record(&id, DEADLINE).await);
+    }
     let reader = attrib_tests::reader();
     let get = || reader.get(format!("{}/v1/stix", net.api(0))).send();
     let resp = get().await.unwrap();
@@ -153,8 +176,33 @@ async fn stix_export_is_valid_stix_and_verifies_offline() {
         .filter(|o| o["revoked"] == true)
         .count();
     assert_eq!(
-        revoked, 2,
-        "the superseded claim and the retracted claim are revoked"
+        revoked, 3,
+        "the superseded claim and the retracted claim are revoked, once each (the superseded \
+         one's later retraction revokes nothing more), and DEU's replaced endorsement"
+    );
+    let first_opinion = attrib_node::stix::opinion_id(&ids[2]);
+    let versions: Vec<&Value> = bundle["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["id"] == first_opinion.as_str())
+        .collect();
+    assert_eq!(versions.len(), 2, "{versions:?}");
+    assert_eq!(versions[1]["revoked"], true);
+    assert_eq!(
+        attrib_node::stix::carried_record(versions[1]),
+        Some(
+            hex::encode(
+                net.node(0)
+                    .get(&again.id)
+                    .unwrap()
+                    .unwrap()
+                    .record
+                    .as_bytes()
+            )
+            .as_str()
+        ),
+        "the replacing endorsement carries the revocation"
     );
 
     // A property edited beside an intact signed record is caught too.
@@ -292,6 +340,18 @@ async fn taxii_client_pages_through_exactly_the_nodes_record() {
     // with the TAXII media type and date headers, and refuses readers without the token.
     let net = TestNet::start(3, &[]).await.unwrap();
     let thread = publish_thread(&net).await;
+    // DEU replaces its endorsement: the first one's opinion gets a revoked version.
+    let replacing = net
+        .node(1)
+        .submit(Body::Endorsement(Endorsement {
+            target: thread[0],
+            agreement: Opinion::Disagree,
+            statement: "New data.".into(),
+            evidence: vec![],
+        }))
+        .await
+        .unwrap();
+    assert!(net.node(0).wait_for_record(&replacing.id, DEADLINE).await);
     let fra = net.node(0);
     let mut red = Vec::new();
     for i in 0..20 {
@@ -357,7 +417,7 @@ async fn taxii_client_pages_through_exactly_the_nodes_record() {
         collected_set, expected_set,
         "TAXII served a different set of records than the feed"
     );
-    assert_eq!(expected.len(), 6 + 16, "RED records are withheld");
+    assert_eq!(expected.len(), 7 + 16, "RED records are withheld");
     assert!(out["manifest"].as_u64().unwrap() > 0);
 
     let http = reqwest::Client::new();
@@ -409,10 +469,13 @@ async fn taxii_client_pages_through_exactly_the_nodes_record() {
         .await
         .unwrap();
     let objs = only["objects"].as_array().unwrap();
-    assert_eq!(objs.len(), 2);
+    // RUS's rebuttal, DEU's two endorsements, and the first one's revoked version.
+    assert_eq!(objs.len(), 4);
     assert!(objs.iter().all(|o| o["type"] == "opinion"));
-    // match[id]: that object only; an unsupported match[...] is refused, not ignored.
-    let id = objs[1]["id"].as_str().unwrap();
+    // match[id]: that object only (RUS's rebuttal has one version); an unsupported
+    // match[...] is refused, not ignored.
+    let rebuttal = attrib_node::stix::opinion_id(&thread[1]);
+    let id = rebuttal.as_str();
     let reader = attrib_tests::reader();
     let one = get_json(
         &reader,
@@ -474,6 +537,15 @@ async fn taxii_client_pages_through_exactly_the_nodes_record() {
     .await;
     assert_eq!(rest["objects"], json!([all[1]]));
     assert_eq!(rest["more"], false);
+    let replaced = attrib_node::stix::opinion_id(&thread[2]);
+    let replaced_versions = get_json(&reader, format!("{objects_base}/{replaced}/versions/")).await;
+    assert_eq!(
+        replaced_versions["versions"].as_array().unwrap().len(),
+        2,
+        "{replaced_versions}"
+    );
+    let last = get_json(&reader, format!("{objects_base}/{replaced}/")).await;
+    assert_eq!(last["objects"][0]["revoked"], true, "{last}");
     // The identity every object's created_by_ref names is found too, once.
     let fra_identity = all[0]["created_by_ref"].as_str().unwrap();
     let identity = get_json(&reader, format!("{objects_base}/{fra_identity}/")).await;
