@@ -316,6 +316,22 @@ pub(crate) fn status(st: &Value) -> String {
             }
         );
     }
+    for b in st["bootstrap"].as_array().into_iter().flatten() {
+        let role = peers
+            .iter()
+            .find(|p| p["peer_id"] == b["peer_id"])
+            .map_or("peer".into(), |p| s(&p["role"]));
+        let state = if b["own_address"] == true {
+            "this node's own address (or a copy of this node): not dialled".to_string()
+        } else if !b["peer_id"].is_null() {
+            format!("connected ({role})")
+        } else if let Some(e) = b["error"].as_str() {
+            format!("NOT REACHED: {}", printable(e))
+        } else {
+            "dialling".to_string()
+        };
+        let _ = writeln!(out, "bootstrap   {}: {state}", s(&b["address"]));
+    }
     let unreachable: Vec<&str> = st["unreachable"]
         .as_array()
         .into_iter()
@@ -369,13 +385,24 @@ mod tests {
     }
 
     #[test]
-    fn status_says_when_the_store_is_failing() {
+    fn status_says_when_the_store_is_failing_and_a_bootstrap_peer_is_not_reached() {
         let mut st = serde_json::json!({
             "network_name": "n", "network_id": "ab", "peer_id": "p", "state": "FRA",
             "counts": {"records": 1, "pending": 0, "forks": 0}, "last_cursor": 1,
             "peers": [], "unreachable": [], "equivocators": [], "store_failure": null,
         });
         assert!(!status(&st).contains("FAILING"));
+        st["bootstrap"] = serde_json::json!([
+            {"address": "/ip4/192.0.2.1/tcp/4710", "peer_id": null, "own_address": false,
+             "error": "Connection refused (os error 111)"},
+            {"address": "/ip4/127.0.0.1/tcp/4710", "peer_id": null, "own_address": true, "error": null},
+        ]);
+        let shown = status(&st);
+        assert!(
+            shown.contains("bootstrap   /ip4/192.0.2.1/tcp/4710: NOT REACHED: Connection refused (os error 111)")
+                && shown.contains("bootstrap   /ip4/127.0.0.1/tcp/4710: this node's own address"),
+            "{shown}"
+        );
         st["store_failure"] = "store I/O error: No space left on device".into();
         let shown = status(&st);
         assert!(

@@ -43,8 +43,8 @@ use tracing::Instrument;
 
 pub use config::NodeConfig;
 pub use network::{
-    BAN_DURATION, FetchCodec, INVALID_STRIKES, MAX_GOSSIP_BYTES, PeerInfo, SyncStats,
-    fetch_behaviour, gossip_config, gossip_scoring, gossip_topic, tcp_socket_addr,
+    BAN_DURATION, BootstrapInfo, FetchCodec, INVALID_STRIKES, MAX_GOSSIP_BYTES, PeerInfo,
+    SyncStats, fetch_behaviour, gossip_config, gossip_scoring, gossip_topic, tcp_socket_addr,
 };
 pub use store::{Counts, IntegrityReport, Store, StoreError, Stored};
 
@@ -376,6 +376,8 @@ pub struct Status {
     pub listen: Vec<String>,
     /// Connected peers.
     pub peers: Vec<PeerInfo>,
+    /// How this node fares with each of its bootstrap addresses.
+    pub bootstrap: Vec<BootstrapInfo>,
     /// Member states in the roster (this node's own aside) with no node connected to this one.
     pub unreachable: Vec<StateCode>,
     /// Record counts.
@@ -405,6 +407,7 @@ struct Shared {
     checker: ingest::BatchChecker,
     feed: watch::Receiver<u64>,
     gossip_peers: watch::Receiver<usize>,
+    bootstrap: watch::Receiver<Vec<BootstrapInfo>>,
     listen_addrs: watch::Receiver<Vec<Multiaddr>>,
     sync_stats: watch::Receiver<SyncStats>,
     commands: mpsc::Sender<Command>,
@@ -569,6 +572,7 @@ impl Node {
         let (stats_tx, stats_rx) = watch::channel(SyncStats::default());
         let (cmd_tx, cmd_rx) = mpsc::channel(1024);
         let (own_chain_tx, own_chain_rx) = watch::channel(OwnChainSync::default());
+        let (bootstrap_tx, bootstrap_rx) = watch::channel(Vec::new());
         let ingest = Ingest::new(store.clone(), roster.clone(), feed_tx);
         let event_loop = {
             let _enter = span.enter();
@@ -583,6 +587,7 @@ impl Node {
                     ping_timeout: config.ping_timeout,
                     own: config.state_key.as_ref().map(member_key),
                     limits: config.limits.clone(),
+                    bootstrap_report: bootstrap_tx,
                 },
                 ingest.clone(),
                 cmd_rx,
@@ -611,6 +616,7 @@ impl Node {
                 ingest,
                 feed: feed_rx,
                 gossip_peers: peers_rx,
+                bootstrap: bootstrap_rx,
                 listen_addrs: addrs_rx,
                 sync_stats: stats_rx,
                 commands: cmd_tx,
@@ -1237,6 +1243,11 @@ impl NodeHandle {
         tokio::time::timeout(timeout, wait).await.is_ok()
     }
 
+    /// A receiver of how this node fares with each of its bootstrap addresses.
+    pub fn bootstrap_updates(&self) -> watch::Receiver<Vec<BootstrapInfo>> {
+        self.shared.bootstrap.clone()
+    }
+
     /// A receiver of the number of peers subscribed to the record topic.
     pub fn gossip_peer_updates(&self) -> watch::Receiver<usize> {
         self.shared.gossip_peers.clone()
@@ -1308,6 +1319,7 @@ impl NodeHandle {
             state: self.state(),
             listen: listen.iter().map(ToString::to_string).collect(),
             peers,
+            bootstrap: self.shared.bootstrap.borrow().clone(),
             unreachable,
             counts: store.counts(),
             last_cursor: store.last_cursor(),

@@ -108,6 +108,16 @@ pub fn render(status: &Status, members: &[StateCode]) -> String {
         "1 for a member state (this node's own aside) with no node connected to this one.",
         &unreachable,
     );
+    metric(
+        "bootstrap_unreached",
+        "gauge",
+        "Bootstrap addresses whose last dial failed (`attrib status` says why).",
+        &one(status
+            .bootstrap
+            .iter()
+            .filter(|b| b.error.is_some())
+            .count() as f64),
+    );
     let rtts: Vec<(String, f64)> = status
         .peers
         .iter()

@@ -46,6 +46,31 @@ pub fn tcp_socket_addr(addr: &Multiaddr) -> Option<std::net::SocketAddr> {
     Some((ip?, port?).into())
 }
 
+/// A dial error in one line, with its causes (libp2p's own text stops at "failed to
+/// negotiate transport protocol" and leaves out, say, "Connection refused").
+fn dial_error_text(error: &DialError) -> String {
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        let mut next: Option<&dyn std::error::Error> = Some(e);
+        while let Some(cause) = next {
+            let text = cause.to_string();
+            if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+                parts.push(text);
+            }
+            next = cause.source();
+        }
+        parts.join(": ")
+    }
+    match error {
+        DialError::Transport(attempts) => attempts
+            .iter()
+            .map(|(_, e)| chain(e))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => chain(other),
+    }
+}
+
 /// The gossipsub topic of a network: records of different networks never mix.
 pub fn gossip_topic(network: NetworkId) -> IdentTopic {
     IdentTopic::new(format!("/attrib/records/{}", network.to_hex()))
@@ -164,6 +189,21 @@ pub struct PeerInfo {
     pub rtt_ms: Option<f64>,
 }
 
+/// How this node fares with one of its bootstrap addresses (in `status`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BootstrapInfo {
+    /// The address, as configured.
+    pub address: String,
+    /// The peer it led to, while that peer is connected.
+    pub peer_id: Option<String>,
+    /// It answered with this node's own identity: this node's own address, or a copy of this
+    /// node running elsewhere. Not dialled again.
+    pub own_address: bool,
+    /// Why the last dial failed (cleared when one succeeds); it is dialled again every few
+    /// seconds.
+    pub error: Option<String>,
+}
+
 /// Network settings.
 pub(crate) struct NetworkSettings {
     pub(crate) keypair: libp2p::identity::Keypair,
@@ -180,6 +220,8 @@ pub(crate) struct NetworkSettings {
     /// The node's own state's member key (none on an observer).
     pub(crate) own: Option<MemberKey>,
     pub(crate) limits: crate::limits::Limits,
+    /// Where the event loop reports how it fares with each bootstrap address.
+    pub(crate) bootstrap_report: watch::Sender<Vec<BootstrapInfo>>,
 }
 
 /// Sync counters, for status and measurements.
@@ -243,6 +285,9 @@ pub(crate) struct EventLoop {
     bootstrap_peers: HashMap<Multiaddr, PeerId>,
     /// Bootstrap addresses that answered with this node's own identity (not dialled again).
     self_addrs: HashSet<Multiaddr>,
+    /// Why the last dial to a bootstrap address failed, until one succeeds.
+    bootstrap_errors: HashMap<Multiaddr, String>,
+    bootstrap_report: watch::Sender<Vec<BootstrapInfo>>,
     /// Connections open to each connected peer.
     connections: HashMap<PeerId, u32>,
     /// Last ping round trip to each connected peer.
@@ -379,6 +424,8 @@ impl EventLoop {
             bootstrap_links: HashMap::new(),
             bootstrap_peers: HashMap::new(),
             self_addrs: HashSet::new(),
+            bootstrap_errors: HashMap::new(),
+            bootstrap_report: settings.bootstrap_report,
             connections: HashMap::new(),
             rtt: HashMap::new(),
             subscribed: HashSet::new(),
@@ -853,10 +900,54 @@ impl EventLoop {
                         self.startup_dials.insert(id);
                     }
                 }
-                Err(e) if first => tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer"),
-                Err(e) => tracing::debug!(%addr, error = %e, "cannot dial bootstrap peer"),
+                Err(DialError::NoAddresses) => self.bootstrap_is_self(addr),
+                Err(e) => self.bootstrap_failed(addr, dial_error_text(&e)),
             }
         }
+        self.report_bootstrap();
+    }
+
+    /// Notes a bootstrap address that is this node's: not dialled again; said once.
+    fn bootstrap_is_self(&mut self, addr: Multiaddr) {
+        tracing::warn!(%addr, "this bootstrap address is this node's own (it listens there, or the node there has this node's identity): remove it from bootstrap; if it is another machine, a copy of this node's key and data directory runs there, which forks the state's chain: never run a copy next to the original");
+        self.bootstrap_errors.remove(&addr);
+        self.self_addrs.insert(addr);
+    }
+
+    /// Notes a failed dial to a bootstrap address: said once (at warn) until a dial to it
+    /// succeeds, so an address that never answers is seen in the log and in `status`.
+    fn bootstrap_failed(&mut self, addr: Multiaddr, error: String) {
+        if !self.bootstrap_errors.contains_key(&addr) {
+            tracing::warn!(%addr, %error, "cannot reach bootstrap peer; dialling it again every few seconds (`attrib status` shows the last error)");
+        } else {
+            tracing::debug!(%addr, %error, "cannot reach bootstrap peer");
+        }
+        self.bootstrap_errors.insert(addr, error);
+    }
+
+    /// Publishes how this node fares with each bootstrap address.
+    fn report_bootstrap(&self) {
+        let report: Vec<BootstrapInfo> = self
+            .bootstrap
+            .iter()
+            .map(|addr| BootstrapInfo {
+                address: addr.to_string(),
+                peer_id: self
+                    .bootstrap_peers
+                    .get(addr)
+                    .filter(|p| self.connected.contains_key(p))
+                    .map(ToString::to_string),
+                own_address: self.self_addrs.contains(addr),
+                error: self.bootstrap_errors.get(addr).cloned(),
+            })
+            .collect();
+        self.bootstrap_report.send_if_modified(|held| {
+            let changed = *held != report;
+            if changed {
+                *held = report;
+            }
+            changed
+        });
     }
 
     fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -875,6 +966,9 @@ impl EventLoop {
                 self.connections.insert(peer_id, num_established.get());
                 if let Some(addr) = self.bootstrap_links.get(&connection_id) {
                     self.bootstrap_peers.insert(addr.clone(), peer_id);
+                    if self.bootstrap_errors.remove(addr).is_some() {
+                        tracing::info!(%addr, peer = %peer_id, "reached bootstrap peer");
+                    }
                 }
                 if let std::collections::hash_map::Entry::Vacant(first) =
                     self.connected.entry(peer_id)
@@ -887,6 +981,7 @@ impl EventLoop {
                 if self.startup_dials.remove(&connection_id) {
                     self.publish_own_chain();
                 }
+                self.report_bootstrap();
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -921,6 +1016,7 @@ impl EventLoop {
                 self.fetch_buckets.remove(&peer_id);
                 self.subscribed.remove(&peer_id);
                 self.publish_peer_count();
+                self.report_bootstrap();
             }
             SwarmEvent::Behaviour(BehaviourEvent::Gossip(e)) => self.handle_gossip_event(e),
             SwarmEvent::Behaviour(BehaviourEvent::Fetch(e)) => self.handle_fetch_event(e),
@@ -937,13 +1033,19 @@ impl EventLoop {
                 if self.startup_dials.remove(&connection_id) {
                     self.publish_own_chain();
                 }
-                if let (DialError::LocalPeerId { .. }, Some(addr)) = (&error, addr) {
-                    // Not dialled again; said once.
-                    tracing::warn!(%addr, "this bootstrap address answered with this node's own identity: it is this node's own address (remove it from bootstrap), or another node runs with a copy of this node's key and data directory, which forks the state's chain; never run a copy next to the original");
-                    self.self_addrs.insert(addr);
-                    return;
+                match (&error, addr) {
+                    // libp2p does not dial the node's own listen addresses (no address is
+                    // left to dial), and a node that answers with this node's identity is
+                    // this node.
+                    (DialError::LocalPeerId { .. } | DialError::NoAddresses, Some(addr)) => {
+                        self.bootstrap_is_self(addr);
+                    }
+                    (_, Some(addr)) => self.bootstrap_failed(addr, dial_error_text(&error)),
+                    (_, None) => {
+                        tracing::debug!(?peer_id, %error, "outgoing connection failed");
+                    }
                 }
-                tracing::debug!(?peer_id, %error, "outgoing connection failed");
+                self.report_bootstrap();
             }
             _ => {}
         }

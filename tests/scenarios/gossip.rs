@@ -527,3 +527,55 @@ async fn a_node_key_listed_for_another_member_is_refused() {
         .unwrap();
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_says_which_bootstrap_addresses_are_not_reached_and_why() {
+    // A node whose bootstrap list has an address nobody listens on, its own address and a
+    // live peer: status shows the first not reached (with the system's reason), the second as
+    // its own (no longer dialled) and the third connected.
+    use attrib_node::Node;
+    use attrib_node::localnet::{local_config, local_roster};
+    let (fra, deu) = (LocalMember::new(23, 0), LocalMember::new(23, 1));
+    let roster = local_roster(&[fra.clone(), deu.clone()], &[]);
+    let port = |l: std::net::TcpListener| l.local_addr().unwrap().port();
+    let closed = port(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let own = port(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let peer = Node::start(local_config(&deu, &roster, None, vec![], None))
+        .await
+        .unwrap();
+    let peer_addr = peer.handle().listen_addrs(DEADLINE).await[0].clone();
+    let closed_addr: libp2p::Multiaddr = format!("/ip4/127.0.0.1/tcp/{closed}").parse().unwrap();
+    let own_addr: libp2p::Multiaddr = format!("/ip4/127.0.0.1/tcp/{own}").parse().unwrap();
+    let mut cfg = local_config(
+        &fra,
+        &roster,
+        None,
+        vec![closed_addr.clone(), own_addr.clone(), peer_addr.clone()],
+        None,
+    );
+    cfg.listen = vec![own_addr.clone()];
+    let node = Node::start(cfg).await.unwrap();
+    let mut updates = node.handle().bootstrap_updates();
+    let settled = tokio::time::timeout(
+        DEADLINE,
+        updates.wait_for(|b| {
+            b.len() == 3 && b[0].error.is_some() && b[1].own_address && b[2].peer_id.is_some()
+        }),
+    )
+    .await
+    .map(|r| r.unwrap().clone());
+    let report = settled.unwrap_or_else(|_| {
+        panic!(
+            "bootstrap report never settled: {:?}",
+            *node.handle().bootstrap_updates().borrow()
+        )
+    });
+    assert_eq!(report[0].address, closed_addr.to_string());
+    let reason = report[0].error.as_deref().unwrap();
+    assert!(reason.to_lowercase().contains("refused"), "{reason}");
+    assert_eq!(report[2].peer_id, Some(peer.handle().peer_id().to_string()));
+    let status = node.handle().status().await.unwrap();
+    assert_eq!(status.bootstrap, report);
+    node.shutdown().await.unwrap();
+    peer.shutdown().await.unwrap();
+}
