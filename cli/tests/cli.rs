@@ -76,6 +76,33 @@ fn wait_line(rx: &mpsc::Receiver<String>, what: &str, pred: impl Fn(&str) -> boo
     }
 }
 
+/// `attrib init` of a FRA node in `dir`/fra, alone in the roster of network `network`;
+/// returns its config file.
+fn one_node_network(dir: &Path, network: &str) -> String {
+    let d = |p: &str| dir.join(p).to_str().unwrap().to_string();
+    ok(&[
+        "init",
+        "--state",
+        "FRA",
+        "--dir",
+        &d("fra"),
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--api-listen",
+        &format!("127.0.0.1:{}", free_port()),
+    ]);
+    ok(&[
+        "roster",
+        "build",
+        "--network",
+        network,
+        "--out",
+        &d("fra/roster.toml"),
+        &d("fra/roster-entry.toml"),
+    ]);
+    d("fra/node.toml")
+}
+
 fn run_node(config: &Path) -> (Running, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_attrib"))
         .args(["node", "run", "--config", config.to_str().unwrap()])
@@ -381,29 +408,7 @@ fn kill_9_during_a_burst_of_submissions_loses_no_acknowledged_record() {
     // After a restart on the same data dir every claim whose submission was acknowledged
     // (an id printed) is there, and the state's chain continues.
     let dir = tempfile::tempdir().unwrap();
-    let d = |p: &str| dir.path().join(p).to_str().unwrap().to_string();
-    let api = free_port();
-    ok(&[
-        "init",
-        "--state",
-        "FRA",
-        "--dir",
-        &d("fra"),
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--api-listen",
-        &format!("127.0.0.1:{api}"),
-    ]);
-    ok(&[
-        "roster",
-        "build",
-        "--network",
-        "kill-test",
-        "--out",
-        &d("fra/roster.toml"),
-        &d("fra/roster-entry.toml"),
-    ]);
-    let cfg = d("fra/node.toml");
+    let cfg = one_node_network(dir.path(), "kill-test");
     let (node, log) = run_node(Path::new(&cfg));
     wait_line(&log, "the API to listen", |l| {
         l.contains("local API listening")
@@ -678,29 +683,7 @@ fn sigterm_stops_the_node_cleanly() {
     // does: it says so, exits 0, and the next start continues the feed's cursors (a crash
     // would jump them past the reserved block).
     let dir = tempfile::tempdir().unwrap();
-    let d = |p: &str| dir.path().join(p).to_str().unwrap().to_string();
-    let api = free_port();
-    ok(&[
-        "init",
-        "--state",
-        "FRA",
-        "--dir",
-        &d("fra"),
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--api-listen",
-        &format!("127.0.0.1:{api}"),
-    ]);
-    ok(&[
-        "roster",
-        "build",
-        "--network",
-        "term-test",
-        "--out",
-        &d("fra/roster.toml"),
-        &d("fra/roster-entry.toml"),
-    ]);
-    let cfg = d("fra/node.toml");
+    let cfg = one_node_network(dir.path(), "term-test");
     let submit = |title: &str| {
         ok(&[
             "claim",

@@ -636,18 +636,7 @@ async fn object(
     Path((id, object_id)): Path<(String, String)>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, TaxiiError> {
-    check(&t, &headers)?;
-    known_collection(&t, &id)?;
-    let page = versions_page(&t, object_id, query, false).await?;
-    let extra = date_headers(page.versions.iter().filter_map(|(_, d)| *d));
-    let mut body = json!({
-        "more": page.more,
-        "objects": page.versions.into_iter().map(|(o, _)| o).collect::<Vec<_>>(),
-    });
-    if page.more {
-        body["next"] = json!(page.next.to_string());
-    }
-    Ok(taxii_json(body, extra))
+    versions_response(&t, &headers, &id, object_id, query, false).await
 }
 
 async fn versions(
@@ -656,12 +645,30 @@ async fn versions(
     Path((id, object_id)): Path<(String, String)>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, TaxiiError> {
-    check(&t, &headers)?;
-    known_collection(&t, &id)?;
-    let page = versions_page(&t, object_id, query, true).await?;
+    versions_response(&t, &headers, &id, object_id, query, true).await
+}
+
+/// One object's versions as the object endpoint (an envelope of the objects) or the versions
+/// endpoint (their `modified` times) answers them.
+async fn versions_response(
+    t: &Taxii,
+    headers: &HeaderMap,
+    collection: &str,
+    object_id: String,
+    query: Vec<(String, String)>,
+    versions_endpoint: bool,
+) -> Result<Response, TaxiiError> {
+    check(t, headers)?;
+    known_collection(t, collection)?;
+    let page = versions_page(t, object_id, query, versions_endpoint).await?;
     let extra = date_headers(page.versions.iter().filter_map(|(_, d)| *d));
-    let versions: Vec<&Value> = page.versions.iter().map(|(o, _)| &o["modified"]).collect();
-    let mut body = json!({ "more": page.more, "versions": versions });
+    let mut body = if versions_endpoint {
+        let versions: Vec<&Value> = page.versions.iter().map(|(o, _)| &o["modified"]).collect();
+        json!({ "more": page.more, "versions": versions })
+    } else {
+        let objects: Vec<&Value> = page.versions.iter().map(|(o, _)| o).collect();
+        json!({ "more": page.more, "objects": objects })
+    };
     if page.more {
         body["next"] = json!(page.next.to_string());
     }
