@@ -500,16 +500,16 @@ impl Node {
                 "this node's peer id {peer_id} is not in the roster; add it to its member's `nodes` (or to an observer) and share the roster"
             )));
         }
-        // Peers know a node's state by its peer id: a node key listed for another member (or
-        // an observer) would present this node as that one.
+        // Peers know a node's state by its peer id: a state key on a node listed for another
+        // member (or as an observer) would present this node as that one. (A member's node
+        // without the state key is one of its relay nodes.)
         let runs_for = roster.member_of_node(&peer_id.to_string()).map(|m| m.code);
-        if runs_for != state {
+        if let Some(own) = state
+            && runs_for != Some(own)
+        {
             let listed = runs_for.map_or("an observer".to_string(), |c| format!("{c}'s node"));
-            let here = state.map_or("an observer (no state key)".to_string(), |c| {
-                format!("{c}'s state key")
-            });
             return Err(NodeError::Config(format!(
-                "this node's peer id {peer_id} is listed in the roster as {listed}, but it runs with {here}; use the node key that `attrib init` made for this node (node_key), or fix the roster"
+                "this node's peer id {peer_id} is listed in the roster as {listed}, but it runs with {own}'s state key; use the node key that `attrib init` made for this node (node_key), or fix the roster"
             )));
         }
         let span = tracing::info_span!("node", state = %state.map_or("observer".to_string(), |s| s.to_string()));
