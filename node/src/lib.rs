@@ -352,13 +352,48 @@ impl stix::Records for RecordsWithin {
     }
 
     fn responses(&self, target: &RecordId) -> Vec<Record> {
+        // Every response here answers `target`: its marking is read once, not per response.
+        let Ok(target_tlp) = self.node.claim_tlp(target) else {
+            return Vec::new();
+        };
         let responses = self.node.shared.store.responses(target);
         responses
             .unwrap_or_default()
             .into_iter()
-            .filter(|r| self.visible(r))
+            .filter(|r| tlp_given(r, |_| Ok(target_tlp)).is_ok_and(|t| t <= self.max_tlp))
             .collect()
     }
+}
+
+/// The TLP level that governs a record outside the member network (see
+/// [`NodeHandle::tlp_of`]), with its target claim's marking from `claim_tlp`.
+fn tlp_given(
+    record: &Record,
+    claim_tlp: impl FnOnce(&RecordId) -> Result<Tlp, StoreError>,
+) -> Result<Tlp, StoreError> {
+    Ok(match record.body() {
+        Body::Claim(c) => c.tlp,
+        Body::Unknown { .. } => Tlp::Red,
+        other => match other.target() {
+            Some(t) => claim_tlp(&t)?,
+            None => Tlp::Red,
+        },
+    })
+}
+
+/// An error and its causes in one line, each cause once (a wrapper that repeats its cause's
+/// text adds nothing), for logs and status.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&dyn std::error::Error> = Some(error);
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = cause.source();
+    }
+    parts.join(": ")
 }
 
 /// Node status.
@@ -1048,16 +1083,15 @@ impl NodeHandle {
     /// The TLP level that governs a record outside the member network: a claim's own marking;
     /// for a response, its claim's; RED for anything else (unknown kinds, missing targets).
     pub fn tlp_of(&self, record: &Record) -> Result<Tlp, StoreError> {
-        Ok(match record.body() {
-            Body::Claim(c) => c.tlp,
-            Body::Unknown { .. } => Tlp::Red,
-            other => match other.target() {
-                Some(t) => match self.shared.store.get(&t)? {
-                    Some(target) => target.body().as_claim().map_or(Tlp::Red, |c| c.tlp),
-                    None => Tlp::Red,
-                },
-                None => Tlp::Red,
-            },
+        tlp_given(record, |target| self.claim_tlp(target))
+    }
+
+    /// The marking of claim `id` as its responses take it: RED when it is not held (or is
+    /// not a claim).
+    fn claim_tlp(&self, id: &RecordId) -> Result<Tlp, StoreError> {
+        Ok(match self.shared.store.get(id)? {
+            Some(target) => target.body().as_claim().map_or(Tlp::Red, |c| c.tlp),
+            None => Tlp::Red,
         })
     }
 

@@ -49,25 +49,13 @@ pub fn tcp_socket_addr(addr: &Multiaddr) -> Option<std::net::SocketAddr> {
 /// A dial error in one line, with its causes (libp2p's own text stops at "failed to
 /// negotiate transport protocol" and leaves out, say, "Connection refused").
 fn dial_error_text(error: &DialError) -> String {
-    fn chain(e: &dyn std::error::Error) -> String {
-        let mut parts: Vec<String> = Vec::new();
-        let mut next: Option<&dyn std::error::Error> = Some(e);
-        while let Some(cause) = next {
-            let text = cause.to_string();
-            if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
-                parts.push(text);
-            }
-            next = cause.source();
-        }
-        parts.join(": ")
-    }
     match error {
         DialError::Transport(attempts) => attempts
             .iter()
-            .map(|(_, e)| chain(e))
+            .map(|(_, e)| crate::error_chain(e))
             .collect::<Vec<_>>()
             .join("; "),
-        other => chain(other),
+        other => crate::error_chain(other),
     }
 }
 

@@ -585,7 +585,7 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
             Err(e) => report.problems.push(format!("{oid}: {e}")),
         }
     }
-    let records = BundleRecords(checked.iter().map(|(_, r)| (r.id(), r.clone())).collect());
+    let records = BundleRecords::new(checked.iter().map(|(_, r)| r.clone()));
     let mut carried: Vec<(&Value, Record)> = Vec::new();
     for (o, record) in checked {
         let oid = o["id"].as_str().unwrap_or("?");
@@ -631,7 +631,7 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
             Body::Endorsement(e) => Some(e.target),
             _ => None,
         };
-        let marking_unknown = target.is_some_and(|t| !records.0.contains_key(&t));
+        let marking_unknown = target.is_some_and(|t| !records.by_id.contains_key(&t));
         let without_marking = |v: &Value| {
             let mut v = v.clone();
             if marking_unknown {
@@ -690,18 +690,37 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
 }
 
 /// The signed records of a bundle, for [`objects_of`].
-struct BundleRecords(std::collections::HashMap<RecordId, Record>);
+struct BundleRecords {
+    by_id: std::collections::HashMap<RecordId, Record>,
+    /// Claim → the records responding to it, so a lookup does not scan the bundle.
+    responses: std::collections::HashMap<RecordId, Vec<RecordId>>,
+}
+
+impl BundleRecords {
+    fn new(records: impl IntoIterator<Item = Record>) -> BundleRecords {
+        let by_id: std::collections::HashMap<RecordId, Record> =
+            records.into_iter().map(|r| (r.id(), r)).collect();
+        let mut responses: std::collections::HashMap<RecordId, Vec<RecordId>> = Default::default();
+        for r in by_id.values() {
+            if let Some(target) = r.body().target() {
+                responses.entry(target).or_default().push(r.id());
+            }
+        }
+        BundleRecords { by_id, responses }
+    }
+}
 
 impl Records for BundleRecords {
     fn record(&self, id: &RecordId) -> Option<Record> {
-        self.0.get(id).cloned()
+        self.by_id.get(id).cloned()
     }
 
     fn responses(&self, target: &RecordId) -> Vec<Record> {
-        self.0
-            .values()
-            .filter(|r| r.body().target() == Some(*target))
-            .cloned()
+        self.responses
+            .get(target)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.record(id))
             .collect()
     }
 }

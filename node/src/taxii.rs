@@ -295,35 +295,68 @@ async fn read_page(t: &Taxii, query: Vec<(String, String)>) -> Result<ObjectPage
         .map_err(|e| TaxiiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
+/// A TAXII request's query parameters, and the ones every listing endpoint takes.
+struct TaxiiQuery<'a>(&'a [(String, String)]);
+
+impl TaxiiQuery<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `limit`: a positive number, at most [`MAX_LIMIT`]; [`DEFAULT_LIMIT`] when absent.
+    fn limit(&self) -> Result<usize, TaxiiError> {
+        match self.get("limit") {
+            Some(l) => Ok(l
+                .parse::<usize>()
+                .ok()
+                .filter(|l| *l > 0)
+                .ok_or_else(|| bad(format!("limit {l:?} is not a positive number")))?
+                .min(MAX_LIMIT)),
+            None => Ok(DEFAULT_LIMIT),
+        }
+    }
+
+    /// `added_after`, in µs since the epoch.
+    fn added_after(&self) -> Result<Option<u64>, TaxiiError> {
+        self.get("added_after")
+            .map(|a| {
+                parse_timestamp_us(a)
+                    .ok_or_else(|| bad(format!("added_after {a:?} is not a timestamp")))
+            })
+            .transpose()
+    }
+
+    /// `next`, which must be a token this server gave.
+    fn next<T>(&self, parse: impl FnOnce(&str) -> Option<T>) -> Result<Option<T>, TaxiiError> {
+        self.get("next")
+            .map(|n| {
+                parse(n).ok_or_else(|| bad(format!("next {n:?} is not a value this server gave")))
+            })
+            .transpose()
+    }
+}
+
+fn bad(message: String) -> TaxiiError {
+    TaxiiError(StatusCode::BAD_REQUEST, message)
+}
+
 fn page(t: &Taxii, query: &[(String, String)]) -> Result<ObjectPage, TaxiiError> {
-    let get = |k: &str| query.iter().find(|(q, _)| q == k).map(|(_, v)| v.as_str());
-    let bad = |m: String| TaxiiError(StatusCode::BAD_REQUEST, m);
-    let limit = match get("limit") {
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|l| *l > 0)
-            .ok_or_else(|| bad(format!("limit {l:?} is not a positive number")))?
-            .min(MAX_LIMIT),
-        None => DEFAULT_LIMIT,
-    };
-    let mut at = match get("next") {
-        Some(n) => parse_position(n)
-            .ok_or_else(|| bad(format!("next {n:?} is not a value this server gave")))?,
-        None => Position { cursor: 0, skip: 0 },
-    };
-    let added_after = match get("added_after") {
-        Some(a) => Some(
-            parse_timestamp_us(a)
-                .ok_or_else(|| bad(format!("added_after {a:?} is not a timestamp")))?,
-        ),
-        None => None,
-    };
+    let query = TaxiiQuery(query);
+    let get = |k: &str| query.get(k);
+    let limit = query.limit()?;
+    let mut at = query
+        .next(parse_position)?
+        .unwrap_or(Position { cursor: 0, skip: 0 });
+    let added_after = query.added_after()?;
     let types: Option<HashSet<String>> =
         get("match[type]").map(|v| v.split(',').map(str::to_string).collect());
     let ids: Option<HashSet<String>> =
         get("match[id]").map(|v| v.split(',').map(str::to_string).collect());
     if let Some((other, _)) = query
+        .0
         .iter()
         .find(|(k, _)| k.starts_with("match[") && k != "match[type]" && k != "match[id]")
     {
@@ -544,7 +577,7 @@ fn select_versions(
     query: &[(String, String)],
     versions_endpoint: bool,
 ) -> Result<VersionPage, TaxiiError> {
-    let bad = |m: String| TaxiiError(StatusCode::BAD_REQUEST, m);
+    let query = TaxiiQuery(query);
     let allowed: &[&str] = if versions_endpoint {
         &["added_after", "limit", "next", "match[spec_version]"]
     } else {
@@ -556,16 +589,14 @@ fn select_versions(
             "match[spec_version]",
         ]
     };
-    if let Some((k, _)) = query.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+    if let Some((k, _)) = query.0.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
         return Err(bad(format!(
             "{k} does not apply to this endpoint; it takes {}",
             allowed.join(", ")
         )));
     }
-    let get = |k: &str| query.iter().find(|(q, _)| q == k).map(|(_, v)| v.as_str());
-    if let Some(a) = get("added_after") {
-        let after = parse_timestamp_us(a)
-            .ok_or_else(|| bad(format!("added_after {a:?} is not a timestamp")))?;
+    let get = |k: &str| query.get(k);
+    if let Some(after) = query.added_after()? {
         versions.retain(|(_, added)| added.is_none_or(|d| d > after));
     }
     if let Some(specs) = get("match[spec_version]") {
@@ -603,24 +634,11 @@ fn select_versions(
         let mut keep = keep.into_iter();
         versions.retain(|_| keep.next().unwrap_or(false));
     }
-    let limit = match get("limit") {
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|l| *l > 0)
-            .ok_or_else(|| bad(format!("limit {l:?} is not a positive number")))?
-            .min(MAX_LIMIT),
-        None => DEFAULT_LIMIT,
-    };
-    let from = match get("next") {
-        Some(n) => n
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n <= versions.len())
-            .ok_or_else(|| bad(format!("next {n:?} is not a value this server gave")))?,
-        None => 0,
-    };
+    let limit = query.limit()?;
     let total = versions.len();
+    let from = query
+        .next(|n| n.parse::<usize>().ok().filter(|n| *n <= total))?
+        .unwrap_or(0);
     let page: Vec<_> = versions.into_iter().skip(from).take(limit).collect();
     let next = from + page.len();
     Ok(VersionPage {

@@ -169,12 +169,7 @@ async fn deliver(http: &reqwest::Client, config: &WebhookConfig, entry: &crate::
                 tracing::warn!(webhook = %config.name, status = %resp.status(), record = %id, cursor, attempt, "webhook endpoint refused a delivery; retrying");
             }
             Err(e) => {
-                let mut cause = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(s) = source {
-                    cause.push_str(&format!(": {s}"));
-                    source = s.source();
-                }
+                let cause = crate::error_chain(&e);
                 tracing::warn!(webhook = %config.name, error = %cause, record = %id, cursor, attempt, "webhook delivery failed; retrying");
             }
         }
