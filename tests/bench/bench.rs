@@ -521,10 +521,17 @@ async fn post_all(
     Ok(rate(total, t.elapsed()))
 }
 
-/// Node RSS with N records stored, and disk bytes per record.
-async fn footprint(n: usize) -> anyhow::Result<()> {
+/// The 20 members and roster the footprint bench's records are signed under.
+fn footprint_network() -> (Vec<LocalMember>, attrib_protocol::Roster) {
     let members: Vec<LocalMember> = (0..20).map(|i| LocalMember::new(13, i)).collect();
     let roster = local_roster(&members, &[]);
+    (members, roster)
+}
+
+/// Disk bytes per record with N records stored, and the node's RSS on them (measured by
+/// [`footprint_open`] in a process of its own: this one holds what the import left).
+async fn footprint(n: usize) -> anyhow::Result<()> {
+    let (members, roster) = footprint_network();
     let records = attrib_tests::signed_claims(&members, &roster, (n / 20) as u64);
     let encoded: usize = records.iter().map(|r| r.as_bytes().len()).sum();
     // The same records as gossip brings them, one at a time: an entry each.
@@ -537,7 +544,6 @@ async fn footprint(n: usize) -> anyhow::Result<()> {
         drop(store);
         dir_bytes(&dir.path().join("s"))
     };
-    let before = rss_kib();
     let dir = tempfile::tempdir()?;
     let node = Node::start(local_config(
         &members[0],
@@ -555,34 +561,13 @@ async fn footprint(n: usize) -> anyhow::Result<()> {
     drop(bytes);
     let n = node.handle().record_count();
     node.shutdown().await?;
-    // Reopen: the footprint of a node that holds the record, not of the import.
-    let baseline = rss_kib();
-    let opening = Instant::now();
-    let node = Node::start(local_config(
-        &members[0],
-        &roster,
-        Some(dir.path().join("n")),
-        vec![],
-        None,
-    ))
-    .await?;
-    let reopen = opening.elapsed();
-    let _ = node
-        .handle()
-        .feed(0, 1000, &attrib_node::FeedFilter::default())?;
-    let rss = rss_kib();
     let disk = dir_bytes(&dir.path().join("n"));
     println!("footprint with {n} records stored");
-    println!(
-        "  node start on the stored records (store open, index rebuilt): {:.2} s",
-        reopen.as_secs_f64()
-    );
-    println!(
-        "  process RSS before any node: {} KiB; with the node open: {} KiB; node share: {} KiB",
-        before,
-        rss,
-        rss.saturating_sub(before.min(baseline))
-    );
+    let opened = std::process::Command::new(std::env::current_exe()?)
+        .arg("footprint-open")
+        .arg(dir.path().join("n"))
+        .status()?;
+    anyhow::ensure!(opened.success(), "footprint-open failed: {opened}");
     println!(
         "  disk, records imported (or caught up) in batches: {disk} bytes = {:.0} bytes/record; encoded record: {:.0} bytes; ratio {:.2}",
         disk as f64 / n as f64,
@@ -593,6 +578,36 @@ async fn footprint(n: usize) -> anyhow::Result<()> {
         "  disk, records stored one at a time (as gossip brings them): {one_by_one} bytes = {:.0} bytes/record; ratio {:.2}",
         one_by_one as f64 / n as f64,
         one_by_one as f64 / encoded as f64
+    );
+    Ok(())
+}
+
+/// Starts a node on the data dir [`footprint`] filled, in this fresh process, and prints its
+/// start time and RSS.
+async fn footprint_open(data_dir: &str) -> anyhow::Result<()> {
+    let (members, roster) = footprint_network();
+    let before = rss_kib();
+    let opening = Instant::now();
+    let node = Node::start(local_config(
+        &members[0],
+        &roster,
+        Some(data_dir.into()),
+        vec![],
+        None,
+    ))
+    .await?;
+    let reopen = opening.elapsed();
+    let _ = node
+        .handle()
+        .feed(0, 1000, &attrib_node::FeedFilter::default())?;
+    let rss = rss_kib();
+    println!(
+        "  node start on the stored records (store open, index rebuilt): {:.2} s",
+        reopen.as_secs_f64()
+    );
+    println!(
+        "  RSS of a process of its own: {before} KiB before the node; {rss} KiB with the node open; node share: {} KiB",
+        rss.saturating_sub(before)
     );
     node.shutdown().await?;
     Ok(())
@@ -607,6 +622,7 @@ async fn main() -> anyhow::Result<()> {
         Some("ingest") => tokio::task::block_in_place(|| ingest(arg(1, 20_000))),
         Some("api") => api(arg(1, 20_480)).await,
         Some("footprint") => footprint(arg(1, 100_000)).await,
+        Some("footprint-open") => footprint_open(&args[1]).await,
         Some("network") => {
             network::run(arg(1, 100), arg(2, 10), arg(3, 20), args.get(4).cloned()).await
         }
