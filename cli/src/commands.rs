@@ -758,37 +758,110 @@ async fn feed(client: &Client, a: FeedArgs) -> Result<()> {
         }
         return Ok(());
     }
-    query.push(format!("since={}", a.since));
-    let resp = client
-        .stream(&format!("/v1/feed/stream?{}", query.join("&")))
-        .await?;
-    let mut body = resp.bytes_stream();
-    let mut buf: Vec<u8> = Vec::new();
-    let mut last = a.since;
-    while let Some(chunk) = body.next().await {
-        let Ok(chunk) = chunk else {
-            bail!(
-                "the connection to the node broke (is it still running?); resume with `--since {last}`"
-            )
-        };
-        buf.extend_from_slice(&chunk);
-        while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
-            let raw: Vec<u8> = buf.drain(..end + 2).collect();
-            let event = String::from_utf8_lossy(&raw);
-            let data: String = event
-                .lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .map(str::trim_start)
-                .collect();
-            if data.is_empty() {
+    follow_feed(client, &query, a.since, print).await
+}
+
+/// Streams the feed from after `since` until stopped. When the node goes away (restarts,
+/// stops, the connection breaks) it says so on stderr and connects again, waiting up to 10 s
+/// between tries, and resumes after the last cursor printed. Records seen before that come
+/// again under new cursors after a node crash (BENCHMARKS: cursors are reserved in blocks);
+/// they are recognised by id and not printed twice.
+async fn follow_feed(
+    client: &Client,
+    query: &[String],
+    since: u64,
+    print: impl Fn(&serde_json::Value),
+) -> Result<()> {
+    const MAX_WAIT: Duration = Duration::from_secs(10);
+    let mut last = since;
+    let mut seen = RecentIds::default();
+    let mut wait = Duration::from_secs(1);
+    let mut lost: Option<String> = None;
+    loop {
+        let mut q = query.to_vec();
+        q.push(format!("since={last}"));
+        let resp = match client
+            .stream_or_unreachable(&format!("/v1/feed/stream?{}", q.join("&")))
+            .await?
+        {
+            Ok(resp) => resp,
+            Err(why) => {
+                if lost.is_none() {
+                    eprintln!("({why}: is it running? trying again until it is)");
+                    lost = Some(why);
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(MAX_WAIT);
                 continue;
             }
-            let e: serde_json::Value = serde_json::from_str(&data).context("bad feed event")?;
-            print(&e);
-            last = e["cursor"].as_u64().unwrap_or(last);
+        };
+        if lost.take().is_some() {
+            eprintln!("(connected again; resuming after cursor {last})");
         }
+        wait = Duration::from_secs(1);
+        let mut body = resp.bytes_stream();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut broke = false;
+        while let Some(chunk) = body.next().await {
+            let Ok(chunk) = chunk else {
+                broke = true;
+                break;
+            };
+            buf.extend_from_slice(&chunk);
+            while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+                let raw: Vec<u8> = buf.drain(..end + 2).collect();
+                let event = String::from_utf8_lossy(&raw);
+                let data: String = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                if data.is_empty() {
+                    continue;
+                }
+                let e: serde_json::Value = serde_json::from_str(&data).context("bad feed event")?;
+                last = e["cursor"].as_u64().unwrap_or(last);
+                if seen.first_time(e["record"]["id"].as_str()) {
+                    print(&e);
+                }
+            }
+        }
+        let why = if broke {
+            "the connection to the node broke"
+        } else {
+            "the node closed the feed stream (it is stopping?)"
+        };
+        eprintln!("({why}; reconnecting, to resume after cursor {last})");
+        lost = Some(why.to_string());
     }
-    bail!("the node closed the feed stream (it is stopping?); resume with `--since {last}`")
+}
+
+/// The ids of the last records printed by a follower, to print none twice.
+#[derive(Default)]
+struct RecentIds {
+    ids: std::collections::HashSet<String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl RecentIds {
+    /// Enough for every record a node can show again after a crash (those it had not yet
+    /// flushed: well under a second of traffic).
+    const KEEP: usize = 100_000;
+
+    /// Whether `id` is new (it is remembered); entries without an id always are.
+    fn first_time(&mut self, id: Option<&str>) -> bool {
+        let Some(id) = id else { return true };
+        if !self.ids.insert(id.to_string()) {
+            return false;
+        }
+        self.order.push_back(id.to_string());
+        if self.order.len() > Self::KEEP
+            && let Some(old) = self.order.pop_front()
+        {
+            self.ids.remove(&old);
+        }
+        true
+    }
 }
 
 #[derive(Args)]

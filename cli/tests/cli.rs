@@ -723,3 +723,66 @@ fn sigterm_stops_the_node_cleanly() {
         serde_json::from_str(&ok(&["status", "--json", "--config", &cfg])).unwrap();
     assert_eq!(status["last_cursor"], 2, "{status}");
 }
+
+#[test]
+fn a_followed_feed_resumes_after_the_node_restarts() {
+    // `feed --follow` outlives a restart of the node (an upgrade, a supervisor's restart): it
+    // says the node went away, connects again once it is back, and goes on after the last
+    // record it printed.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = one_node_network(dir.path(), "follow-test");
+    let submit = |title: &str| {
+        ok(&[
+            "claim",
+            "submit",
+            "--config",
+            &cfg,
+            "--title",
+            title,
+            "--actor",
+            "APT-X",
+            "--confidence",
+            "40",
+        ])
+    };
+    let (mut node, log) = run_node(Path::new(&cfg));
+    wait_line(&log, "the API to listen", |l| {
+        l.contains("local API listening")
+    });
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_attrib"))
+        .args(["feed", "--follow", "--json", "--config", &cfg])
+        .env_remove("ATTRIB_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let feed = lines(follow.stdout.take().unwrap());
+    let notes = lines(follow.stderr.take().unwrap());
+    let _follow = Running(follow);
+    submit("before the restart");
+    wait_line(&feed, "the first claim", |l| {
+        l.contains("before the restart")
+    });
+
+    let sent = Command::new("kill")
+        .args(["-TERM", &node.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    assert!(node.0.wait().unwrap().success());
+    wait_line(&notes, "the follower to notice", |l| {
+        l.contains("reconnecting")
+    });
+
+    let (_node, log) = run_node(Path::new(&cfg));
+    wait_line(&log, "the API to listen again", |l| {
+        l.contains("local API listening")
+    });
+    submit("after the restart");
+    let line = wait_line(&feed, "the second claim", |l| l.contains("restart"));
+    // The next line printed is the new claim, not the first one again.
+    assert!(line.contains("after the restart"), "{line}");
+    wait_line(&notes, "the follower to say it is back", |l| {
+        l.contains("connected again")
+    });
+}
