@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release -p attrib-tests --bin bench -- ingest [RECORDS]
 //! cargo run --release -p attrib-tests --bin bench -- api [RECORDS]
-//! cargo run --release -p attrib-tests --bin bench -- network [NODES] [RATE] [SECONDS] [SVG]
+//! cargo run --release -p attrib-tests --bin bench -- network [NODES] [RATE] [SECONDS] [SVG] [ROUNDS]
 //! cargo run --release -p attrib-tests --bin bench -- network-procs [NODES] [RATE] [SECONDS]
 //! cargo run --release -p attrib-tests --bin bench -- footprint [RECORDS]
 //! ```
@@ -624,7 +624,9 @@ async fn main() -> anyhow::Result<()> {
         Some("footprint") => footprint(arg(1, 100_000)).await,
         Some("footprint-open") => footprint_open(&args[1]).await,
         Some("network") => {
-            network::run(arg(1, 100), arg(2, 10), arg(3, 20), args.get(4).cloned()).await
+            let svg = args.get(4).filter(|a| a.parse::<usize>().is_err()).cloned();
+            let rounds = arg(if svg.is_some() { 5 } else { 4 }, 3);
+            network::run(arg(1, 100), arg(2, 10), arg(3, 20), svg, rounds).await
         }
         Some("network-procs") => {
             tokio::task::block_in_place(|| processes::run(arg(1, 100), arg(2, 10), arg(3, 10)))
