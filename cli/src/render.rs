@@ -277,6 +277,9 @@ pub(crate) fn status(st: &Value) -> String {
             printable(failure)
         );
     }
+    if let Some(why) = st["signing_blocked"].as_str() {
+        let _ = writeln!(out, "signing     BLOCKED: {}", printable(why));
+    }
     let c = &st["counts"];
     let _ = writeln!(
         out,
@@ -385,7 +388,8 @@ mod tests {
     }
 
     #[test]
-    fn status_says_when_the_store_is_failing_and_a_bootstrap_peer_is_not_reached() {
+    fn status_says_when_the_store_is_failing_signing_is_blocked_and_a_bootstrap_peer_is_not_reached()
+     {
         let mut st = serde_json::json!({
             "network_name": "n", "network_id": "ab", "peer_id": "p", "state": "FRA",
             "counts": {"records": 1, "pending": 0, "forks": 0}, "last_cursor": 1,
@@ -402,6 +406,14 @@ mod tests {
             shown.contains("bootstrap   /ip4/192.0.2.1/tcp/4710: NOT REACHED: Connection refused (os error 111)")
                 && shown.contains("bootstrap   /ip4/127.0.0.1/tcp/4710: this node's own address"),
             "{shown}"
+        );
+        assert!(!shown.contains("BLOCKED"), "{shown}");
+        st["signing_blocked"] =
+            "another node of this state (peer 12D3) also holds the state key".into();
+        assert!(
+            status(&st).contains("signing     BLOCKED: another node of this state (peer 12D3) also holds the state key"),
+            "{}",
+            status(&st)
         );
         st["store_failure"] = "store I/O error: No space left on device".into();
         let shown = status(&st);

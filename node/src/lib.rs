@@ -430,6 +430,10 @@ pub struct Status {
     pub store_failure: Option<String>,
     /// Seconds since the node started.
     pub uptime_s: u64,
+    /// Why this node cannot sign for its state now, in the words a submission would get
+    /// (another node holding the state key is connected, its own chain is still being
+    /// fetched); `None` when it can, or holds no state key.
+    pub signing_blocked: Option<String>,
 }
 
 struct Shared {
@@ -1335,6 +1339,20 @@ impl NodeHandle {
             Some(k) => store.chain_head(&member_key(k))?,
             None => None,
         };
+        let signing_blocked = self.shared.state_key.as_ref().and_then(|k| {
+            let own = *self.shared.own_chain.borrow();
+            let pending = store.pending_of(&member_key(k));
+            if let Some(peer) = own.second_signer {
+                Some(SubmitError::SecondSigner {
+                    peer: peer.to_string(),
+                })
+            } else if pending > 0 || own.behind(own_head.map_or(0, |h| h.seq)) {
+                Some(SubmitError::CatchingUp { pending })
+            } else {
+                None
+            }
+            .map(|e| e.to_string())
+        });
         let equivocators = store
             .equivocators()?
             .iter()
@@ -1362,6 +1380,7 @@ impl NodeHandle {
             sync: *self.shared.sync_stats.borrow(),
             store_failure: store.failure(),
             uptime_s: self.shared.started.elapsed().as_secs(),
+            signing_blocked,
         })
     }
 

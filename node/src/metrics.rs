@@ -47,6 +47,12 @@ pub fn render(status: &Status, members: &[StateCode]) -> String {
         &one(f64::from(u8::from(status.store_failure.is_some()))),
     );
     metric(
+        "signing_blocked",
+        "gauge",
+        "1 while this node cannot sign for its state (`attrib status` says why: another node holding the state key is connected, or its own chain is still being fetched).",
+        &one(f64::from(u8::from(status.signing_blocked.is_some()))),
+    );
+    metric(
         "records_stored",
         "gauge",
         "Records stored.",

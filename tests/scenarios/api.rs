@@ -517,6 +517,7 @@ async fn metrics_show_what_an_operator_alerts_on() {
     for text in [&author, &other] {
         assert_eq!(value(text, "attrib_records_stored"), 1.0);
         assert_eq!(value(text, "attrib_store_failing"), 0.0);
+        assert_eq!(value(text, "attrib_signing_blocked"), 0.0);
         assert_eq!(value(text, "attrib_peers_subscribed"), 1.0);
         let absent = net.extra[0].0.code;
         assert_eq!(

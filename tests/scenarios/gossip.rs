@@ -460,6 +460,15 @@ async fn two_nodes_holding_one_state_key_refuse_to_sign_while_both_run() {
         }
         other => panic!("the second signer signed: {other:?}"),
     }
+    // Its status says so, in the submission's words, before anyone tries to sign.
+    let blocked = b.handle().status().await.unwrap().signing_blocked;
+    assert!(
+        blocked
+            .as_deref()
+            .is_some_and(|w| w.contains("also holds the state key")
+                && w.contains(&a.handle().peer_id().to_string())),
+        "{blocked:?}"
+    );
     // A learns of B's key from B's answer; until then it may still sign, after that it may not.
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
@@ -487,7 +496,9 @@ async fn two_nodes_holding_one_state_key_refuse_to_sign_while_both_run() {
             Err(e) => panic!("{e}"),
         }
     }
-    assert_eq!(a.handle().status().await.unwrap().counts.forks, 0);
+    let status = a.handle().status().await.unwrap();
+    assert_eq!(status.counts.forks, 0);
+    assert_eq!(status.signing_blocked, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
