@@ -90,6 +90,12 @@ pub(crate) fn entry(e: &Value) -> String {
             if !s(&i["summary"]).is_empty() {
                 let _ = writeln!(out, "  {}", s(&i["summary"]));
             }
+            for (name, list) in [("sectors", &i["sectors"]), ("tags", &i["tags"])] {
+                let items: Vec<_> = list.as_array().into_iter().flatten().map(s).collect();
+                if !items.is_empty() {
+                    let _ = writeln!(out, "  {name}: {}", items.join(", "));
+                }
+            }
             if let Some(sup) = b["supersedes"].as_str() {
                 let _ = writeln!(out, "  revises claim {}", &sup[..12.min(sup.len())]);
             }
@@ -130,13 +136,19 @@ pub(crate) fn entry(e: &Value) -> String {
         }
     }
     for ev in b["evidence"].as_array().into_iter().flatten() {
-        let _ = writeln!(
+        let _ = write!(
             out,
             "  evidence [{}] sha256:{} {}",
             s(&ev["kind"]),
             s(&ev["sha256"]),
             s(&ev["description"])
         );
+        match ev["locator"].as_str() {
+            Some(at) => {
+                let _ = writeln!(out, " (request it at: {})", printable(at));
+            }
+            None => out.push('\n'),
+        }
     }
     out
 }
@@ -378,6 +390,33 @@ pub(crate) fn status(st: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_claim_shows_its_sectors_tags_and_where_evidence_can_be_requested() {
+        let e = serde_json::json!({
+            "cursor": 3, "author_state": "FRA",
+            "record": {"id": "ab12", "seq": 1, "created_at": 0, "body": {
+                "kind": "claim", "confidence": 70, "tlp": "GREEN",
+                "incident": {"title": "t", "summary": "", "observed_from": 0, "observed_to": 0,
+                             "sectors": ["energy", "health"], "tags": ["wiper"]},
+                "attributed_to": {"state": null, "actor": "APT-X"},
+                "evidence": [
+                    {"kind": "pcap", "sha256": "00ff", "description": "capture",
+                     "locator": "https://cert.example/req/7"},
+                    {"kind": "log", "sha256": "11ee", "description": "logs", "locator": null}
+                ]
+            }}
+        });
+        let shown = entry(&e);
+        for want in [
+            "  sectors: energy, health\n",
+            "  tags: wiper\n",
+            "  evidence [pcap] sha256:00ff capture (request it at: https://cert.example/req/7)\n",
+            "  evidence [log] sha256:11ee logs\n",
+        ] {
+            assert!(shown.contains(want), "{want:?} missing from\n{shown}");
+        }
+    }
 
     #[test]
     fn text_from_records_cannot_act_on_the_terminal_or_forge_a_line() {
