@@ -182,6 +182,15 @@ impl FileConfig {
             Some(p) => Some(read_token(&at(p), "metrics")?),
             None => None,
         };
+        let mut webhooks = file.webhooks.clone();
+        for w in &mut webhooks {
+            if let Some(p) = &w.secret_file {
+                let p = at(p);
+                let what = format!("webhook {}'s secret", w.name);
+                w.secret = Some(crate::webhook::WebhookSecret(read_token(&p, &what)?));
+                w.secret_file = Some(p);
+            }
+        }
         let listen = parse_addrs("listen", &file.listen)?;
         let bootstrap = parse_addrs("bootstrap", &file.bootstrap)?;
         let config = NodeConfig {
@@ -204,7 +213,7 @@ impl FileConfig {
             ping_timeout: Duration::from_millis(file.ping_timeout_ms.unwrap_or(20_000).max(100)),
             new_chain: file.new_chain,
             tlp_ceiling: file.tlp_ceiling.unwrap_or(Tlp::Amber),
-            webhooks: file.webhooks.clone(),
+            webhooks,
             limits: file.limits.clone(),
             verify_on_start: file.verify_on_start,
         };
@@ -369,6 +378,8 @@ mod tests {
             about: None,
             max_tlp: None,
             from_start: false,
+            secret_file: None,
+            secret: None,
         };
         assert_eq!(
             hook("siem", "http://127.0.0.1:9000/a", Some("claim")).check(),

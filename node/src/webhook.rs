@@ -4,8 +4,15 @@
 //! where delivery stopped. The record id is sent as `Idempotency-Key` so receivers can drop
 //! repeats. Only records at or below the webhook's TLP level (never above the node's ceiling)
 //! are sent.
+//!
+//! With a `secret_file`, every delivery is signed so the receiver can tell it came from this
+//! node and is fresh: `X-Attrib-Timestamp` (Unix seconds) and `X-Attrib-Signature:
+//! sha256=<hex HMAC-SHA256(secret, timestamp ‖ "." ‖ body)>` (README: verifying webhooks).
 
+use std::path::PathBuf;
 use std::time::Duration;
+
+use hmac::Mac;
 
 use attrib_protocol::{StateCode, Tlp};
 use serde::{Deserialize, Serialize};
@@ -32,6 +39,36 @@ pub struct WebhookConfig {
     /// Deliver the existing record too on first start (default: only records from now on).
     #[serde(default)]
     pub from_start: bool,
+    /// A file holding a secret shared with the receiver (at least 16 characters, readable by
+    /// the node's user only; relative to the config file): deliveries are then signed.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// The secret, read from `secret_file` when the config is loaded.
+    #[serde(skip)]
+    pub secret: Option<WebhookSecret>,
+}
+
+/// A webhook's shared secret (not shown by `Debug`).
+#[derive(Clone)]
+pub struct WebhookSecret(pub String);
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookSecret(..)")
+    }
+}
+
+impl WebhookSecret {
+    /// The `X-Attrib-Signature` value for a body sent at `timestamp` (Unix seconds).
+    pub fn sign(&self, timestamp: u64, body: &[u8]) -> String {
+        // HMAC takes a key of any length.
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(self.0.as_bytes())
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        mac.update(timestamp.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    }
 }
 
 impl WebhookConfig {
@@ -148,14 +185,27 @@ fn refused_for_good(status: reqwest::StatusCode) -> bool {
 async fn deliver(http: &reqwest::Client, config: &WebhookConfig, entry: &crate::FeedEntry) {
     let mut backoff = Duration::from_millis(100);
     let mut attempt = 1u32;
+    let body = match serde_json::to_vec(entry) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(webhook = %config.name, record = %entry.record.id(), error = %e, "webhook entry could not be encoded: skipped");
+            return;
+        }
+    };
     loop {
-        let result = http
+        let mut request = http
             .post(&config.url)
             .header("Idempotency-Key", entry.record.id().to_hex())
             .header("X-Attrib-Cursor", entry.cursor.to_string())
-            .json(entry)
-            .send()
-            .await;
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        if let Some(secret) = &config.secret {
+            // Signed at each attempt, so a retry carries a fresh timestamp.
+            let timestamp = crate::now_ms() / 1000;
+            request = request
+                .header("X-Attrib-Timestamp", timestamp.to_string())
+                .header("X-Attrib-Signature", secret.sign(timestamp, &body));
+        }
+        let result = request.body(body.clone()).send().await;
         let (id, cursor) = (entry.record.id(), entry.cursor);
         match result {
             Ok(resp) if resp.status().is_success() => return,

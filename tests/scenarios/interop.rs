@@ -764,7 +764,9 @@ async fn webhook_delivers_every_record_at_least_once_despite_failures() {
     // A webhook endpoint fails its first three calls; the node retries with backoff and
     // delivers every record at or below the ceiling, in order, with the record id as
     // Idempotency-Key; RED is not sent. A record the endpoint refuses for good (a 400) is
-    // skipped, not retried forever in front of the rest.
+    // skipped, not retried forever in front of the rest. Each delivery is signed with the
+    // shared secret over its timestamp and body, as a receiver checks it (README).
+    const SECRET: &str = "0123456789abcdef-hook-secret";
     let received: Arc<Mutex<Vec<(String, u64)>>> = Arc::new(Mutex::new(Vec::new()));
     let failures = Arc::new(Mutex::new(3u32));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -785,6 +787,16 @@ async fn webhook_delivers_every_record_at_least_once_despite_failures() {
                     if body.contains("hooked 5") {
                         return axum::http::StatusCode::BAD_REQUEST;
                     }
+                    let header = |n: &str| headers[n].to_str().unwrap().to_string();
+                    let timestamp = header("x-attrib-timestamp");
+                    let sent_at: u64 = timestamp.parse().unwrap();
+                    assert!(sent_at.abs_diff(attrib_node::now_ms() / 1000) < 60);
+                    use hmac::Mac;
+                    let mut mac =
+                        hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+                    mac.update(format!("{timestamp}.{body}").as_bytes());
+                    let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+                    assert_eq!(header("x-attrib-signature"), expected);
                     let entry: Value = serde_json::from_str(&body).unwrap();
                     let key = headers["idempotency-key"].to_str().unwrap().to_string();
                     assert_eq!(entry["record"]["id"], key.as_str());
@@ -812,6 +824,8 @@ async fn webhook_delivers_every_record_at_least_once_despite_failures() {
             about: None,
             max_tlp: None,
             from_start: true,
+            secret_file: None,
+            secret: Some(attrib_node::webhook::WebhookSecret(SECRET.into())),
         });
     })
     .await
