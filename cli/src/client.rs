@@ -189,15 +189,18 @@ impl Client {
     }
 
     /// Like [`Client::stream`], but a node that cannot be reached (not running, restarting) is
-    /// `Ok(Err(why))`, for callers that try again; a refusal by the node is an error.
+    /// `Ok(Err(why))`, for callers that had reached it before and try again; a refusal by the
+    /// node is an error.
     pub(crate) async fn stream_or_unreachable(
         &self,
         path: &str,
     ) -> Result<std::result::Result<reqwest::Response, String>> {
         match self.get_request(path).send().await {
-            Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => {
-                Ok(Err(format!("cannot reach the node at {}", self.base)))
-            }
+            Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => Ok(Err(format!(
+                "cannot reach the node at {}: {}",
+                self.base,
+                attrib_node::error_chain(&e)
+            ))),
             sent => self.check(sent).await.map(Ok),
         }
     }

@@ -761,47 +761,53 @@ async fn feed(client: &Client, a: FeedArgs) -> Result<()> {
     follow_feed(client, &query, a.since, print).await
 }
 
-/// Streams the feed from after `since` until stopped. When the node goes away (restarts,
-/// stops, the connection breaks) it says so on stderr and connects again, waiting up to 10 s
-/// between tries, and resumes after the last cursor printed. Records seen before that come
-/// again under new cursors after a node crash (BENCHMARKS: cursors are reserved in blocks);
-/// they are recognised by id and not printed twice.
+/// Streams the feed from after `since` until stopped. When the node goes away after the first
+/// connection (it restarts or stops, the connection breaks) it says so on stderr and connects
+/// again, waiting 1 s, then longer up to 10 s while nothing comes through, and resumes after
+/// the last cursor printed. Records seen before that come again under new cursors after a
+/// node crash (BENCHMARKS: cursors are reserved in blocks); they are recognised by id and not
+/// printed twice. A node that cannot be reached at the first try, or that refuses the
+/// request, ends it with the reason.
 async fn follow_feed(
     client: &Client,
     query: &[String],
     since: u64,
     print: impl Fn(&serde_json::Value),
 ) -> Result<()> {
+    const FIRST_WAIT: Duration = Duration::from_secs(1);
     const MAX_WAIT: Duration = Duration::from_secs(10);
     let mut last = since;
     let mut seen = RecentIds::default();
-    let mut wait = Duration::from_secs(1);
+    let mut wait = FIRST_WAIT;
+    // Why the node was lost, once said (so a node that stays away is not reported each try).
     let mut lost: Option<String> = None;
+    let mut connected_once = false;
     loop {
-        let mut q = query.to_vec();
-        q.push(format!("since={last}"));
-        let resp = match client
-            .stream_or_unreachable(&format!("/v1/feed/stream?{}", q.join("&")))
-            .await?
-        {
-            Ok(resp) => resp,
-            Err(why) => {
-                if lost.is_none() {
-                    eprintln!("({why}: is it running? trying again until it is)");
-                    lost = Some(why);
+        let path = format!("/v1/feed/stream?{}&since={last}", query.join("&"));
+        let resp = if connected_once {
+            match client.stream_or_unreachable(&path).await? {
+                Ok(resp) => resp,
+                Err(why) => {
+                    if lost.is_none() {
+                        eprintln!("({why}; trying again until it is back)");
+                        lost = Some(why);
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(MAX_WAIT);
+                    continue;
                 }
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(MAX_WAIT);
-                continue;
             }
+        } else {
+            client.stream(&path).await?
         };
+        connected_once = true;
         if lost.take().is_some() {
             eprintln!("(connected again; resuming after cursor {last})");
         }
-        wait = Duration::from_secs(1);
         let mut body = resp.bytes_stream();
         let mut buf: Vec<u8> = Vec::new();
         let mut broke = false;
+        let mut events = 0usize;
         while let Some(chunk) = body.next().await {
             let Ok(chunk) = chunk else {
                 broke = true;
@@ -820,6 +826,7 @@ async fn follow_feed(
                     continue;
                 }
                 let e: serde_json::Value = serde_json::from_str(&data).context("bad feed event")?;
+                events += 1;
                 last = e["cursor"].as_u64().unwrap_or(last);
                 if seen.first_time(e["record"]["id"].as_str()) {
                     print(&e);
@@ -831,8 +838,20 @@ async fn follow_feed(
         } else {
             "the node closed the feed stream (it is stopping?)"
         };
-        eprintln!("({why}; reconnecting, to resume after cursor {last})");
+        // A stream that brought records was healthy: the next try comes soon. One that closed
+        // with nothing (a node that keeps ending the stream) waits longer each time.
+        if events > 0 {
+            wait = FIRST_WAIT;
+        }
+        eprintln!(
+            "({why}; reconnecting in {} s, to resume after cursor {last})",
+            wait.as_secs()
+        );
         lost = Some(why.to_string());
+        tokio::time::sleep(wait).await;
+        if events == 0 {
+            wait = (wait * 2).min(MAX_WAIT);
+        }
     }
 }
 

@@ -383,7 +383,7 @@ fn tlp_given(
 
 /// An error and its causes in one line, each cause once (a wrapper that repeats its cause's
 /// text adds nothing), for logs and status.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut next: Option<&dyn std::error::Error> = Some(error);
     while let Some(cause) = next {

@@ -211,6 +211,8 @@ pub struct Store {
     /// `status` and metrics: sled refuses every write after one until the store is opened
     /// again.
     failure: Mutex<Option<String>>,
+    /// Whether a feed read has left out a damaged entry yet (logged once).
+    damage_logged: std::sync::atomic::AtomicBool,
 }
 
 /// Keeps records appended after it was taken out of feed reads until it is dropped (see
@@ -403,7 +405,7 @@ impl Store {
             }
         }
         let (mut authors, mut problems) = AuthorNumbers::load(&db)?;
-        let built = build_index(&db, &authors, |items| {
+        let built = build_index(&db, &authors, None, |items| {
             items.iter().map(|b| Record::decode(b)).collect()
         })?;
         authors.next = authors.next.max(built.numbers_named);
@@ -460,6 +462,7 @@ impl Store {
             flush_lock: tokio::sync::Mutex::new(()),
             held: Mutex::new(Default::default()),
             failure: Mutex::new(None),
+            damage_logged: Default::default(),
             append_lock: Mutex::new(AppendState {
                 next,
                 reserved,
@@ -1079,11 +1082,13 @@ impl Store {
         &self,
         roster: &attrib_protocol::Roster,
     ) -> Result<IntegrityReport, StoreError> {
-        // Records stored while the disk is read are compared only up to here.
+        // Records stored while the disk is read are checked only up to here, and the author
+        // numbers are read after it: every number an entry up to here names is on disk by
+        // then (written before the entry), even if a new author's record comes in meanwhile.
         let upto = self.last_cursor();
         // The author numbers as the disk has them, not as this process holds them.
         let (authors, mut problems) = AuthorNumbers::load(&self.db)?;
-        let built = build_index(&self.db, &authors, |items| {
+        let built = build_index(&self.db, &authors, Some(upto), |items| {
             attrib_protocol::check_records(items, roster, u64::MAX / 2)
         })?;
         problems.extend(built.problems);
@@ -1168,16 +1173,36 @@ impl Store {
         let authors = self.authors();
         for entry in self.db.range(start..key::end_of(key::FEED)) {
             let (k, v) = entry?;
-            for (cursor, item) in entry_records(cursor_of(&k[1..])?, &v)? {
+            let records = match entry_records(cursor_of(&k[1..])?, &v) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.skipped_damage(&e);
+                    continue;
+                }
+            };
+            for (cursor, item) in records {
                 if out.len() >= limit {
                     return Ok(out);
                 }
                 if cursor > after {
-                    out.push(decode_stored(cursor, &v, &item, &authors)?);
+                    match decode_stored(cursor, &v, &item, &authors) {
+                        Ok(stored) => out.push(stored),
+                        Err(e) => self.skipped_damage(&e),
+                    }
                 }
             }
         }
         Ok(out)
+    }
+
+    /// A damaged record entry met by a feed read is left out, so the damage does not stop
+    /// every reader at that cursor (the record itself is fetched again from peers and comes
+    /// under a new cursor); the first one is logged, and `attrib verify --all` lists them all.
+    fn skipped_damage(&self, error: &StoreError) {
+        use std::sync::atomic::Ordering;
+        if !self.damage_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(%error, "a damaged record entry is left out of the feed; run `attrib verify --all` to list the damage");
+        }
     }
 
     /// The last assigned feed cursor (0 if empty).
@@ -1374,6 +1399,9 @@ struct Built {
     /// One past the highest author number a record entry names: numbers from here on are
     /// free, even if a `k` entry was lost.
     numbers_named: u32,
+    /// Author numbers records name that the store does not hold: how many records, and the
+    /// first and last cursor (reported as one problem each).
+    lost_numbers: std::collections::BTreeMap<u16, (usize, u64, u64)>,
     /// Entries that do not decode (or that `check` refused), records stored twice and
     /// records that do not link into their author's chain, one line each (at most 1,000).
     problems: Vec<String>,
@@ -1385,6 +1413,7 @@ struct Built {
 fn build_index(
     db: &sled::Tree,
     authors: &AuthorNumbers,
+    upto: Option<u64>,
     check: impl Fn(&[&[u8]]) -> Vec<Result<Record, RecordError>>,
 ) -> Result<Built, StoreError> {
     const BATCH: usize = 512;
@@ -1394,6 +1423,7 @@ fn build_index(
         last_cursor: 0,
         last_received_us: 0,
         numbers_named: 0,
+        lost_numbers: Default::default(),
         problems: Vec::new(),
     };
     // Each record with its cursor and its entry.
@@ -1408,6 +1438,11 @@ fn build_index(
             }
             match authors.record_bytes(v, item) {
                 Ok(bytes) => readable.push((*cursor, item, bytes)),
+                Err(EntryDamage::LostNumber(n)) => {
+                    let lost = built.lost_numbers.entry(n).or_insert((0, *cursor, *cursor));
+                    lost.0 += 1;
+                    lost.2 = *cursor;
+                }
                 Err(e) => built.problem(format!("record at cursor {cursor}: {e}")),
             }
         }
@@ -1433,7 +1468,8 @@ fn build_index(
         }
         batch.clear();
     };
-    for entry in db.scan_prefix([key::FEED]) {
+    let end = upto.map_or(key::end_of(key::FEED), |c| key::feed(c.saturating_add(1)));
+    for entry in db.range(key::feed(0)..end) {
         let (k, v) = entry?;
         let last = cursor_of(&k[1..])?;
         built.last_cursor = last;
@@ -1461,6 +1497,11 @@ fn build_index(
         }
     }
     flush(&mut batch, &mut built);
+    for (n, (count, first, last)) in std::mem::take(&mut built.lost_numbers) {
+        built.problem(format!(
+            "author number {n} is not in the store (its entry is lost): {count} record(s) at cursors {first}..={last} name it and cannot be read; the node fetches that author's records again from its peers"
+        ));
+    }
     // Records that stay stranded, unless their author is a known equivocator (whose records
     // may extend either side of a fork).
     let stranded: Vec<_> = built.index.stranded().collect();
@@ -1558,22 +1599,42 @@ impl AuthorNumbers {
         &self,
         v: &'v [u8],
         item: &EntryItem,
-    ) -> Result<std::borrow::Cow<'v, [u8]>, String> {
+    ) -> Result<std::borrow::Cow<'v, [u8]>, EntryDamage> {
         let stored = &v[item.bytes.clone()];
         if !item.numbered {
             return Ok(stored.into());
         }
         let (Some(version), Some(number)) = (stored.first(), item.author_number(v)) else {
-            return Err("is too short".into());
+            return Err(EntryDamage::TooShort);
         };
-        let key = self.keys.get(&number).ok_or_else(|| {
-            format!("names author number {number}, which the store does not hold")
-        })?;
+        let key = self
+            .keys
+            .get(&number)
+            .ok_or(EntryDamage::LostNumber(number))?;
         let mut bytes = Vec::with_capacity(stored.len() - 2 + AUTHOR_AT.len());
         bytes.push(*version);
         bytes.extend_from_slice(key.as_bytes());
         bytes.extend_from_slice(&stored[3..]);
         Ok(bytes.into())
+    }
+}
+
+/// Why a record's bytes cannot be read back from its entry.
+#[derive(Debug, Clone, Copy)]
+enum EntryDamage {
+    TooShort,
+    /// It names an author number whose `k` entry is not on disk.
+    LostNumber(u16),
+}
+
+impl std::fmt::Display for EntryDamage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EntryDamage::TooShort => f.write_str("is too short"),
+            EntryDamage::LostNumber(n) => {
+                write!(f, "names author number {n}, which the store does not hold")
+            }
+        }
     }
 }
 
@@ -1687,7 +1748,9 @@ fn decode_stored(
     authors: &AuthorNumbers,
 ) -> Result<Stored, StoreError> {
     let damaged = |e: String| StoreError::Corrupt(format!("record at cursor {cursor}: {e}"));
-    let bytes = authors.record_bytes(v, item).map_err(damaged)?;
+    let bytes = authors
+        .record_bytes(v, item)
+        .map_err(|e| damaged(e.to_string()))?;
     let record = Record::decode(&bytes).map_err(|e| damaged(e.to_string()))?;
     Ok(Stored {
         cursor,
@@ -2546,14 +2609,18 @@ mod integrity_tests {
         // The store opens (a damaged data dir is reported, not fatal) and says what is wrong.
         let store = Store::open(dir.path()).unwrap();
         let report = store.verify_all(&roster).unwrap();
-        let text = report.problems.join("\n");
+        // One line for the lost number, not one per record.
+        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
         assert!(
-            text.contains(
-                "record at cursor 1: names author number 0, which the store does not hold"
+            report.problems[0].starts_with(
+                "author number 0 is not in the store (its entry is lost): 3 record(s) at cursors 1..=3"
             ),
-            "{text}"
+            "{:?}",
+            report.problems
         );
         assert!(store.get(&records[0].id()).unwrap().is_none());
+        // Feed readers are not stopped at the damage: they get nothing from it.
+        assert!(store.feed_after(0, 10).unwrap().is_empty());
         // The author's records fetched again get a new number and are read again.
         for r in &records {
             store.append(r.clone()).unwrap();
@@ -2562,6 +2629,13 @@ mod integrity_tests {
             store.get(&records[2].id()).unwrap(),
             Some(records[2].clone())
         );
+        let feed: Vec<u64> = store
+            .feed_after(0, 10)
+            .unwrap()
+            .iter()
+            .map(|s| s.cursor)
+            .collect();
+        assert_eq!(feed, vec![4, 5, 6]);
         assert_eq!(
             store.db.get(key::author(1)).unwrap().unwrap().as_ref(),
             member_key(&key).as_bytes()

@@ -439,7 +439,8 @@ pub(crate) async fn run(
         percentile(a, 0.5),
         percentile(a, 0.99)
     );
-    ratios.sort_by(f64::total_cmp);
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
     println!(
         "  p99 attrib / p99 baseline, pooled: {:.2} (rounds: {}; median {:.2})   peak RSS of the process in round 1: {} MiB ({} MiB after the baseline), about {:.1} MiB per node",
         percentile(&attrib.latencies_ms, 0.99) / percentile(&base.latencies_ms, 0.99),
@@ -448,7 +449,7 @@ pub(crate) async fn run(
             .map(|r| format!("{r:.2}"))
             .collect::<Vec<_>>()
             .join(" / "),
-        percentile(&ratios, 0.5),
+        percentile(&sorted, 0.5),
         peak_first_round / 1024,
         peak_after_baseline / 1024,
         peak_first_round as f64 / 1024.0 / n as f64
