@@ -766,8 +766,10 @@ async fn feed(client: &Client, a: FeedArgs) -> Result<()> {
 /// again, waiting 1 s, then longer up to 10 s while nothing comes through, and resumes after
 /// the last cursor printed. Records seen before that come again under new cursors after a
 /// node crash (BENCHMARKS: cursors are reserved in blocks); they are recognised by id and not
-/// printed twice. A node that cannot be reached at the first try, or that refuses the
-/// request, ends it with the reason.
+/// printed twice. A node whose data dir was rebuilt meanwhile has another feed id and cursors
+/// that start again: the follower then reads it from the start, printing only what it has not
+/// printed. A node that cannot be reached at the first try, or that refuses the request, ends
+/// it with the reason.
 async fn follow_feed(
     client: &Client,
     query: &[String],
@@ -782,7 +784,41 @@ async fn follow_feed(
     // Why the node was lost, once said (so a node that stays away is not reported each try).
     let mut lost: Option<String> = None;
     let mut connected_once = false;
+    let mut feed_id: Option<String> = None;
+    let feed_id_of = |resp: &reqwest::Response| {
+        resp.headers()
+            .get(attrib_node::api::FEED_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     loop {
+        if connected_once {
+            // Is it still the store the cursor came from?
+            match client
+                .stream_or_unreachable("/v1/feed?since=0&limit=1")
+                .await?
+            {
+                Ok(resp) => {
+                    let now = feed_id_of(&resp);
+                    if now != feed_id {
+                        eprintln!(
+                            "(the node's store is not the one the feed was read from (its data dir was rebuilt?): its cursors start again, so reading it from the start; records already printed are skipped)"
+                        );
+                        last = 0;
+                        feed_id = now;
+                    }
+                }
+                Err(why) => {
+                    if lost.is_none() {
+                        eprintln!("({why}; trying again until it is back)");
+                        lost = Some(why);
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(MAX_WAIT);
+                    continue;
+                }
+            }
+        }
         let path = format!("/v1/feed/stream?{}&since={last}", query.join("&"));
         let resp = if connected_once {
             match client.stream_or_unreachable(&path).await? {
@@ -798,7 +834,9 @@ async fn follow_feed(
                 }
             }
         } else {
-            client.stream(&path).await?
+            let resp = client.stream(&path).await?;
+            feed_id = feed_id_of(&resp);
+            resp
         };
         connected_once = true;
         if lost.take().is_some() {

@@ -490,6 +490,10 @@ struct ReadQuery {
 /// The header that says which TLP ceiling applied to a response.
 pub const TLP_CEILING_HEADER: &str = "x-attrib-tlp-ceiling";
 
+/// The header naming the node store's feed id on feed pages and streams
+/// ([`crate::Store::feed_id`]): a cursor is valid only with the feed id it came with.
+pub const FEED_ID_HEADER: &str = "x-attrib-feed-id";
+
 /// The TLP ceiling for this reader: the node's outbound ceiling, or RED for a local reader
 /// who holds the API token and asks for it with `include_red=true`.
 fn reader_ceiling(
@@ -616,7 +620,10 @@ async fn feed(
         .await
         .map_err(internal)?;
     Ok((
-        [(TLP_CEILING_HEADER, tlp_name(page.tlp_ceiling))],
+        [
+            (TLP_CEILING_HEADER, tlp_name(page.tlp_ceiling).to_string()),
+            (FEED_ID_HEADER, api.node.shared.store.feed_id().to_string()),
+        ],
         axum::Json(page),
     ))
 }
@@ -680,6 +687,7 @@ async fn feed_stream(
         ),
     };
     let since = q.since_checked(&api, resume)?;
+    let feed_id = api.node.shared.store.feed_id().to_string();
     let node = api.node.clone();
     let updates = node.feed_updates();
     // The permit travels with the stream and is released when the subscriber goes away.
@@ -724,7 +732,10 @@ async fn feed_stream(
         let _ = stopping.wait_for(|s| *s).await;
     });
     Ok((
-        [(TLP_CEILING_HEADER, tlp_name(ceiling))],
+        [
+            (TLP_CEILING_HEADER, tlp_name(ceiling).to_string()),
+            (FEED_ID_HEADER, feed_id),
+        ],
         Sse::new(stream).keep_alive(KeepAlive::default()),
     ))
 }

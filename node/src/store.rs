@@ -213,6 +213,8 @@ pub struct Store {
     failure: Mutex<Option<String>>,
     /// Whether a feed read has left out a damaged entry yet (logged once).
     damage_logged: std::sync::atomic::AtomicBool,
+    /// This store's feed id (see [`Store::feed_id`]).
+    feed_id: String,
 }
 
 /// Keeps records appended after it was taken out of feed reads until it is dropped (see
@@ -258,6 +260,9 @@ pub const CURSOR_BLOCK: u64 = 1 << 16;
 
 /// The `m` entry holding the highest reserved cursor.
 const CURSORS_RESERVED: &str = "cursors_reserved";
+
+/// The `m` entry holding the store's feed id.
+const FEED_ID: &str = "feed_id";
 
 /// What appends need to know without reading the tree; rebuilt from it on open.
 struct AppendState {
@@ -446,6 +451,15 @@ impl Store {
                 db.insert(key::equivocator(&proof.author()), &k[1..])?;
             }
         }
+        let feed_id = match db.get(key::meta(FEED_ID))? {
+            Some(id) => hex::encode(id),
+            None => {
+                let id: [u8; 16] = rand::random();
+                db.insert(key::meta(FEED_ID), &id[..])?;
+                db.flush()?;
+                hex::encode(id)
+            }
+        };
         let mut pending_by_author: HashMap<MemberKey, usize> = HashMap::new();
         let mut pending_total = 0;
         for k in db.scan_prefix([key::PENDING]).keys() {
@@ -463,6 +477,7 @@ impl Store {
             held: Mutex::new(Default::default()),
             failure: Mutex::new(None),
             damage_logged: Default::default(),
+            feed_id,
             append_lock: Mutex::new(AppendState {
                 next,
                 reserved,
@@ -1203,6 +1218,15 @@ impl Store {
         if !self.damage_logged.swap(true, Ordering::Relaxed) {
             tracing::warn!(%error, "a damaged record entry is left out of the feed; run `attrib verify --all` to list the damage");
         }
+    }
+
+    /// A random id given to this store when it was created: cursors mean something only
+    /// together with it. A data dir that was wiped and rebuilt gets a new one, and its cursors
+    /// start again, so a subscriber that sees another id reads again from the start (skipping
+    /// records it holds, by id) instead of resuming after a cursor that now names other
+    /// records.
+    pub fn feed_id(&self) -> &str {
+        &self.feed_id
     }
 
     /// The last assigned feed cursor (0 if empty).
@@ -2591,6 +2615,15 @@ mod integrity_tests {
             "{:?}",
             report.problems
         );
+    }
+
+    #[test]
+    fn the_feed_id_stays_with_the_store() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let id = Store::open(a.path()).unwrap().feed_id().to_string();
+        assert_eq!(id.len(), 32);
+        assert_eq!(Store::open(a.path()).unwrap().feed_id(), id);
+        assert_ne!(Store::open(b.path()).unwrap().feed_id(), id);
     }
 
     #[test]

@@ -76,8 +76,21 @@ async fn fra_claims(net: &TestNet, n: usize) -> attrib_node::Submitted {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_node_rebuilds_the_record_and_continues_its_own_chain() {
     // FRA publishes 5 claims, loses its data dir, restarts empty: it fetches everything back,
-    // its own chain included, and its next claim is seq 6, not a fork at seq 1.
+    // its own chain included, and its next claim is seq 6, not a fork at seq 1. Its feed has
+    // another feed id, so a subscriber knows its old cursors mean nothing there.
     let mut net = TestNet::start(2, &[]).await.unwrap();
+    let feed_id = |api: String| async move {
+        let resp = attrib_tests::reader()
+            .get(format!("{api}/v1/feed?limit=1"))
+            .send()
+            .await
+            .unwrap();
+        resp.headers()[attrib_node::api::FEED_ID_HEADER]
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let before = feed_id(net.api(0)).await;
     let last = fra_claims(&net, 5).await;
     net.node(1).submit(claim("DEU 0")).await.unwrap();
     wait_for_count(&net.node(1), 6, "DEU to hold 6")
@@ -92,6 +105,7 @@ async fn a_wiped_node_rebuilds_the_record_and_continues_its_own_chain() {
         "FRA did not get its own chain back"
     );
     wait_converged(&net, 6).await.unwrap();
+    assert_ne!(feed_id(net.api(0)).await, before);
     let next = fra.submit(claim("FRA after the wipe")).await.unwrap();
     assert_eq!(next.seq, 6);
     assert!(net.node(1).wait_for_record(&next.id, DEADLINE).await);
