@@ -61,9 +61,18 @@ pub(crate) struct InitArgs {
     /// libp2p listen address, a multiaddr such as /ip4/0.0.0.0/tcp/4710.
     #[arg(long, default_value = "/ip4/0.0.0.0/tcp/4710", value_parser = listen_multiaddr)]
     listen: String,
-    /// Local API address.
-    #[arg(long, default_value = "127.0.0.1:4711")]
+    /// Local API address: an IP address and port.
+    #[arg(long, default_value = "127.0.0.1:4711", value_parser = api_listen_addr)]
     api_listen: std::net::SocketAddr,
+}
+
+/// Reads an `init --api-listen` value, saying what form it takes.
+fn api_listen_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.parse().map_err(|_| {
+        format!(
+            "{s:?} is not an IP address and port; give one such as 127.0.0.1:4711 (a host name such as localhost is not accepted)"
+        )
+    })
 }
 
 /// Checks an `init --listen` value, so that `node run` does not refuse it later.

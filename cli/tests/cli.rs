@@ -569,6 +569,22 @@ fn node_refuses_unsafe_setups_and_verifies_its_store() {
     let dir = tempfile::tempdir().unwrap();
     let d = |p: &str| dir.path().join(p).to_str().unwrap().to_string();
     let api = free_port();
+    // A host name for the API is refused at init, saying what form the address takes.
+    let out = attrib(&[
+        "init",
+        "--state",
+        "FRA",
+        "--dir",
+        &d("fra"),
+        "--api-listen",
+        "localhost:4711",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("127.0.0.1:4711") && err.contains("localhost"),
+        "{err}"
+    );
     ok(&[
         "init",
         "--state",

@@ -372,7 +372,12 @@ async fn metrics(State(api): State<Api>, headers: HeaderMap) -> Result<Response,
         bearer(&headers).is_some_and(|given| constant_time_eq(given.as_bytes(), m.as_bytes()))
     });
     if metrics_token.is_none() {
-        authorize(&api, &headers)?;
+        authorize(&api, &headers).map_err(|ApiError(code, _)| {
+            ApiError(
+                code,
+                "missing or wrong token for /metrics: use the node's metrics.token (made by `attrib init`; `metrics_token` in node.toml), or its api.token".into(),
+            )
+        })?;
     }
     let status = api.node.status().await.map_err(internal)?;
     let members: Vec<_> = api.node.roster().members().iter().map(|m| m.code).collect();

@@ -571,6 +571,10 @@ impl Node {
                     ))
                 }
                 StoreError::Sled(sled::Error::Io(io)) => data_dir_error(dir, &io),
+                StoreError::Sled(sled::Error::Corruption { .. }) => NodeError::Config(format!(
+                    "the store in data dir {} is damaged (its files do not read back as written): move the data dir aside and start the node again; it rebuilds the record, its own state's chain included, from its peers",
+                    dir.display()
+                )),
                 other => NodeError::Store(other),
             })?,
             None => Store::temporary_with(pending_limits)?,

@@ -535,7 +535,8 @@ pub fn bundle(entries: &[FeedEntry], roster: &Roster, records: &dyn Records) -> 
 /// What [`verify_bundle`] found.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct BundleReport {
-    /// Objects carrying a record whose signature and object id check out.
+    /// Signed records whose signature and carrying object's id check out (a record carried by
+    /// two objects, an opinion and its revoked version, counts once).
     pub verified: usize,
     /// Objects without an attrib record (identities, campaigns, actors, ...): each must be
     /// one that the bundle's signed records make, or it is a problem.
@@ -615,6 +616,8 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
     // Every object attrib makes from these records, by id and version: the carrying objects
     // and the others (campaigns, actors, identities, the actor-to-state relationships).
     let mut derived: std::collections::HashMap<(String, String), Value> = Default::default();
+    // A record can travel in more than one object (an opinion and its revoked version).
+    let mut verified = std::collections::HashSet::new();
     for (o, record) in carried {
         let entry = FeedEntry {
             cursor: 0,
@@ -662,8 +665,9 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
         if marking_unknown && twin.is_some() {
             report.properties_unchecked += 1;
         }
-        report.verified += 1;
+        verified.insert(entry.record.id());
     }
+    report.verified = verified.len();
     // Every other object must be one those records make (or the extension's own): an object
     // made from no signed record could say anything in any state's name.
     let fixed = extension_objects();

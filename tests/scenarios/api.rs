@@ -482,6 +482,8 @@ async fn metrics_show_what_an_operator_alerts_on() {
         .await
         .unwrap();
     assert_eq!(refused.status().as_u16(), 401);
+    let said = refused.text().await.unwrap();
+    assert!(said.contains("metrics.token"), "{said}");
     // The metrics token opens /metrics and nothing else.
     let monitor = reqwest::Client::new();
     let metrics_token = "test-token-metrics";

@@ -74,3 +74,26 @@ async fn nodes_redial_a_bootstrap_peer_that_restarts() {
         "a node that bootstraps from the restarted one did not dial it again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_store_is_named_with_what_to_do() {
+    // A data dir whose store file no longer reads back (a disk fault, a truncated copy): the
+    // node refuses to start, names the data dir and says to move it aside and rebuild from
+    // peers, rather than passing on sled's internals with advice about disk space.
+    let mut net = TestNet::start(1, &[]).await.unwrap();
+    net.node(0).submit(claim("one")).await.unwrap();
+    net.stop(0).await.unwrap();
+    // sled reads its newest snapshot file first: a damaged one.
+    std::fs::write(net.data_dir(0).join("snap.FFFFFFFFFFFFFFFF"), b"garbage").unwrap();
+    let refused = net
+        .restart(0)
+        .await
+        .expect_err("started on a damaged store");
+    let text = refused.to_string();
+    assert!(
+        text.contains("is damaged")
+            && text.contains(&net.data_dir(0).display().to_string())
+            && text.contains("move the data dir aside"),
+        "{text}"
+    );
+}
