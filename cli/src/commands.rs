@@ -785,8 +785,6 @@ async fn follow_feed(
     since: u64,
     print: impl Fn(&serde_json::Value),
 ) -> Result<()> {
-    const FIRST_WAIT: Duration = Duration::from_secs(1);
-    const MAX_WAIT: Duration = Duration::from_secs(10);
     let mut last = since;
     let mut seen = RecentIds::default();
     let mut wait = FIRST_WAIT;
@@ -818,12 +816,7 @@ async fn follow_feed(
                     }
                 }
                 Err(why) => {
-                    if lost.is_none() {
-                        eprintln!("({why}; trying again until it is back)");
-                        lost = Some(why);
-                    }
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(MAX_WAIT);
+                    node_away(why, &mut lost, &mut wait).await;
                     continue;
                 }
             }
@@ -833,12 +826,7 @@ async fn follow_feed(
             match client.stream_or_unreachable(&path).await? {
                 Ok(resp) => resp,
                 Err(why) => {
-                    if lost.is_none() {
-                        eprintln!("({why}; trying again until it is back)");
-                        lost = Some(why);
-                    }
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(MAX_WAIT);
+                    node_away(why, &mut lost, &mut wait).await;
                     continue;
                 }
             }
@@ -900,6 +888,21 @@ async fn follow_feed(
             wait = (wait * 2).min(MAX_WAIT);
         }
     }
+}
+
+/// A follower's first wait before connecting again, and its longest.
+const FIRST_WAIT: Duration = Duration::from_secs(1);
+const MAX_WAIT: Duration = Duration::from_secs(10);
+
+/// Says once that the node cannot be reached (not each try), then waits before the next try,
+/// longer each time.
+async fn node_away(why: String, lost: &mut Option<String>, wait: &mut Duration) {
+    if lost.is_none() {
+        eprintln!("({why}; trying again until it is back)");
+        *lost = Some(why);
+    }
+    tokio::time::sleep(*wait).await;
+    *wait = (*wait * 2).min(MAX_WAIT);
 }
 
 /// The ids of the last records printed by a follower, to print none twice.

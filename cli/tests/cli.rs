@@ -103,6 +103,23 @@ fn one_node_network(dir: &Path, network: &str) -> String {
     d("fra/node.toml")
 }
 
+/// `attrib claim submit` of a claim titled `title` against an actor, through the node of
+/// config `cfg`.
+fn submit_claim(cfg: &str, title: &str) -> String {
+    ok(&[
+        "claim",
+        "submit",
+        "--config",
+        cfg,
+        "--title",
+        title,
+        "--actor",
+        "APT-X",
+        "--confidence",
+        "40",
+    ])
+}
+
 fn run_node(config: &Path) -> (Running, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_attrib"))
         .args(["node", "run", "--config", config.to_str().unwrap()])
@@ -700,20 +717,7 @@ fn sigterm_stops_the_node_cleanly() {
     // would jump them past the reserved block).
     let dir = tempfile::tempdir().unwrap();
     let cfg = one_node_network(dir.path(), "term-test");
-    let submit = |title: &str| {
-        ok(&[
-            "claim",
-            "submit",
-            "--config",
-            &cfg,
-            "--title",
-            title,
-            "--actor",
-            "APT-X",
-            "--confidence",
-            "40",
-        ])
-    };
+    let submit = |title: &str| submit_claim(&cfg, title);
     let (mut node, log) = run_node(Path::new(&cfg));
     wait_line(&log, "the API to listen", |l| {
         l.contains("local API listening")
@@ -747,20 +751,7 @@ fn a_followed_feed_resumes_after_the_node_restarts() {
     // record it printed.
     let dir = tempfile::tempdir().unwrap();
     let cfg = one_node_network(dir.path(), "follow-test");
-    let submit = |title: &str| {
-        ok(&[
-            "claim",
-            "submit",
-            "--config",
-            &cfg,
-            "--title",
-            title,
-            "--actor",
-            "APT-X",
-            "--confidence",
-            "40",
-        ])
-    };
+    let submit = |title: &str| submit_claim(&cfg, title);
     let (mut node, log) = run_node(Path::new(&cfg));
     wait_line(&log, "the API to listen", |l| {
         l.contains("local API listening")

@@ -7,7 +7,7 @@
 //!
 //! With a `secret_file`, every delivery is signed so the receiver can tell it came from this
 //! node and is fresh: `X-Attrib-Timestamp` (Unix seconds) and `X-Attrib-Signature:
-//! sha256=<hex HMAC-SHA256(secret, timestamp ‖ "." ‖ body)>` (README: verifying webhooks).
+//! sha256=<hex HMAC-SHA256(secret, timestamp ‖ "." ‖ body)>` (README: "Verifying a delivery").
 
 use std::path::PathBuf;
 use std::time::Duration;
