@@ -46,7 +46,7 @@ pub use network::{
     BAN_DURATION, BootstrapInfo, FetchCodec, INVALID_STRIKES, MAX_GOSSIP_BYTES, PeerInfo,
     SyncStats, fetch_behaviour, gossip_config, gossip_scoring, gossip_topic, tcp_socket_addr,
 };
-pub use store::{Counts, IntegrityReport, Store, StoreError, Stored};
+pub use store::{Counts, IntegrityReport, Store, StoreError, Stored, TALLY_FILE};
 
 use ingest::Ingest;
 use network::{Command, EventLoop, NetworkSettings, OwnChainSync};

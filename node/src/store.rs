@@ -215,7 +215,18 @@ pub struct Store {
     damage_logged: std::sync::atomic::AtomicBool,
     /// This store's feed id (see [`Store::feed_id`]).
     feed_id: String,
+    /// The tally file beside sled's files (see [`TALLY_FILE`]); none for a temporary store.
+    tally: Option<std::path::PathBuf>,
+    /// The tally found on open: how many records the store held when it last wrote one.
+    tallied: Option<usize>,
 }
+
+/// A file in the data dir, outside sled, holding how many records the store held at its last
+/// clean close or cursor reservation (each after a flush, so that many were on disk). A store
+/// that opens with fewer lost records to damage that sled's recovery cannot see (it recovers
+/// what reads back, which may be nearly nothing): the open says so, and `verify_all` reports
+/// it until the records are back.
+pub const TALLY_FILE: &str = "records.tally";
 
 /// Keeps records appended after it was taken out of feed reads until it is dropped (see
 /// [`Store::hold_feed`]).
@@ -353,8 +364,8 @@ mod key {
 }
 
 impl Drop for Store {
-    /// Gives back the unused part of the cursor reservation; sled flushes everything when the
-    /// tree is dropped right after, so the next open goes on from the last stored cursor.
+    /// Gives back the unused part of the cursor reservation, flushes, and writes the tally, so
+    /// the next open goes on from the last stored cursor and knows how many records to find.
     fn drop(&mut self) {
         let state = self.lock();
         if state.reserved >= state.next {
@@ -365,6 +376,11 @@ impl Drop for Store {
             {
                 tracing::warn!(error = %e, "could not give back reserved feed cursors");
             }
+        }
+        drop(state);
+        match self.db.flush() {
+            Ok(_) => self.write_tally(),
+            Err(e) => tracing::warn!(error = %e, "could not flush the store on close"),
         }
     }
 }
@@ -380,7 +396,7 @@ impl Store {
     /// letting go of the directory (sled's flusher thread outlives a dropped store for a
     /// moment), the lock is retried for up to two seconds before giving up.
     pub fn open_with(dir: &Path, limits: PendingLimits) -> Result<Store, StoreError> {
-        Self::from_db(open_db(dir)?, limits)
+        Self::from_db(open_db(dir)?, limits, Some(dir.join(TALLY_FILE)))
     }
 
     /// A store in a temporary directory that is deleted on drop (tests, demo).
@@ -390,10 +406,14 @@ impl Store {
 
     /// A temporary store with the given bounds.
     pub fn temporary_with(limits: PendingLimits) -> Result<Store, StoreError> {
-        Self::from_db(sled::Config::new().temporary(true).open()?, limits)
+        Self::from_db(sled::Config::new().temporary(true).open()?, limits, None)
     }
 
-    fn from_db(db: sled::Db, limits: PendingLimits) -> Result<Store, StoreError> {
+    fn from_db(
+        db: sled::Db,
+        limits: PendingLimits,
+        tally: Option<std::path::PathBuf>,
+    ) -> Result<Store, StoreError> {
         // The first layout kept one tree per index; its trees are named, ours is the default.
         if db.tree_names().iter().any(|n| n.as_ref() == b"records") {
             return Err(StoreError::OldLayout);
@@ -415,6 +435,11 @@ impl Store {
         })?;
         authors.next = authors.next.max(built.numbers_named);
         problems.extend(built.problems.iter().cloned());
+        let tallied = tally.as_deref().and_then(read_tally);
+        if let Some(lost) = records_lost(tallied, built.index.len()) {
+            tracing::error!("{lost}");
+            problems.push(lost);
+        }
         if let Some(first) = problems.first() {
             tracing::warn!(
                 problems = problems.len(),
@@ -478,6 +503,8 @@ impl Store {
             failure: Mutex::new(None),
             damage_logged: Default::default(),
             feed_id,
+            tally,
+            tallied,
             append_lock: Mutex::new(AppendState {
                 next,
                 reserved,
@@ -1030,7 +1057,21 @@ impl Store {
             .insert(key::meta(CURSORS_RESERVED), &reserved.to_be_bytes())?;
         self.db.flush()?;
         state.reserved = reserved;
+        self.write_tally();
         Ok(())
+    }
+
+    /// Writes the tally file (after a flush: that many records are on disk). A failure is
+    /// logged: the tally only helps find damage.
+    fn write_tally(&self) {
+        let Some(path) = &self.tally else { return };
+        let count = self.index().len().max(self.tallied.unwrap_or(0));
+        let tmp = path.with_extension("tmp");
+        let written =
+            std::fs::write(&tmp, format!("{count}\n")).and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), error = %e, "could not write the store's record tally");
+        }
     }
 
     /// A small persistent number kept by the node (e.g. a webhook's delivery cursor).
@@ -1107,6 +1148,7 @@ impl Store {
             attrib_protocol::check_records(items, roster, u64::MAX / 2)
         })?;
         problems.extend(built.problems);
+        problems.extend(records_lost(self.tallied, built.index.len()));
         for (author, seq, cursor) in built.index.forks_beside() {
             if !self.is_equivocator(author)? {
                 problems.push(format!(
@@ -1759,6 +1801,21 @@ fn entry_records(last: u64, v: &[u8]) -> Result<Vec<(u64, EntryItem)>, StoreErro
             ))
         })?;
     Ok((first..).zip(items).collect())
+}
+
+/// The count in a tally file; none if there is none (a store older than tallies, or a new
+/// one) or it does not read as one.
+fn read_tally(path: &Path) -> Option<usize> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The problem, if a store holding `held` records held more when it wrote its tally.
+fn records_lost(tallied: Option<usize>, held: usize) -> Option<String> {
+    let tallied = tallied.filter(|t| *t > held)?;
+    Some(format!(
+        "the store holds {held} records but held {tallied} when it was last closed or flushed: {} were lost from its files (damaged or replaced); the node fetches them again from its peers (check with `attrib status` that the count comes back), and the disk deserves a look",
+        tallied - held
+    ))
 }
 
 fn too_short(cursor: u64) -> String {
@@ -2642,8 +2699,9 @@ mod integrity_tests {
         // The store opens (a damaged data dir is reported, not fatal) and says what is wrong.
         let store = Store::open(dir.path()).unwrap();
         let report = store.verify_all(&roster).unwrap();
-        // One line for the lost number, not one per record.
-        assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+        // One line for the lost number, not one per record (and the tally's count of what
+        // went missing).
+        assert_eq!(report.problems.len(), 2, "{:?}", report.problems);
         assert!(
             report.problems[0].starts_with(
                 "author number 0 is not in the store (its entry is lost): 3 record(s) at cursors 1..=3"
@@ -2669,6 +2727,13 @@ mod integrity_tests {
             .map(|s| s.cursor)
             .collect();
         assert_eq!(feed, vec![4, 5, 6]);
+        // With the records back, the count is whole again.
+        let report = store.verify_all(&roster).unwrap();
+        assert!(
+            !report.problems.iter().any(|p| p.contains("were lost")),
+            "{:?}",
+            report.problems
+        );
         assert_eq!(
             store.db.get(key::author(1)).unwrap().unwrap().as_ref(),
             member_key(&key).as_bytes()
@@ -2771,12 +2836,17 @@ mod integrity_tests {
         assert_eq!(store.last_cursor(), 4);
         let report = store.verify_all(&roster).unwrap();
         let text = report.problems.join("\n");
-        assert_eq!(report.problems.len(), 2, "{text}");
+        assert_eq!(report.problems.len(), 3, "{text}");
         assert!(
             text.contains(&format!(
                 "record {} (cursor 3, seq 3) does not link",
                 records[2].id()
             )),
+            "{text}"
+        );
+        // The tally written when the store closed says one record went missing.
+        assert!(
+            text.contains("the store holds 3 records but held 4 when it was last closed"),
             "{text}"
         );
         // Records 3 and 4 are held: fetched again, they are duplicates, not new records.

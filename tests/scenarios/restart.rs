@@ -97,3 +97,32 @@ async fn a_damaged_store_is_named_with_what_to_do() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_lost_from_a_damaged_store_file_are_noticed() {
+    // sled recovers what reads back from a damaged file, which can be almost nothing, and
+    // opens without an error. The tally the store wrote when it closed says how many records
+    // it held: a node started with `--verify-store` refuses to serve the loss.
+    let mut net = TestNet::start(1, &[]).await.unwrap();
+    for i in 0..3 {
+        net.node(0).submit(claim(&format!("c{i}"))).await.unwrap();
+    }
+    net.stop(0).await.unwrap();
+    let tally = net.data_dir(0).join(attrib_node::TALLY_FILE);
+    assert_eq!(std::fs::read_to_string(&tally).unwrap().trim(), "3");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(net.data_dir(0).join("db"))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let refused = net
+        .restart_configured(0, vec![], |cfg| cfg.verify_on_start = true)
+        .await
+        .expect_err("served a store that lost its records");
+    let text = refused.to_string();
+    assert!(
+        text.contains("held 3 when it was last closed") && text.contains("were lost"),
+        "{text}"
+    );
+}
