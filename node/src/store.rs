@@ -223,9 +223,9 @@ pub struct Store {
 
 /// A file in the data dir, outside sled, holding how many records the store held at its last
 /// clean close or cursor reservation (each after a flush, so that many were on disk). A store
-/// that opens with fewer lost records to damage that sled's recovery cannot see (it recovers
-/// what reads back, which may be nearly nothing): the open says so, and `verify_all` reports
-/// it until the records are back.
+/// that opens holding fewer has lost records to damage that sled's recovery cannot see (it
+/// recovers what reads back, which may be nearly nothing): the open says so, and `verify_all`
+/// reports it until the records are back.
 pub const TALLY_FILE: &str = "records.tally";
 
 /// Keeps records appended after it was taken out of feed reads until it is dropped (see
