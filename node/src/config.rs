@@ -208,9 +208,9 @@ impl FileConfig {
                 allow_remote: file.api_allow_remote,
             }),
             heartbeat: Duration::from_millis(file.heartbeat_ms.unwrap_or(1000)),
-            sync_interval: Duration::from_millis(file.sync_interval_ms.unwrap_or(10_000).max(100)),
-            ping_interval: Duration::from_millis(file.ping_interval_ms.unwrap_or(15_000).max(100)),
-            ping_timeout: Duration::from_millis(file.ping_timeout_ms.unwrap_or(20_000).max(100)),
+            sync_interval: interval_ms("sync_interval_ms", file.sync_interval_ms, 10_000)?,
+            ping_interval: interval_ms("ping_interval_ms", file.ping_interval_ms, 15_000)?,
+            ping_timeout: interval_ms("ping_timeout_ms", file.ping_timeout_ms, 20_000)?,
             new_chain: file.new_chain,
             tlp_ceiling: file.tlp_ceiling.unwrap_or(Tlp::Amber),
             webhooks,
@@ -243,6 +243,18 @@ impl NodeConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// A config interval in ms: `default` when not given; under 100 ms is refused, naming the key
+/// (a zero interval would spin).
+fn interval_ms(key: &str, given: Option<u64>, default: u64) -> Result<Duration, NodeError> {
+    const MIN_MS: u64 = 100;
+    match given {
+        Some(ms) if ms < MIN_MS => Err(NodeError::Config(format!(
+            "{key} = {ms}: give at least {MIN_MS} ms, or leave it out for the default ({default})"
+        ))),
+        given => Ok(Duration::from_millis(given.unwrap_or(default))),
     }
 }
 
@@ -401,6 +413,25 @@ mod tests {
             let err = bad.check().unwrap_err();
             assert!(err.contains(says), "{err}");
         }
+    }
+
+    #[test]
+    fn an_interval_too_short_to_run_with_is_named() {
+        assert_eq!(
+            interval_ms("sync_interval_ms", None, 10_000).unwrap(),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            interval_ms("ping_interval_ms", Some(250), 15_000).unwrap(),
+            Duration::from_millis(250)
+        );
+        let err = interval_ms("ping_timeout_ms", Some(0), 20_000)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ping_timeout_ms = 0") && err.contains("at least 100 ms"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -566,6 +566,7 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
     // First every carried record's signature, then what each carrying object must be (which
     // for a revoked opinion depends on the other records).
     let mut checked: Vec<(&Value, Record)> = Vec::new();
+    let mut refused = 0usize;
     for o in objects {
         let Some(hex_record) = carried_record(o) else {
             report.unsigned += 1;
@@ -583,8 +584,21 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
         };
         match check_record(&bytes, roster, u64::MAX / 2) {
             Ok(r) => checked.push((o, r)),
-            Err(e) => report.problems.push(format!("{oid}: {e}")),
+            Err(e) => {
+                refused += 1;
+                report.problems.push(format!("{oid}: {e}"));
+            }
         }
+    }
+    if checked.is_empty() && refused > 0 {
+        // Every record failing is more likely the wrong roster than every record forged.
+        report.problems.insert(
+            0,
+            format!(
+                "none of the bundle's {refused} signed record(s) verifies under this roster (network {:?}): is it the roster of the network that exported the bundle? (`attrib roster show` names a roster's network)",
+                roster.network_name()
+            ),
+        );
     }
     let records = BundleRecords::new(checked.iter().map(|(_, r)| r.clone()));
     let mut carried: Vec<(&Value, Record)> = Vec::new();

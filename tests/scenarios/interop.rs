@@ -167,6 +167,18 @@ async fn stix_export_is_valid_stix_and_verifies_offline() {
     }
     let report = attrib_node::stix::verify_bundle(&bundle, &net.roster);
     assert!(report.problems.is_empty(), "{:?}", report.problems);
+    // Under another network's roster nothing verifies, and the first problem says why.
+    let other = attrib_node::localnet::local_roster(
+        &net.members,
+        &[(attrib_node::localnet::LocalMember::new(7, 9), false)],
+    );
+    let wrong = attrib_node::stix::verify_bundle(&bundle, &other);
+    assert_eq!(wrong.verified, 0);
+    assert!(
+        wrong.problems[0].contains("is it the roster of the network that exported the bundle"),
+        "{:?}",
+        wrong.problems
+    );
     // Every record that STIX carries is verified, and counted once although some travel twice
     // (an opinion and its revoked version, a revision and the revocation of the claim it
     // supersedes): the thread's records and DEU's second endorsement. FRA's late retraction
