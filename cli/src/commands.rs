@@ -792,27 +792,36 @@ async fn follow_feed(
     let mut lost: Option<String> = None;
     let mut connected_once = false;
     let mut feed_id: Option<String> = None;
-    let feed_id_of = |resp: &reqwest::Response| {
-        resp.headers()
+    // Whether a response comes from another store than the cursor (a node that names no feed
+    // id, an older version, is taken to be the same).
+    let other_store = |resp: &reqwest::Response, feed_id: &mut Option<String>| {
+        let now = resp
+            .headers()
             .get(attrib_node::api::FEED_ID_HEADER)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
+            .map(str::to_string);
+        let changed = matches!((&*feed_id, &now), (Some(was), Some(is)) if was != is);
+        if now.is_some() {
+            *feed_id = now;
+        }
+        if changed {
+            eprintln!(
+                "(the node's store is not the one the feed was read from (its data dir was rebuilt?): its cursors start again, so reading it from the start; records already printed are skipped)"
+            );
+        }
+        changed
     };
     loop {
         if connected_once {
-            // Is it still the store the cursor came from?
+            // Is it still the store the cursor came from? (Asked first: a cursor beyond the
+            // new store's last is refused.)
             match client
                 .stream_or_unreachable("/v1/feed?since=0&limit=1")
                 .await?
             {
                 Ok(resp) => {
-                    let now = feed_id_of(&resp);
-                    if now != feed_id {
-                        eprintln!(
-                            "(the node's store is not the one the feed was read from (its data dir was rebuilt?): its cursors start again, so reading it from the start; records already printed are skipped)"
-                        );
+                    if other_store(&resp, &mut feed_id) {
                         last = 0;
-                        feed_id = now;
                     }
                 }
                 Err(why) => {
@@ -824,6 +833,11 @@ async fn follow_feed(
         let path = format!("/v1/feed/stream?{}&since={last}", query.join("&"));
         let resp = if connected_once {
             match client.stream_or_unreachable(&path).await? {
+                // The store may have changed since the question above.
+                Ok(resp) if other_store(&resp, &mut feed_id) => {
+                    last = 0;
+                    continue;
+                }
                 Ok(resp) => resp,
                 Err(why) => {
                     node_away(why, &mut lost, &mut wait).await;
@@ -832,7 +846,7 @@ async fn follow_feed(
             }
         } else {
             let resp = client.stream(&path).await?;
-            feed_id = feed_id_of(&resp);
+            other_store(&resp, &mut feed_id);
             resp
         };
         connected_once = true;

@@ -758,6 +758,8 @@ impl Node {
             let _ = net.await;
         }
         self.handle.shared.store.flush().await?;
+        // The process may exit before every task lets go of the store (so before it closes).
+        self.handle.shared.store.write_tally();
         Ok(())
     }
 }

@@ -595,8 +595,9 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
         report.problems.insert(
             0,
             format!(
-                "none of the bundle's {refused} signed record(s) verifies under this roster (network {:?}): is it the roster of the network that exported the bundle? (`attrib roster show` names a roster's network)",
-                roster.network_name()
+                "none of the bundle's {refused} signed record(s) verifies under this roster (network {:?}, id {}): is it the roster of the network that exported the bundle? (`attrib roster show` names a roster's network and id)",
+                roster.network_name(),
+                roster.network_id().to_hex()
             ),
         );
     }

@@ -88,7 +88,9 @@ pub enum StoreError {
     )]
     Sled(sled::Error),
     /// A stored entry does not decode: the data dir is damaged.
-    #[error("store is damaged: {0}; run `attrib verify --all` or restore the data dir from a peer")]
+    #[error(
+        "store is damaged: {0}; run `attrib verify --all`, or move the data dir aside and restart (the node rebuilds from its peers)"
+    )]
     Corrupt(String),
     /// The data dir was written by an older version with a different layout.
     #[error(
@@ -444,7 +446,7 @@ impl Store {
             tracing::warn!(
                 problems = problems.len(),
                 first = %first,
-                "store is damaged; run `attrib verify --all`, or restore the data dir from a peer"
+                "store is damaged; run `attrib verify --all`, or move the data dir aside and restart (the node rebuilds from its peers)"
             );
         }
         // Cursors reserved before a crash may have been seen by subscribers: go on after them.
@@ -1062,8 +1064,10 @@ impl Store {
     }
 
     /// Writes the tally file (after a flush: that many records are on disk). A failure is
-    /// logged: the tally only helps find damage.
-    fn write_tally(&self) {
+    /// logged: the tally only helps find damage. The store writes it when it closes and at
+    /// each cursor reservation; a node calls it after its last flush too, since a process that
+    /// exits may not wait for the store to close.
+    pub fn write_tally(&self) {
         let Some(path) = &self.tally else { return };
         let count = self.index().len().max(self.tallied.unwrap_or(0));
         let tmp = path.with_extension("tmp");
@@ -1813,7 +1817,7 @@ fn read_tally(path: &Path) -> Option<usize> {
 fn records_lost(tallied: Option<usize>, held: usize) -> Option<String> {
     let tallied = tallied.filter(|t| *t > held)?;
     Some(format!(
-        "the store holds {held} records but held {tallied} when it was last closed or flushed: {} were lost from its files (damaged or replaced); the node fetches them again from its peers (check with `attrib status` that the count comes back), and the disk deserves a look",
+        "the store holds {held} records but held {tallied} when it was last closed or flushed: {} are missing or unreadable (damaged or replaced files; the disk deserves a look). Records its peers hold are fetched again (`attrib status` shows the count coming back); if they cannot come back (no peer holds them), accept the loss by deleting {TALLY_FILE} in the data dir",
         tallied - held
     ))
 }
@@ -2730,7 +2734,10 @@ mod integrity_tests {
         // With the records back, the count is whole again.
         let report = store.verify_all(&roster).unwrap();
         assert!(
-            !report.problems.iter().any(|p| p.contains("were lost")),
+            !report
+                .problems
+                .iter()
+                .any(|p| p.contains("are missing or unreadable")),
             "{:?}",
             report.problems
         );
