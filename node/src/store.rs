@@ -2488,6 +2488,15 @@ mod integrity_tests {
 
     use super::*;
 
+    /// A store in `dir` holding `records`, appended one by one.
+    fn store_with(dir: &Path, records: &[Record]) -> Store {
+        let store = Store::open(dir).unwrap();
+        for r in records {
+            store.append(r.clone()).unwrap();
+        }
+        store
+    }
+
     fn roster(key: &MemberSigningKey) -> Roster {
         Roster::new(RosterFile {
             network: "t".into(),
@@ -2694,10 +2703,7 @@ mod integrity_tests {
         let dir = tempfile::tempdir().unwrap();
         let records = chain(&key, &roster, 3);
         {
-            let store = Store::open(dir.path()).unwrap();
-            for r in &records {
-                store.append(r.clone()).unwrap();
-            }
+            let store = store_with(dir.path(), &records);
             store.db.remove(key::author(0)).unwrap();
         }
         // The store opens (a damaged data dir is reported, not fatal) and says what is wrong.
@@ -2828,10 +2834,7 @@ mod integrity_tests {
         let dir = tempfile::tempdir().unwrap();
         let records = chain(&key, &roster, 4);
         {
-            let store = Store::open(dir.path()).unwrap();
-            for r in &records {
-                store.append(r.clone()).unwrap();
-            }
+            let store = store_with(dir.path(), &records);
             // Record 2 lost: records 3 and 4 no longer link to the chain.
             store.db.remove(key::feed(2)).unwrap();
             futures::executor::block_on(store.db.flush_async()).unwrap();
