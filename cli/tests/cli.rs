@@ -120,6 +120,15 @@ fn submit_claim(cfg: &str, title: &str) -> String {
     ])
 }
 
+/// [`run_node`], returning once the node's API listens.
+fn run_node_until_api(config: &Path) -> (Running, mpsc::Receiver<String>) {
+    let (node, log) = run_node(config);
+    wait_line(&log, "the API to listen", |l| {
+        l.contains("local API listening")
+    });
+    (node, log)
+}
+
 fn run_node(config: &Path) -> (Running, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_attrib"))
         .args(["node", "run", "--config", config.to_str().unwrap()])
@@ -224,10 +233,7 @@ fn two_national_nodes_from_the_command_line() {
         &format!("bootstrap = [\"{fra_addr}\"]\nheartbeat_ms = 100"),
     );
     std::fs::write(&rus_cfg, text).unwrap();
-    let (_rus, rus_log) = run_node(Path::new(&rus_cfg));
-    wait_line(&rus_log, "RUS's API to listen", |l| {
-        l.contains("local API listening")
-    });
+    let (_rus, rus_log) = run_node_until_api(Path::new(&rus_cfg));
 
     // Wait until RUS sees FRA on the record topic (gossip would otherwise find no peer; catch-up
     // sync would still deliver, but this test is about the live path).
@@ -426,10 +432,7 @@ fn kill_9_during_a_burst_of_submissions_loses_no_acknowledged_record() {
     // (an id printed) is there, and the state's chain continues.
     let dir = tempfile::tempdir().unwrap();
     let cfg = one_node_network(dir.path(), "kill-test");
-    let (node, log) = run_node(Path::new(&cfg));
-    wait_line(&log, "the API to listen", |l| {
-        l.contains("local API listening")
-    });
+    let (node, _log) = run_node_until_api(Path::new(&cfg));
 
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let (ack_tx, ack_rx) = mpsc::channel::<()>();
@@ -475,10 +478,7 @@ fn kill_9_during_a_burst_of_submissions_loses_no_acknowledged_record() {
     }
     let acked = acked.lock().unwrap().clone();
 
-    let (_node, log) = run_node(Path::new(&cfg));
-    wait_line(&log, "the API to listen after the kill", |l| {
-        l.contains("local API listening")
-    });
+    let (_node, _log) = run_node_until_api(Path::new(&cfg));
     for id in &acked {
         let out = attrib(&["show", id, "--json", "--config", &cfg]);
         assert!(
@@ -673,10 +673,7 @@ fn node_refuses_unsafe_setups_and_verifies_its_store() {
     }
     std::fs::write(&cfg, text).unwrap();
 
-    let (_node, log) = run_node(Path::new(&cfg));
-    wait_line(&log, "the API to listen", |l| {
-        l.contains("local API listening")
-    });
+    let (_node, _log) = run_node_until_api(Path::new(&cfg));
     let mode = std::fs::metadata(d("fra/data"))
         .unwrap()
         .permissions()
@@ -718,10 +715,7 @@ fn sigterm_stops_the_node_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = one_node_network(dir.path(), "term-test");
     let submit = |title: &str| submit_claim(&cfg, title);
-    let (mut node, log) = run_node(Path::new(&cfg));
-    wait_line(&log, "the API to listen", |l| {
-        l.contains("local API listening")
-    });
+    let (mut node, log) = run_node_until_api(Path::new(&cfg));
     submit("before the stop");
     let sent = Command::new("kill")
         .args(["-TERM", &node.0.id().to_string()])
@@ -734,10 +728,7 @@ fn sigterm_stops_the_node_cleanly() {
     let exit = node.0.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
 
-    let (_node, log) = run_node(Path::new(&cfg));
-    wait_line(&log, "the API to listen again", |l| {
-        l.contains("local API listening")
-    });
+    let (_node, _log) = run_node_until_api(Path::new(&cfg));
     submit("after the stop");
     let status: serde_json::Value =
         serde_json::from_str(&ok(&["status", "--json", "--config", &cfg])).unwrap();
@@ -752,10 +743,7 @@ fn a_followed_feed_resumes_after_the_node_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = one_node_network(dir.path(), "follow-test");
     let submit = |title: &str| submit_claim(&cfg, title);
-    let (mut node, log) = run_node(Path::new(&cfg));
-    wait_line(&log, "the API to listen", |l| {
-        l.contains("local API listening")
-    });
+    let (mut node, _log) = run_node_until_api(Path::new(&cfg));
     let mut follow = Command::new(env!("CARGO_BIN_EXE_attrib"))
         .args(["feed", "--follow", "--json", "--config", &cfg])
         .env_remove("ATTRIB_CONFIG")
@@ -781,10 +769,7 @@ fn a_followed_feed_resumes_after_the_node_restarts() {
         l.contains("reconnecting")
     });
 
-    let (_node, log) = run_node(Path::new(&cfg));
-    wait_line(&log, "the API to listen again", |l| {
-        l.contains("local API listening")
-    });
+    let (_node, _log) = run_node_until_api(Path::new(&cfg));
     submit("after the restart");
     let line = wait_line(&feed, "the second claim", |l| l.contains("restart"));
     // The next line printed is the new claim, not the first one again.
