@@ -10,7 +10,7 @@ use attrib_node::{Node, NodeHandle};
 use attrib_protocol::{
     Attribution, Body, Claim, Endorsement, Evidence, Incident, Member, MemberSigningKey, Opinion,
     Rebuttal, RecordId, Retraction, Roster, RosterFile, Sha256Digest, Stance, StateCode, Tlp,
-    member_key,
+    Withdrawal, member_key,
 };
 use clap::{Args, Subcommand, ValueEnum};
 use futures::StreamExt;
@@ -31,6 +31,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
         Command::Rebut(a) => rebut(&client()?, a).await,
         Command::Endorse(a) => endorse(&client()?, a).await,
         Command::Retract(a) => retract(&client()?, a).await,
+        Command::Withdraw(a) => withdraw(&client()?, a).await,
         Command::Show(a) => show(&client()?, a).await,
         Command::Feed(a) => feed(&client()?, a).await,
         Command::Status(a) => status(&client()?, a).await,
@@ -652,6 +653,27 @@ async fn retract(client: &Client, a: RetractArgs) -> Result<()> {
         reason: a.reason,
     };
     submitted(client.post("/v1/retractions", &body).await?, a.json)
+}
+
+#[derive(Args)]
+pub(crate) struct WithdrawArgs {
+    /// The claim's id, or a unique prefix (another state's claim this state endorsed or
+    /// rebutted).
+    id: String,
+    /// Why.
+    #[arg(long)]
+    reason: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+async fn withdraw(client: &Client, a: WithdrawArgs) -> Result<()> {
+    let body = Withdrawal {
+        target: client.resolve(&a.id).await?,
+        reason: a.reason,
+    };
+    submitted(client.post("/v1/withdrawals", &body).await?, a.json)
 }
 
 #[derive(Args)]

@@ -96,6 +96,8 @@ enum Command {
     Endorse(commands::EndorseArgs),
     /// Withdraw one of this state's claims.
     Retract(commands::RetractArgs),
+    /// Take back this state's endorsement and rebuttal of another state's claim.
+    Withdraw(commands::WithdrawArgs),
     /// Show a claim's thread: the claim, its responses, its status.
     Show(commands::ShowArgs),
     /// List or follow the feed.

@@ -127,6 +127,14 @@ pub(crate) fn entry(e: &Value) -> String {
                 s(&b["reason"])
             );
         }
+        "withdrawal" => {
+            let _ = writeln!(
+                out,
+                "  withdraws its position on claim {}: {}",
+                short(&b["target"]),
+                s(&b["reason"])
+            );
+        }
         _ => {
             let _ = writeln!(
                 out,
@@ -206,6 +214,15 @@ fn headline(st: &Value) -> String {
             s(&r["position"])
         ));
     }
+    let withdrawn: Vec<String> = st["withdrawals"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| s(&w["state"]).into_owned())
+        .collect();
+    if !withdrawn.is_empty() {
+        line.push_str(&format!("; withdrawn by {}", withdrawn.join(", ")));
+    }
     if !st["retracted_by"].is_null() {
         line.push_str("; RETRACTED by its author");
     }
@@ -256,6 +273,11 @@ pub(crate) fn feed_line(e: &Value) -> String {
             short(&b["target"])
         ),
         "retraction" => format!("{} retracts {}", s(&e["author_state"]), short(&b["target"])),
+        "withdrawal" => format!(
+            "{} withdraws from {}",
+            s(&e["author_state"]),
+            short(&b["target"])
+        ),
         other => format!("{} {other}", s(&e["author_state"])),
     };
     format!(

@@ -398,6 +398,32 @@ fn two_national_nodes_from_the_command_line() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // RUS takes its rebuttal back: the thread no longer counts it, and says who withdrew.
+    let out = attrib(&["withdraw", &id, "--config", &fra_cfg, "--reason", "mine"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("retracts it"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let withdrawn = ok(&[
+        "withdraw",
+        &id[..12],
+        "--config",
+        &rus_cfg,
+        "--reason",
+        "Settled bilaterally.",
+    ]);
+    assert_eq!(withdrawn.trim().len(), 64, "{withdrawn}");
+    let shown = ok(&["show", &id, "--config", &rus_cfg]);
+    assert!(!shown.contains("rebutted by RUS"), "{shown}");
+    assert!(shown.contains("withdrawn by RUS"), "{shown}");
+    assert!(shown.contains("withdraws its position on claim"), "{shown}");
+    let out = attrib(&["withdraw", &id, "--config", &rus_cfg, "--reason", "again"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no standing endorsement or rebuttal"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // A revision: the revised claim's thread names the claim that replaced it.
     let revised = ok(&[

@@ -7,6 +7,7 @@
 //! | POST | `/v1/rebuttals` | submit a [`Rebuttal`] (token) |
 //! | POST | `/v1/endorsements` | submit an [`Endorsement`] (token) |
 //! | POST | `/v1/retractions` | submit a [`Retraction`] (token) |
+//! | POST | `/v1/withdrawals` | submit a [`Withdrawal`] (token) |
 //! | POST | `/v1/records` | publish a record signed elsewhere: the exact record bytes as `application/octet-stream` (token) |
 //! | GET | `/v1/records/{id}` | one record with its cursor |
 //! | GET | `/v1/forks` | fork proofs held: who equivocated, with the proof bytes (hex) |
@@ -20,7 +21,7 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 
-use attrib_protocol::{Body, Claim, Endorsement, Rebuttal, RecordId, Retraction, Tlp};
+use attrib_protocol::{Body, Claim, Endorsement, Rebuttal, RecordId, Retraction, Tlp, Withdrawal};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -84,6 +85,7 @@ pub fn router(
         .route("/v1/rebuttals", post(submit::<Rebuttal>))
         .route("/v1/endorsements", post(submit::<Endorsement>))
         .route("/v1/retractions", post(submit::<Retraction>))
+        .route("/v1/withdrawals", post(submit::<Withdrawal>))
         .route("/v1/records", post(publish_signed))
         .route("/v1/verify", post(verify_store))
         .route("/metrics", get(metrics))
@@ -197,6 +199,11 @@ impl Submission for Retraction {
         Body::Retraction(self)
     }
 }
+impl Submission for Withdrawal {
+    fn into_body(self) -> Body {
+        Body::Withdrawal(self)
+    }
+}
 
 /// The bearer token a request carries, if any.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -289,6 +296,7 @@ fn submitted(
         ) => StatusCode::UNPROCESSABLE_ENTITY,
         Err(
             SubmitError::Retracted(_)
+            | SubmitError::NothingToWithdraw(_)
             | SubmitError::AlreadyRevised { .. }
             | SubmitError::SecondSigner { .. }
             | SubmitError::Conflict { .. }
@@ -583,7 +591,9 @@ impl FeedQuery {
         {
             return Err(ApiError(
                 StatusCode::BAD_REQUEST,
-                format!("unknown kind {k:?}; use claim, rebuttal, endorsement or retraction"),
+                format!(
+                    "unknown kind {k:?}; use claim, rebuttal, endorsement, retraction or withdrawal"
+                ),
             ));
         }
         let mut about = state(&self.about)?;

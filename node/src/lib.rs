@@ -210,6 +210,11 @@ pub enum SubmitError {
     /// A response to a claim its author has already retracted.
     #[error("claim {0} was retracted by its author; nothing more can be said about it here")]
     Retracted(RecordId),
+    /// A withdrawal from a claim the state holds no position on.
+    #[error(
+        "this state has no standing endorsement or rebuttal of claim {0} to withdraw (`attrib show {0}` lists the positions)"
+    )]
+    NothingToWithdraw(RecordId),
     /// A response names a claim this node does not hold.
     #[error("no claim {0} is known to this node; check the id (`attrib feed --kind claim`)")]
     UnknownTarget(RecordId),
@@ -235,7 +240,7 @@ pub struct Submitted {
 /// Which feed entries to return.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 pub struct FeedFilter {
-    /// Only this kind (`claim`, `rebuttal`, `endorsement`, `retraction`).
+    /// Only this kind (`claim`, `rebuttal`, `endorsement`, `retraction`, `withdrawal`).
     pub kind: Option<String>,
     /// Only records authored by this state.
     pub author: Option<StateCode>,
@@ -917,6 +922,16 @@ impl NodeHandle {
                 .get(&target)?
                 .ok_or(SubmitError::UnknownTarget(target))?;
             check_response_content(&content, &t)?;
+            if matches!(content.body, Body::Withdrawal(_))
+                && attrib_protocol::standing_positions(
+                    &store.responses(&target)?,
+                    &author,
+                    u64::MAX,
+                )
+                .is_empty()
+            {
+                return Err(SubmitError::NothingToWithdraw(target));
+            }
         }
         // Our own signature needs no check; the rules, the text and the size do.
         attrib_protocol::check_content(&content)?;

@@ -297,21 +297,32 @@ pub trait Records {
 }
 
 /// The same author's earlier rebuttal (or endorsement) of the same claim that `record`, a
-/// rebuttal (endorsement), replaces: the latest of them. A thread counts each state's latest
-/// one of each kind only.
+/// rebuttal (endorsement), replaces: its standing one of that kind, if any (a thread counts
+/// each state's standing one of each kind only; a withdrawal in between already ended it).
 fn replaced_opinion(record: &Record, records: &dyn Records) -> Option<Record> {
-    let target = record.body().target()?;
-    let same_kind = |r: &Record| {
+    let same_kind = |r: &&Record| {
         matches!(
             (r.body(), record.body()),
             (Body::Rebuttal(_), Body::Rebuttal(_)) | (Body::Endorsement(_), Body::Endorsement(_))
         )
     };
-    records
-        .responses(&target)
+    ended_positions(record, records)
         .into_iter()
-        .filter(|r| r.author() == record.author() && r.seq() < record.seq() && same_kind(r))
-        .max_by_key(Record::seq)
+        .find(|r| same_kind(&r))
+}
+
+/// The author's standing rebuttal and endorsement of `record`'s claim just before `record`
+/// (see [`attrib_protocol::standing_positions`]): what a withdrawal ends, and where a
+/// rebuttal's or endorsement's predecessor is found.
+fn ended_positions(record: &Record, records: &dyn Records) -> Vec<Record> {
+    let Some(target) = record.body().target() else {
+        return Vec::new();
+    };
+    let responses = records.responses(&target);
+    attrib_protocol::standing_positions(&responses, &record.author(), record.seq())
+        .into_iter()
+        .cloned()
+        .collect()
 }
 
 /// Whether a same-author revision of `claim` came before `record` (a retraction of it): the
@@ -324,6 +335,22 @@ fn revised_before(claim: &RecordId, record: &Record, records: &dyn Records) -> b
                 .as_claim()
                 .is_some_and(|c| c.supersedes == Some(*claim))
     })
+}
+
+/// The revoked version of `earlier`'s opinion, carrying `by`, the record that ends it.
+fn revoked_opinion(
+    earlier: &Record,
+    by: &Record,
+    author: Option<StateCode>,
+    network: &str,
+    records: &dyn Records,
+) -> Option<Value> {
+    let mut old = opinion_of(earlier, author, network, records)?;
+    let at = by.created_at().max(earlier.created_at() + 1);
+    old["modified"] = json!(timestamp_ms(at));
+    old["revoked"] = json!(true);
+    old["extensions"] = record_extension(by, network);
+    Some(old)
 }
 
 /// The opinion object of a rebuttal or endorsement (`None` for other records).
@@ -480,14 +507,14 @@ pub fn objects_of(entry: &FeedEntry, roster: &Roster, records: &dyn Records) -> 
         Body::Rebuttal(_) | Body::Endorsement(_) => {
             out.extend(opinion_of(record, author, &network, records));
             // It replaces the state's earlier one of its kind: that opinion is revoked by it.
-            if let Some(earlier) = replaced_opinion(record, records)
-                && let Some(mut old) = opinion_of(&earlier, author, &network, records)
-            {
-                let at = record.created_at().max(earlier.created_at() + 1);
-                old["modified"] = json!(timestamp_ms(at));
-                old["revoked"] = json!(true);
-                old["extensions"] = record_extension(record, &network);
-                out.push(old);
+            if let Some(earlier) = replaced_opinion(record, records) {
+                out.extend(revoked_opinion(&earlier, record, author, &network, records));
+            }
+        }
+        // It ends the state's standing opinions on the claim: each is revoked by it.
+        Body::Withdrawal(_) => {
+            for earlier in ended_positions(record, records) {
+                out.extend(revoked_opinion(&earlier, record, author, &network, records));
             }
         }
         Body::Retraction(r) => {
@@ -617,6 +644,17 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
                 Some(earlier) => Some(opinion_id(&earlier.id())),
                 None => Some(oid.to_string()),
             },
+            // One of the opinions it ends; left unchecked (and counted so) below when they
+            // are not in the bundle.
+            Body::Withdrawal(_) => {
+                let ended: Vec<String> = ended_positions(&record, &records)
+                    .iter()
+                    .map(|r| opinion_id(&r.id()))
+                    .collect();
+                let known = ended.iter().any(|id| id == oid);
+                (known || (ended.is_empty() && oid.starts_with("opinion--")))
+                    .then(|| oid.to_string())
+            }
             Body::Unknown { .. } => None,
         };
         if expected.as_deref() != Some(oid) {

@@ -229,7 +229,7 @@ fn collection_json(t: &Taxii) -> Value {
     json!({
         "id": collection_id(&t.node),
         "title": "attrib records",
-        "description": format!("Every attribution claim, rebuttal, endorsement and retraction up to TLP:{}", crate::api::tlp_name(t.node.tlp_ceiling())),
+        "description": format!("Every attribution claim, rebuttal, endorsement, retraction and withdrawal up to TLP:{}", crate::api::tlp_name(t.node.tlp_ceiling())),
         "can_read": true,
         "can_write": false,
         "media_types": [STIX_MEDIA_TYPE],

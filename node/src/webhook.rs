@@ -108,7 +108,7 @@ impl WebhookConfig {
             && !attrib_protocol::KIND_NAMES.contains(&kind.as_str())
         {
             return Err(format!(
-                "webhook {name}: kind {kind:?} is not a record kind; use claim, rebuttal, endorsement or retraction"
+                "webhook {name}: kind {kind:?} is not a record kind; use claim, rebuttal, endorsement, retraction or withdrawal"
             ));
         }
         Ok(())

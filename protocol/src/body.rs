@@ -1,11 +1,12 @@
-//! What a record says: claims, rebuttals, endorsements, retractions.
+//! What a record says: claims, rebuttals, endorsements, retractions, withdrawals.
 //!
 //! # Extensibility rule
 //! A body is encoded as a *kind number* followed by a length-prefixed *payload*. The kinds known
-//! today are 1 = claim, 2 = rebuttal, 3 = endorsement, 4 = retraction. A node that meets a kind
-//! it does not know keeps it as [`Body::Unknown`]: the envelope (author, chain position,
-//! signature, size) is still fully verified, the record is stored and forwarded, and it is shown
-//! as "unknown kind N", but it is never interpreted and cannot be the target of a response. This
+//! today are 1 = claim, 2 = rebuttal, 3 = endorsement, 4 = retraction, 5 = withdrawal. A node
+//! that meets a kind it does not know keeps it as [`Body::Unknown`]: the envelope (author, chain
+//! position, signature, size) is still fully verified, the record is stored and forwarded, and it
+//! is shown as "unknown kind N", but it is never interpreted and cannot be the target of a
+//! response. This
 //! keeps every author's hash chain whole across software versions. A change to an existing
 //! body's fields is a new kind number, never an edit of an old one, so old signatures stay valid.
 
@@ -16,7 +17,13 @@ use crate::encoding;
 use crate::id::{RecordId, Sha256Digest, StateCode};
 
 /// The names of the record kinds this version knows, as [`Body::kind_name`] gives them.
-pub const KIND_NAMES: [&str; 4] = ["claim", "rebuttal", "endorsement", "retraction"];
+pub const KIND_NAMES: [&str; 5] = [
+    "claim",
+    "rebuttal",
+    "endorsement",
+    "retraction",
+    "withdrawal",
+];
 /// The kind number of a claim.
 pub const KIND_CLAIM: u16 = 1;
 /// The kind number of a rebuttal.
@@ -25,6 +32,8 @@ pub const KIND_REBUTTAL: u16 = 2;
 pub const KIND_ENDORSEMENT: u16 = 3;
 /// The kind number of a retraction.
 pub const KIND_RETRACTION: u16 = 4;
+/// The kind number of a withdrawal.
+pub const KIND_WITHDRAWAL: u16 = 5;
 
 /// An attribution claim: "incident X, observed then, is attributed to Y, with this confidence
 /// and this evidence".
@@ -278,6 +287,18 @@ pub struct Retraction {
     pub reason: String,
 }
 
+/// A state takes back its own position on someone else's claim: its standing endorsement and
+/// rebuttal of the claim stop counting (a later endorsement or rebuttal counts again). The
+/// claim's author retracts instead.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Withdrawal {
+    /// The claim.
+    pub target: RecordId,
+    /// Why.
+    pub reason: String,
+}
+
 /// What a record says. See the module docs for the extensibility rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -290,6 +311,8 @@ pub enum Body {
     Endorsement(Endorsement),
     /// Kind 4.
     Retraction(Retraction),
+    /// Kind 5.
+    Withdrawal(Withdrawal),
     /// A kind this software does not know: kept verbatim, never interpreted.
     Unknown {
         /// The kind number.
@@ -312,6 +335,7 @@ impl Body {
             Body::Rebuttal(_) => KIND_REBUTTAL,
             Body::Endorsement(_) => KIND_ENDORSEMENT,
             Body::Retraction(_) => KIND_RETRACTION,
+            Body::Withdrawal(_) => KIND_WITHDRAWAL,
             Body::Unknown { code, .. } => *code,
         }
     }
@@ -323,11 +347,13 @@ impl Body {
             Body::Rebuttal(_) => "rebuttal",
             Body::Endorsement(_) => "endorsement",
             Body::Retraction(_) => "retraction",
+            Body::Withdrawal(_) => "withdrawal",
             Body::Unknown { .. } => "unknown",
         }
     }
 
-    /// The claim this body responds to: the target of a rebuttal, endorsement or retraction, or
+    /// The claim this body responds to: the target of a rebuttal, endorsement, retraction or
+    /// withdrawal, or
     /// the claim a revised claim supersedes.
     pub fn target(&self) -> Option<RecordId> {
         match self {
@@ -335,6 +361,7 @@ impl Body {
             Body::Rebuttal(r) => Some(r.target),
             Body::Endorsement(e) => Some(e.target),
             Body::Retraction(r) => Some(r.target),
+            Body::Withdrawal(w) => Some(w.target),
             Body::Unknown { .. } => None,
         }
     }
@@ -353,6 +380,7 @@ impl Body {
             Body::Rebuttal(b) => encoding::to_vec(b),
             Body::Endorsement(b) => encoding::to_vec(b),
             Body::Retraction(b) => encoding::to_vec(b),
+            Body::Withdrawal(b) => encoding::to_vec(b),
             Body::Unknown { payload, .. } => payload.clone(),
         }
     }
@@ -384,6 +412,7 @@ impl<Context> Decode<Context> for Body {
             KIND_REBUTTAL => Body::Rebuttal(inner(&payload)?),
             KIND_ENDORSEMENT => Body::Endorsement(inner(&payload)?),
             KIND_RETRACTION => Body::Retraction(inner(&payload)?),
+            KIND_WITHDRAWAL => Body::Withdrawal(inner(&payload)?),
             code => Body::Unknown { code, payload },
         })
     }

@@ -73,8 +73,8 @@ mod validate;
 
 pub use body::{
     Attribution, Body, Claim, Endorsement, Evidence, Incident, KIND_CLAIM, KIND_ENDORSEMENT,
-    KIND_NAMES, KIND_REBUTTAL, KIND_RETRACTION, Opinion, Rebuttal, Retraction, Stance, Tlp,
-    parse_rfc3339,
+    KIND_NAMES, KIND_REBUTTAL, KIND_RETRACTION, KIND_WITHDRAWAL, Opinion, Rebuttal, Retraction,
+    Stance, Tlp, Withdrawal, parse_rfc3339,
 };
 pub use chain::{ChainHead, ChainPosition, ChainView, ForkProof, ForkProofError};
 pub use id::{
@@ -84,7 +84,7 @@ pub use record::{
     MemberSigningKey, RECORD_VERSION, Record, RecordContent, SIGNING_DOMAIN, member_key,
 };
 pub use roster::{Member, Observer, Roster, RosterError, RosterFile};
-pub use thread::{Position, ThreadStatus, opinion_label, stance_label};
+pub use thread::{Position, ThreadStatus, opinion_label, stance_label, standing_positions};
 pub use validate::{
     RecordError, acts_on_terminal, check_clock, check_content, check_printable, check_record,
     check_records, check_response, check_response_content,

@@ -22,8 +22,9 @@ pub struct Position<T> {
 
 /// The summary of a claim thread.
 ///
-/// Only each state's *latest* endorsement and latest rebuttal count (by the author's seq).
-/// Responses from unknown authors, or that do not target this claim, are ignored.
+/// Only each state's *standing* endorsement and rebuttal count: its latest of each kind (by the
+/// author's seq), unless the state withdrew after it (see [`standing_positions`]). Responses
+/// from unknown authors, or that do not target this claim, are ignored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ThreadStatus {
     /// The claim.
@@ -44,6 +45,8 @@ pub struct ThreadStatus {
     pub rebuttals: Vec<Position<Stance>>,
     /// Whether the accused state itself rebutted.
     pub rebutted_by_accused: bool,
+    /// States whose latest word on the claim is a withdrawal: they hold no position on it now.
+    pub withdrawals: Vec<Position<()>>,
     /// The author's retraction, if any.
     pub retracted_by: Option<RecordId>,
     /// Later claims by the author that supersede this one.
@@ -57,28 +60,52 @@ impl ThreadStatus {
             return None;
         };
         let code = |r: &Record| roster.member_by_key(&r.author()).map(|m| m.code);
+        let responses: Vec<Record> = responses
+            .iter()
+            .filter(|r| r.body().target() == Some(claim.id()) && code(r).is_some())
+            .cloned()
+            .collect();
         let mut endorsements: BTreeMap<StateCode, (u64, Opinion, RecordId)> = BTreeMap::new();
         let mut rebuttals: BTreeMap<StateCode, (u64, Stance, RecordId)> = BTreeMap::new();
+        let mut withdrawals: BTreeMap<StateCode, (u64, (), RecordId)> = BTreeMap::new();
         let mut retracted_by = None;
         let mut superseded_by = Vec::new();
-        for r in responses {
-            if r.body().target() != Some(claim.id()) {
-                continue;
-            }
+        for r in &responses {
             let Some(state) = code(r) else { continue };
             let same_author = r.author() == claim.author();
             match r.body() {
-                Body::Endorsement(e) if !same_author => {
-                    keep_latest(&mut endorsements, state, (r.seq(), e.agreement, r.id()));
-                }
-                Body::Rebuttal(b) => {
-                    keep_latest(&mut rebuttals, state, (r.seq(), b.stance, r.id()));
-                }
                 Body::Retraction(_) if same_author => retracted_by = Some(r.id()),
                 Body::Claim(_) if same_author => superseded_by.push(r.id()),
+                Body::Withdrawal(_) if !same_author => {
+                    keep_latest(&mut withdrawals, state, (r.seq(), (), r.id()));
+                }
                 _ => {}
             }
         }
+        let authors: std::collections::BTreeSet<_> = responses
+            .iter()
+            .filter(|r| r.author() != claim.author())
+            .map(Record::author)
+            .collect();
+        for author in authors {
+            for r in standing_positions(&responses, &author, u64::MAX) {
+                let Some(state) = code(r) else { continue };
+                match r.body() {
+                    Body::Endorsement(e) => {
+                        endorsements.insert(state, (r.seq(), e.agreement, r.id()));
+                    }
+                    Body::Rebuttal(b) => {
+                        rebuttals.insert(state, (r.seq(), b.stance, r.id()));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // A withdrawal stands only if no endorsement or rebuttal of the state came after it.
+        withdrawals.retain(|state, (seq, _, _)| {
+            endorsements.get(state).is_none_or(|e| e.0 < *seq)
+                && rebuttals.get(state).is_none_or(|b| b.0 < *seq)
+        });
         superseded_by.sort();
         let mut endorsement_counts = BTreeMap::new();
         for (_, o, _) in endorsements.values() {
@@ -95,6 +122,7 @@ impl ThreadStatus {
             endorsements: positions(endorsements),
             endorsement_counts,
             rebuttals: positions(rebuttals),
+            withdrawals: positions(withdrawals),
             retracted_by,
             superseded_by,
         })
@@ -134,6 +162,14 @@ impl ThreadStatus {
                 stance_label(r.position)
             ));
         }
+        if !self.withdrawals.is_empty() {
+            let states: Vec<String> = self
+                .withdrawals
+                .iter()
+                .map(|w| w.state.to_string())
+                .collect();
+            line.push_str(&format!("; withdrawn by {}", states.join(", ")));
+        }
         if self.retracted_by.is_some() {
             line.push_str("; RETRACTED by its author");
         }
@@ -164,6 +200,40 @@ pub fn stance_label(s: Stance) -> &'static str {
         Stance::PartiallyAccept => "partially-accept",
         Stance::RequestInformation => "request-information",
     }
+}
+
+/// The records that make up `author`'s standing position on a claim just before its record at
+/// `before_seq` (`u64::MAX`: now), among `responses` (records that respond to the claim): its
+/// latest endorsement and its latest rebuttal, each unless a withdrawal by `author` came after
+/// it. A later endorsement replaces an earlier one, a later rebuttal an earlier one, and a
+/// withdrawal ends both.
+pub fn standing_positions<'a>(
+    responses: &'a [Record],
+    author: &crate::MemberKey,
+    before_seq: u64,
+) -> Vec<&'a Record> {
+    let own = || {
+        responses
+            .iter()
+            .filter(move |r| r.author() == *author && r.seq() < before_seq)
+    };
+    let withdrawn_at = own()
+        .filter(|r| matches!(r.body(), Body::Withdrawal(_)))
+        .map(Record::seq)
+        .max();
+    let latest = |kind: fn(&Body) -> bool| {
+        own()
+            .filter(|r| kind(r.body()))
+            .max_by_key(|r| r.seq())
+            .filter(|r| withdrawn_at.is_none_or(|w| w < r.seq()))
+    };
+    [
+        latest(|b| matches!(b, Body::Endorsement(_))),
+        latest(|b| matches!(b, Body::Rebuttal(_))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 fn keep_latest<T: Copy>(

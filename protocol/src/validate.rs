@@ -103,6 +103,12 @@ pub enum RecordError {
         /// The claim.
         target: RecordId,
     },
+    /// A withdrawal by the claim's own author.
+    #[error("the author of claim {target} retracts it (a retraction), not withdraws from it")]
+    WithdrawalByAuthor {
+        /// The claim.
+        target: RecordId,
+    },
     /// A revision of someone else's claim.
     #[error("only the author of claim {target} may supersede it")]
     SupersedeByNonAuthor {
@@ -221,6 +227,10 @@ pub fn check_content(c: &RecordContent) -> Result<(), RecordError> {
             text("reason", &r.reason, MAX_TEXT)?;
             non_empty("reason", &r.reason)
         }
+        Body::Withdrawal(w) => {
+            text("reason", &w.reason, MAX_TEXT)?;
+            non_empty("reason", &w.reason)
+        }
         Body::Unknown { .. } => Ok(()),
     }
 }
@@ -253,6 +263,9 @@ pub fn check_response_content(content: &RecordContent, target: &Record) -> Resul
             Err(RecordError::SelfEndorsement { target: target_id })
         }
         Body::Rebuttal(_) if same_author => Err(RecordError::SelfRebuttal { target: target_id }),
+        Body::Withdrawal(_) if same_author => {
+            Err(RecordError::WithdrawalByAuthor { target: target_id })
+        }
         _ => Ok(()),
     }
 }
@@ -302,6 +315,7 @@ pub fn check_printable(body: &Body) -> Result<(), RecordError> {
             evidence_printable(&e.evidence)
         }
         Body::Retraction(r) => printable("reason", &r.reason, true),
+        Body::Withdrawal(w) => printable("reason", &w.reason, true),
         Body::Unknown { .. } => Ok(()),
     }
 }

@@ -141,6 +141,13 @@ pub fn retraction(target: RecordId) -> Body {
     })
 }
 
+pub fn withdrawal(target: RecordId) -> Body {
+    Body::Withdrawal(Withdrawal {
+        target,
+        reason: "We can no longer support this attribution.".into(),
+    })
+}
+
 /// A chain view over a list of held records (test model of a store).
 #[derive(Default)]
 pub struct Held(pub Vec<Record>);

@@ -30,12 +30,13 @@ fn vectors() -> serde_json::Value {
             payload: vec![0xAB; 3],
         },
     );
+    let wd = n.deu.sign(&n.roster, 3, Some(unk.id()), withdrawal(c.id()));
     let fork = ForkProof::new(
         c.clone(),
         n.fra.sign(&n.roster, 1, None, Body::Claim(claim("Other"))),
     )
     .expect("fork");
-    let records: Vec<serde_json::Value> = [("claim", &c), ("rebuttal", &reb), ("endorsement", &end), ("retraction", &ret), ("unknown-kind", &unk)]
+    let records: Vec<serde_json::Value> = [("claim", &c), ("rebuttal", &reb), ("endorsement", &end), ("retraction", &ret), ("unknown-kind", &unk), ("withdrawal", &wd)]
         .iter()
         .map(|(name, r)| {
             serde_json::json!({ "name": name, "id": r.id().to_hex(), "bytes": hex::encode(r.as_bytes()) })

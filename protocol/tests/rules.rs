@@ -304,6 +304,27 @@ fn response_rules() {
     let good = n.fra.sign(&n.roster, 2, Some(c.id()), retraction(c.id()));
     assert_eq!(check_response(&good, &c), Ok(()));
 
+    // A withdrawal is a third state's; the author retracts instead.
+    let own_withdrawal = n.fra.sign(&n.roster, 2, Some(c.id()), withdrawal(c.id()));
+    assert_eq!(
+        check_response(&own_withdrawal, &c),
+        Err(RecordError::WithdrawalByAuthor { target: c.id() })
+    );
+    let withdrawn = n.deu.sign(&n.roster, 2, Some(e.id()), withdrawal(c.id()));
+    assert_eq!(check_response(&withdrawn, &c), Ok(()));
+    let mut no_reason = withdrawn.content().clone();
+    no_reason.body = Body::Withdrawal(Withdrawal {
+        target: c.id(),
+        reason: " ".into(),
+    });
+    assert!(matches!(
+        check_content(&no_reason),
+        Err(RecordError::InvalidField {
+            field: "reason",
+            ..
+        })
+    ));
+
     let mut revised = claim("x, revised");
     revised.supersedes = Some(c.id());
     let by_other = n
@@ -426,6 +447,57 @@ fn thread_status_summarises_latest_positions() {
     assert_eq!(status.retracted_by, Some(r.id()));
     assert!(status.headline().contains("RETRACTED"));
     assert!(ThreadStatus::of(&r, &[], &n.roster).is_none());
+}
+
+#[test]
+fn a_withdrawal_ends_a_states_standing_position_until_it_speaks_again() {
+    let n = net();
+    let c = n.fra.sign(&n.roster, 1, None, Body::Claim(claim("x")));
+    let e1 = n
+        .deu
+        .sign(&n.roster, 1, None, endorsement(c.id(), Opinion::Agree));
+    let b1 = n.deu.sign(&n.roster, 2, Some(e1.id()), rebuttal(c.id()));
+    let w = n.deu.sign(&n.roster, 3, Some(b1.id()), withdrawal(c.id()));
+    let reb = n.rus.sign(&n.roster, 1, None, rebuttal(c.id()));
+    let all = vec![e1.clone(), b1.clone(), w.clone(), reb.clone()];
+
+    // Before the withdrawal DEU stood on both; after it, on nothing.
+    let ids = |v: Vec<&Record>| v.iter().map(|r| r.id()).collect::<Vec<_>>();
+    assert_eq!(
+        ids(standing_positions(&all, &n.deu.public(), w.seq())),
+        vec![e1.id(), b1.id()]
+    );
+    assert!(standing_positions(&all, &n.deu.public(), u64::MAX).is_empty());
+    let status = ThreadStatus::of(&c, &all, &n.roster).expect("claim");
+    assert!(status.endorsements.is_empty(), "{status:?}");
+    assert!(status.endorsement_counts.is_empty());
+    assert_eq!(status.rebuttals.len(), 1);
+    assert_eq!(status.rebuttals[0].state, n.rus.code);
+    assert_eq!(status.withdrawals.len(), 1);
+    assert_eq!(status.withdrawals[0].state, n.deu.code);
+    assert_eq!(status.withdrawals[0].record, w.id());
+    let line = status.headline();
+    assert!(line.contains("no endorsements"), "{line}");
+    assert!(line.contains("withdrawn by DEU"), "{line}");
+
+    // A later endorsement counts again, and the withdrawal no longer stands.
+    let e2 = n.deu.sign(
+        &n.roster,
+        4,
+        Some(w.id()),
+        endorsement(c.id(), Opinion::Disagree),
+    );
+    let mut all = all;
+    all.push(e2.clone());
+    assert_eq!(
+        ids(standing_positions(&all, &n.deu.public(), u64::MAX)),
+        vec![e2.id()]
+    );
+    let status = ThreadStatus::of(&c, &all, &n.roster).expect("claim");
+    assert_eq!(status.endorsements.len(), 1);
+    assert_eq!(status.endorsements[0].record, e2.id());
+    assert_eq!(status.rebuttals.len(), 1, "DEU's rebuttal stays withdrawn");
+    assert!(status.withdrawals.is_empty());
 }
 
 #[test]

@@ -986,3 +986,95 @@ async fn a_slow_subscriber_slows_neither_the_node_nor_other_subscribers() {
     let ids = read_sse_ids(&mut slow_body, &mut buf, 2000).await;
     assert_eq!(ids, (1..=2000).collect::<Vec<_>>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_withdraws_its_position_and_the_thread_and_stix_say_so() {
+    // DEU endorses FRA's claim, then withdraws: every node's thread stops counting the
+    // endorsement and names DEU as withdrawn, and the STIX export revokes DEU's opinion with the
+    // withdrawal's signed record, which verifies offline. A withdrawal with nothing to withdraw,
+    // or by the claim's own author, is refused before signing; a later endorsement counts again.
+    use attrib_node::SubmitError;
+    let net = TestNet::start(3, &[]).await.unwrap();
+    let (fra, deu, rus) = (net.node(0), net.node(1), net.node(2));
+    let c = fra
+        .submit(claim("Grid outage", "RUS", Tlp::Green))
+        .await
+        .unwrap();
+    assert!(deu.wait_for_record(&c.id, DEADLINE).await);
+    let withdrawal = || {
+        Body::Withdrawal(Withdrawal {
+            target: c.id,
+            reason: "Our own analysis no longer supports it.".into(),
+        })
+    };
+    match deu.submit(withdrawal()).await {
+        Err(SubmitError::NothingToWithdraw(id)) if id == c.id => {}
+        other => panic!("withdrawal without a position: {other:?}"),
+    }
+    match fra.submit(withdrawal()).await {
+        Err(SubmitError::Invalid(RecordError::WithdrawalByAuthor { target })) if target == c.id => {
+        }
+        other => panic!("withdrawal by the claim's author: {other:?}"),
+    }
+    let e = deu
+        .submit(Body::Endorsement(Endorsement {
+            target: c.id,
+            agreement: Opinion::Agree,
+            statement: "Matches our data.".into(),
+            evidence: vec![],
+        }))
+        .await
+        .unwrap();
+    let w = deu.submit(withdrawal()).await.unwrap();
+    for n in [&fra, &rus] {
+        assert!(n.wait_for_record(&w.id, DEADLINE).await);
+        let thread = n.thread(&c.id, Tlp::Amber).unwrap().expect("thread");
+        assert!(thread.status.endorsements.is_empty(), "{:?}", thread.status);
+        assert_eq!(thread.status.withdrawals.len(), 1);
+        assert_eq!(thread.status.withdrawals[0].record, w.id);
+        assert!(
+            thread.status.headline().contains("withdrawn by DEU"),
+            "{}",
+            thread.status.headline()
+        );
+    }
+
+    let bundle: Value = get_json(&attrib_tests::reader(), format!("{}/v1/stix", net.api(0))).await;
+    let opinion = attrib_node::stix::opinion_id(&e.id);
+    let versions: Vec<&Value> = bundle["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["id"] == opinion.as_str())
+        .collect();
+    assert_eq!(versions.len(), 2, "{versions:?}");
+    assert_eq!(versions[1]["revoked"], true);
+    let w_bytes = hex::encode(fra.get(&w.id).unwrap().unwrap().record.as_bytes());
+    assert_eq!(
+        attrib_node::stix::carried_record(versions[1]),
+        Some(w_bytes.as_str()),
+        "the withdrawal carries the revocation"
+    );
+    let report = attrib_node::stix::verify_bundle(&bundle, &net.roster);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(
+        report.verified, 3,
+        "claim, endorsement, withdrawal: {report:?}"
+    );
+
+    // Speaking again counts again.
+    let again = deu
+        .submit(Body::Endorsement(Endorsement {
+            target: c.id,
+            agreement: Opinion::Disagree,
+            statement: "New data.".into(),
+            evidence: vec![],
+        }))
+        .await
+        .unwrap();
+    assert!(fra.wait_for_record(&again.id, DEADLINE).await);
+    let thread = fra.thread(&c.id, Tlp::Amber).unwrap().expect("thread");
+    assert_eq!(thread.status.endorsements.len(), 1);
+    assert_eq!(thread.status.endorsements[0].record, again.id);
+    assert!(thread.status.withdrawals.is_empty());
+}
