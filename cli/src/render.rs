@@ -311,6 +311,12 @@ pub(crate) fn status(st: &Value) -> String {
             printable(failure)
         );
     }
+    if let Some(missing) = st["records_missing"].as_u64() {
+        let _ = writeln!(
+            out,
+            "store       DAMAGED: {missing} record(s) fewer than when the node last closed; peers' copies are being fetched again (`attrib verify --all` lists the damage; if no peer holds them, accept the loss by deleting records.tally in the data dir)"
+        );
+    }
     if let Some(why) = st["signing_blocked"].as_str() {
         let _ = writeln!(out, "signing     BLOCKED: {}", printable(why));
     }
@@ -469,6 +475,14 @@ mod tests {
             "{shown}"
         );
         assert!(!shown.contains("BLOCKED"), "{shown}");
+        assert!(!shown.contains("DAMAGED"), "{shown}");
+        st["records_missing"] = 3.into();
+        assert!(
+            status(&st)
+                .contains("store       DAMAGED: 3 record(s) fewer than when the node last closed"),
+            "{}",
+            status(&st)
+        );
         st["signing_blocked"] =
             "another node of this state (peer 12D3) also holds the state key".into();
         assert!(

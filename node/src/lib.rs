@@ -433,6 +433,10 @@ pub struct Status {
     /// The store's first failed operation since the node started (disk full, I/O error), if
     /// any: fix the cause and restart the node.
     pub store_failure: Option<String>,
+    /// How many records the store lost to damage found when it opened (it held more when it
+    /// last closed), while any are still missing: they are fetched again from peers. `None`
+    /// when none are.
+    pub records_missing: Option<usize>,
     /// Seconds since the node started.
     pub uptime_s: u64,
     /// Why this node cannot sign for its state now, in the words a submission would get
@@ -1400,6 +1404,7 @@ impl NodeHandle {
             equivocators,
             sync: *self.shared.sync_stats.borrow(),
             store_failure: store.failure(),
+            records_missing: store.records_missing(),
             uptime_s: self.shared.started.elapsed().as_secs(),
             signing_blocked,
         })

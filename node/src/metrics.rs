@@ -47,6 +47,12 @@ pub fn render(status: &Status, members: &[StateCode]) -> String {
         &one(f64::from(u8::from(status.store_failure.is_some()))),
     );
     metric(
+        "records_missing",
+        "gauge",
+        "Records the store lost to damage found when it opened, while they are still missing (they are fetched again from peers; `attrib status` says more).",
+        &one(status.records_missing.unwrap_or(0) as f64),
+    );
+    metric(
         "signing_blocked",
         "gauge",
         "1 while this node cannot sign for its state (`attrib status` says why: another node holding the state key is connected, or its own chain is still being fetched).",

@@ -1063,6 +1063,14 @@ impl Store {
         Ok(())
     }
 
+    /// How many records fewer the store holds than its tally said when it opened (damage that
+    /// sled's recovery could not see; see [`TALLY_FILE`]), while any are still missing: the
+    /// node fetches what its peers hold again. `None` when none are.
+    pub fn records_missing(&self) -> Option<usize> {
+        let held = self.index().len();
+        self.tallied.filter(|t| *t > held).map(|t| t - held)
+    }
+
     /// Writes the tally file (after a flush: that many records are on disk). A failure is
     /// logged: the tally only helps find damage. The store writes it when it closes and at
     /// each cursor reservation; a node calls it after its last flush too, since a process that
@@ -2859,6 +2867,7 @@ mod integrity_tests {
             text.contains("the store holds 3 records but held 4 when it was last closed"),
             "{text}"
         );
+        assert_eq!(store.records_missing(), Some(1));
         // Records 3 and 4 are held: fetched again, they are duplicates, not new records.
         assert!(matches!(
             store.append(records[3].clone()).unwrap(),

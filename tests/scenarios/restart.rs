@@ -127,9 +127,16 @@ async fn records_lost_from_a_damaged_store_file_are_noticed() {
             && text.contains(attrib_node::TALLY_FILE),
         "{text}"
     );
+    // Started without the check, the node serves, and its status says how many are missing.
+    net.restart(0).await.unwrap();
+    let status = net.node(0).status().await.unwrap();
+    assert_eq!(status.records_missing, Some(3), "{status:?}");
+    net.stop(0).await.unwrap();
     // With no peer to bring them back, the operator accepts the loss by deleting the tally.
     std::fs::remove_file(&tally).unwrap();
     net.restart_configured(0, vec![], |cfg| cfg.verify_on_start = true)
         .await
         .unwrap();
+    let status = net.node(0).status().await.unwrap();
+    assert_eq!(status.records_missing, None);
 }
