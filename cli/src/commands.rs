@@ -742,9 +742,22 @@ pub(crate) struct FeedArgs {
     /// At most this many (without --follow; 1 to 1000).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=attrib_node::api::MAX_PAGE as u64))]
     limit: u64,
+    /// The feed id of the store the --since cursor came from (printed with it): a node whose
+    /// store is another one (its data dir was rebuilt; cursors start again) is refused, or
+    /// with --follow read from the start.
+    #[arg(long)]
+    feed_id: Option<String>,
     /// NDJSON output, one entry per line.
     #[arg(long)]
     json: bool,
+}
+
+/// The feed id a feed response names (none from a node older than feed ids).
+fn feed_id_of(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get(attrib_node::api::FEED_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 async fn feed(client: &Client, a: FeedArgs) -> Result<()> {
@@ -777,7 +790,19 @@ async fn feed(client: &Client, a: FeedArgs) -> Result<()> {
     if !a.follow {
         query.push(format!("since={}", a.since));
         query.push(format!("limit={}", a.limit));
-        let page: serde_json::Value = client.get(&format!("/v1/feed?{}", query.join("&"))).await?;
+        let resp = client
+            .stream(&format!("/v1/feed?{}", query.join("&")))
+            .await?;
+        let node_feed_id = feed_id_of(&resp);
+        if let (Some(want), Some(is)) = (&a.feed_id, &node_feed_id)
+            && want != is
+        {
+            bail!(
+                "the node's store (feed id {is}) is not the one cursor {} came from (feed id {want}): its data dir was rebuilt and its cursors start again. Read it from the start (--since 0, without --feed-id) and skip records you hold, by id",
+                a.since
+            );
+        }
+        let page: serde_json::Value = resp.json().await.context("the node sent no feed page")?;
         let entries = page["entries"].as_array().map_or(&[][..], Vec::as_slice);
         for e in entries {
             print(e);
@@ -785,11 +810,16 @@ async fn feed(client: &Client, a: FeedArgs) -> Result<()> {
         if page["more"] == true
             && let Some(next) = page["next"].as_u64()
         {
-            eprintln!("(more may follow: continue with --since {next})");
+            match node_feed_id {
+                Some(id) => {
+                    eprintln!("(more may follow: continue with --since {next} --feed-id {id})")
+                }
+                None => eprintln!("(more may follow: continue with --since {next})"),
+            }
         }
         return Ok(());
     }
-    follow_feed(client, &query, a.since, print).await
+    follow_feed(client, &query, a.since, a.feed_id, print).await
 }
 
 /// Streams the feed from after `since` until stopped. When the node goes away after the first
@@ -799,12 +829,14 @@ async fn feed(client: &Client, a: FeedArgs) -> Result<()> {
 /// node crash (BENCHMARKS: cursors are reserved in blocks); they are recognised by id and not
 /// printed twice. A node whose data dir was rebuilt meanwhile has another feed id and cursors
 /// that start again: the follower then reads it from the start, printing only what it has not
-/// printed. A node that cannot be reached at the first try, or that refuses the request, ends
+/// printed. `feed_id`, the store `since` came from, is checked at the first connection the
+/// same way. A node that cannot be reached at the first try, or that refuses the request, ends
 /// it with the reason.
 async fn follow_feed(
     client: &Client,
     query: &[String],
     since: u64,
+    feed_id: Option<String>,
     print: impl Fn(&serde_json::Value),
 ) -> Result<()> {
     let mut last = since;
@@ -813,36 +845,40 @@ async fn follow_feed(
     // Why the node was lost, once said (so a node that stays away is not reported each try).
     let mut lost: Option<String> = None;
     let mut connected_once = false;
-    let mut feed_id: Option<String> = None;
+    let mut feed_id = feed_id;
     // Whether a response comes from another store than the cursor (a node that names no feed
     // id, an older version, is taken to be the same).
-    let other_store = |resp: &reqwest::Response, feed_id: &mut Option<String>| {
-        let now = resp
-            .headers()
-            .get(attrib_node::api::FEED_ID_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+    let other_store = |resp: &reqwest::Response, feed_id: &mut Option<String>, first: bool| {
+        let now = feed_id_of(resp);
         let changed = matches!((&*feed_id, &now), (Some(was), Some(is)) if was != is);
         if now.is_some() {
             *feed_id = now;
         }
         if changed {
             eprintln!(
-                "(the node's store is not the one the feed was read from (its data dir was rebuilt?): its cursors start again, so reading it from the start; records already printed are skipped)"
+                "(the node's store is not the one the feed was read from (its data dir was rebuilt?): its cursors start again, so reading it from the start; {})",
+                if first {
+                    "records an earlier run printed come again: skip them by id"
+                } else {
+                    "records already printed are skipped"
+                }
             );
         }
         changed
     };
+    const PROBE: &str = "/v1/feed?since=0&limit=1";
     loop {
-        if connected_once {
+        if connected_once || feed_id.is_some() {
             // Is it still the store the cursor came from? (Asked first: a cursor beyond the
             // new store's last is refused.)
-            match client
-                .stream_or_unreachable("/v1/feed?since=0&limit=1")
-                .await?
-            {
+            let probe = if connected_once {
+                client.stream_or_unreachable(PROBE).await?
+            } else {
+                Ok(client.stream(PROBE).await?)
+            };
+            match probe {
                 Ok(resp) => {
-                    if other_store(&resp, &mut feed_id) {
+                    if other_store(&resp, &mut feed_id, !connected_once) {
                         last = 0;
                     }
                 }
@@ -856,7 +892,7 @@ async fn follow_feed(
         let resp = if connected_once {
             match client.stream_or_unreachable(&path).await? {
                 // The store may have changed since the question above.
-                Ok(resp) if other_store(&resp, &mut feed_id) => {
+                Ok(resp) if other_store(&resp, &mut feed_id, false) => {
                     last = 0;
                     continue;
                 }
@@ -868,7 +904,10 @@ async fn follow_feed(
             }
         } else {
             let resp = client.stream(&path).await?;
-            other_store(&resp, &mut feed_id);
+            if other_store(&resp, &mut feed_id, true) {
+                last = 0;
+                continue;
+            }
             resp
         };
         connected_once = true;

@@ -327,8 +327,40 @@ fn two_national_nodes_from_the_command_line() {
     );
     // A feed cut at --limit says where to go on.
     let out = attrib(&["feed", "--limit", "1", "--config", &rus_cfg]);
+    let hint = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("continue with --since 1"),
+        hint.contains("continue with --since 1 --feed-id "),
+        "{hint}"
+    );
+    // The cursor goes on with the store it came from, and not with another one.
+    let feed_id = hint
+        .split("--feed-id ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap()
+        .to_string();
+    ok(&[
+        "feed",
+        "--since",
+        "1",
+        "--feed-id",
+        &feed_id,
+        "--config",
+        &rus_cfg,
+    ]);
+    let out = attrib(&[
+        "feed",
+        "--since",
+        "1",
+        "--feed-id",
+        "0123abcd",
+        "--config",
+        &rus_cfg,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("is not the one cursor 1 came from (feed id 0123abcd)"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -802,5 +834,42 @@ fn a_followed_feed_resumes_after_the_node_restarts() {
     assert!(line.contains("after the restart"), "{line}");
     wait_line(&notes, "the follower to say it is back", |l| {
         l.contains("connected again")
+    });
+}
+
+#[test]
+fn a_followed_feed_from_another_stores_cursor_starts_again() {
+    // A cursor kept from another store (the node's data dir was rebuilt since, and its cursors
+    // start again) is not trusted: named with its feed id, the follower says so and reads the
+    // node from the start, so no record is skipped.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = one_node_network(dir.path(), "feed-id-test");
+    let (_node, _log) = run_node_until_api(Path::new(&cfg));
+    submit_claim(&cfg, "held before the cursor");
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_attrib"))
+        .args([
+            "feed",
+            "--follow",
+            "--json",
+            "--since",
+            "1",
+            "--feed-id",
+            "0123abcd",
+            "--config",
+            &cfg,
+        ])
+        .env_remove("ATTRIB_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let feed = lines(follow.stdout.take().unwrap());
+    let notes = lines(follow.stderr.take().unwrap());
+    let _follow = Running(follow);
+    wait_line(&notes, "the follower to notice the other store", |l| {
+        l.contains("reading it from the start")
+    });
+    wait_line(&feed, "the claim before the cursor", |l| {
+        l.contains("held before the cursor")
     });
 }
