@@ -358,7 +358,7 @@ pub(crate) enum ClaimCommand {
 #[derive(Args)]
 pub(crate) struct ClaimArgs {
     /// A claim as JSON or TOML (the API's claim format), instead of the claim flags below.
-    #[arg(long, conflicts_with_all = ["title", "summary", "from", "to", "accused_state", "actor", "confidence", "tlp", "sector", "tag", "files", "evidence_kind", "evidence_note", "supersedes"])]
+    #[arg(long, conflicts_with_all = ["title", "summary", "from", "to", "accused_state", "actor", "confidence", "tlp", "sector", "tag", "files", "hashes", "evidence_kind", "evidence_note", "evidence_locator", "supersedes"])]
     file: Option<PathBuf>,
     /// Incident title.
     #[arg(long, required_unless_present = "file")]
@@ -405,35 +405,70 @@ pub(crate) struct EvidenceArgs {
     /// A local artefact to cite as evidence: its SHA-256 is computed here; the file is never sent (repeatable).
     #[arg(long = "evidence")]
     files: Vec<PathBuf>,
-    /// The kind of the --evidence artefacts.
-    #[arg(long, default_value = "artefact", requires = "files")]
-    evidence_kind: String,
-    /// What the --evidence artefacts show (published with the hash; the file name is not).
-    #[arg(long, default_value = "", requires = "files")]
-    evidence_note: String,
+    /// An artefact to cite by its SHA-256 (64 hex digits), when the file is elsewhere, e.g. in a
+    /// sandbox or another team's store (repeatable).
+    #[arg(long = "evidence-sha256", value_parser = sha256_arg)]
+    hashes: Vec<Sha256Digest>,
+    /// The kind of the evidence artefacts (default `artefact`).
+    #[arg(long)]
+    evidence_kind: Option<String>,
+    /// What the evidence artefacts show (published with the hash; the file name is not).
+    #[arg(long)]
+    evidence_note: Option<String>,
+    /// Where a member state may request the evidence artefacts (a contact or an address;
+    /// published with the hash).
+    #[arg(long)]
+    evidence_locator: Option<String>,
+}
+
+/// The SHA-256 of nothing: an empty artefact's hash proves nothing.
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+fn sha256_arg(text: &str) -> std::result::Result<Sha256Digest, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t.strip_prefix("sha256:").unwrap_or(&t);
+    if t == EMPTY_SHA256 {
+        return Err("that is the SHA-256 of an empty file, which proves nothing".into());
+    }
+    t.parse()
+        .map_err(|_| format!("{text:?} is not a SHA-256: write 64 hex digits"))
 }
 
 impl EvidenceArgs {
     fn items(&self) -> Result<Vec<Evidence>> {
-        self.files
-            .iter()
-            .map(|p| {
-                let bytes = std::fs::read(p)
-                    .with_context(|| format!("cannot read evidence file {}", p.display()))?;
-                if bytes.is_empty() {
-                    bail!(
-                        "evidence file {} is empty: its hash would prove nothing; check the path",
-                        p.display()
-                    );
-                }
-                Ok(Evidence {
-                    kind: self.evidence_kind.clone(),
-                    sha256: Sha256Digest::of(&bytes),
-                    description: self.evidence_note.clone(),
-                    locator: None,
-                })
-            })
-            .collect()
+        if self.files.is_empty()
+            && self.hashes.is_empty()
+            && (self.evidence_kind.is_some()
+                || self.evidence_note.is_some()
+                || self.evidence_locator.is_some())
+        {
+            bail!(
+                "--evidence-kind, --evidence-note and --evidence-locator describe evidence: name it with --evidence FILE or --evidence-sha256 HEX"
+            );
+        }
+        let item = |sha256| Evidence {
+            kind: self
+                .evidence_kind
+                .clone()
+                .unwrap_or_else(|| "artefact".into()),
+            sha256,
+            description: self.evidence_note.clone().unwrap_or_default(),
+            locator: self.evidence_locator.clone(),
+        };
+        let mut items = Vec::new();
+        for p in &self.files {
+            let bytes = std::fs::read(p)
+                .with_context(|| format!("cannot read evidence file {}", p.display()))?;
+            if bytes.is_empty() {
+                bail!(
+                    "evidence file {} is empty: its hash would prove nothing; check the path",
+                    p.display()
+                );
+            }
+            items.push(item(Sha256Digest::of(&bytes)));
+        }
+        items.extend(self.hashes.iter().copied().map(item));
+        Ok(items)
     }
 }
 

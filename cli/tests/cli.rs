@@ -873,3 +873,70 @@ fn a_followed_feed_from_another_stores_cursor_starts_again() {
         l.contains("held before the cursor")
     });
 }
+
+#[test]
+fn evidence_is_cited_by_hash_with_where_to_request_it() {
+    // An analyst cites artefacts held elsewhere by their SHA-256, says where members may ask
+    // for them, and the thread shows both; a malformed or empty-file hash, or a note about no
+    // evidence, is refused before anything is signed.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = one_node_network(dir.path(), "evidence-test");
+    let (_node, _log) = run_node_until_api(Path::new(&cfg));
+    let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let base = [
+        "claim",
+        "submit",
+        "--config",
+        &cfg,
+        "--title",
+        "Loader",
+        "--actor",
+        "APT-X",
+        "--confidence",
+        "40",
+    ];
+    fn with<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        [base, extra].concat()
+    }
+    let id = ok(&with(
+        &base,
+        &[
+            "--evidence-sha256",
+            &format!("sha256:{}", hash.to_uppercase()),
+            "--evidence-kind",
+            "malware-sample",
+            "--evidence-note",
+            "loader seen on 3 hosts",
+            "--evidence-locator",
+            "cert@example.gov, ref 77",
+        ],
+    ));
+    let shown = ok(&["show", id.trim(), "--config", &cfg]);
+    assert!(
+        shown.contains(&format!(
+            "evidence [malware-sample] sha256:{hash} loader seen on 3 hosts (request it at: cert@example.gov, ref 77)"
+        )),
+        "{shown}"
+    );
+    let out = attrib(&with(&base, &["--evidence-sha256", "abc"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("write 64 hex digits"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let out = attrib(&with(&base, &["--evidence-sha256", empty]));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("empty file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = attrib(&with(&base, &["--evidence-note", "what?"]));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("name it with --evidence FILE"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
