@@ -893,31 +893,54 @@ pub fn claim_from_stix(bundle: &Value) -> Result<Claim, String> {
         .max(from);
     let mut state = None;
     let mut actor = None;
-    let state_of = |t: &Value| {
-        t["name"]
-            .as_str()
-            .and_then(|n| n.rsplit('(').next())
-            .map(|n| n.trim_end_matches(')').trim().to_string())
+    // A state: a location's `country` (ISO 3166-1 alpha-2, as STIX has it), or a code in
+    // parentheses at the end of a name ("Russian Federation (RUS)", as attrib exports it).
+    let state_of = |t: &Value| -> Option<StateCode> {
+        if t["type"] != "identity" && t["type"] != "location" {
+            return None;
+        }
+        let country = t["country"].as_str().map(str::trim).and_then(|c| {
+            crate::iso3166::alpha3_of(c)
+                .or_else(|| crate::iso3166::is_assigned(&c.to_ascii_uppercase()).then_some(c))
+        });
+        country
+            .map(str::to_ascii_uppercase)
+            .or_else(|| {
+                t["name"]
+                    .as_str()
+                    .and_then(|n| n.rsplit('(').next())
+                    .map(|n| n.trim_end_matches(')').trim().to_string())
+            })
             .and_then(|c| c.parse().ok())
+    };
+    // The state an actor is tied to: attributed to, located at, or originating from.
+    let state_behind = |actor: &Value| {
+        objects
+            .iter()
+            .filter(|o| {
+                o["type"] == "relationship"
+                    && matches!(
+                        o["relationship_type"].as_str(),
+                        Some("attributed-to" | "located-at" | "originates-from")
+                    )
+                    && o["source_ref"] == actor["id"]
+            })
+            .filter_map(|o| o["target_ref"].as_str().and_then(by_id))
+            .find_map(state_of)
     };
     if let Some(t) = target {
         match t["type"].as_str() {
             Some("identity") | Some("location") => state = state_of(t),
             _ => {
                 actor = t["name"].as_str().map(str::to_string);
-                // The actor attributed in turn to a state (threat-actor → identity).
-                state = objects
-                    .iter()
-                    .filter(|o| {
-                        o["type"] == "relationship"
-                            && o["relationship_type"] == "attributed-to"
-                            && o["source_ref"] == t["id"]
-                    })
-                    .filter_map(|o| o["target_ref"].as_str().and_then(by_id))
-                    .filter(|o| o["type"] == "identity" || o["type"] == "location")
-                    .find_map(state_of);
+                // The actor tied in turn to a state (threat-actor → identity or location).
+                state = state_behind(t);
             }
         }
+    }
+    // Or the attributed intrusion set or campaign itself (intrusion-set → location).
+    if state.is_none() {
+        state = source.and_then(state_behind);
     }
     if state.is_none() && actor.is_none() {
         actor = Some("unnamed actor (imported)".into());
@@ -982,4 +1005,65 @@ pub fn claim_from_stix(bundle: &Value) -> Result<Claim, String> {
         tlp,
         supersedes: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rel(id: &str, kind: &str, source: &str, target: &str) -> Value {
+        json!({"type": "relationship", "id": id, "relationship_type": kind,
+               "source_ref": source, "target_ref": target, "confidence": 70})
+    }
+
+    #[test]
+    fn a_foreign_bundle_names_its_state_by_a_locations_country() {
+        // As threat-intelligence platforms export it: an intrusion set attributed to a threat
+        // actor located in a country (alpha-2), or an intrusion set originating from one.
+        let set = json!({"type": "intrusion-set", "id": "intrusion-set--1", "name": "Loader wave",
+                         "first_seen": "2026-11-01T00:00:00Z"});
+        let actor = json!({"type": "threat-actor", "id": "threat-actor--1", "name": "APT-EXAMPLE"});
+        let ru =
+            json!({"type": "location", "id": "location--1", "name": "Russia", "country": "ru"});
+        let bundle = json!({"type": "bundle", "objects": [
+            set, actor, ru,
+            rel("relationship--1", "attributed-to", "intrusion-set--1", "threat-actor--1"),
+            rel("relationship--2", "located-at", "threat-actor--1", "location--1"),
+        ]});
+        let draft = claim_from_stix(&bundle).unwrap();
+        assert_eq!(draft.incident.title, "Loader wave");
+        assert_eq!(draft.attributed_to.actor.as_deref(), Some("APT-EXAMPLE"));
+        assert_eq!(
+            draft.attributed_to.state.map(|s| s.to_string()).as_deref(),
+            Some("RUS")
+        );
+        assert_eq!(draft.confidence, 70);
+
+        let campaign = json!({"type": "campaign", "id": "campaign--1", "name": "Port outage"});
+        let set = json!({"type": "intrusion-set", "id": "intrusion-set--2", "name": "APT-OTHER"});
+        let cn = json!({"type": "location", "id": "location--2", "country": "CN"});
+        let bundle = json!({"type": "bundle", "objects": [
+            campaign, set, cn,
+            rel("relationship--3", "attributed-to", "campaign--1", "intrusion-set--2"),
+            rel("relationship--4", "originates-from", "intrusion-set--2", "location--2"),
+        ]});
+        let draft = claim_from_stix(&bundle).unwrap();
+        assert_eq!(draft.attributed_to.actor.as_deref(), Some("APT-OTHER"));
+        assert_eq!(
+            draft.attributed_to.state.map(|s| s.to_string()).as_deref(),
+            Some("CHN")
+        );
+
+        // A country that is no ISO 3166-1 code names no state; the actor stands alone.
+        let bundle = json!({"type": "bundle", "objects": [
+            {"type": "intrusion-set", "id": "intrusion-set--3", "name": "X"},
+            {"type": "threat-actor", "id": "threat-actor--3", "name": "Y"},
+            {"type": "location", "id": "location--3", "country": "ZZ"},
+            rel("relationship--5", "attributed-to", "intrusion-set--3", "threat-actor--3"),
+            rel("relationship--6", "located-at", "threat-actor--3", "location--3"),
+        ]});
+        let draft = claim_from_stix(&bundle).unwrap();
+        assert_eq!(draft.attributed_to.state, None);
+        assert_eq!(draft.attributed_to.actor.as_deref(), Some("Y"));
+    }
 }
