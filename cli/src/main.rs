@@ -94,7 +94,7 @@ enum Command {
     Rebut(commands::RebutArgs),
     /// Take a position on another state's claim.
     Endorse(commands::EndorseArgs),
-    /// Withdraw one of this state's claims.
+    /// Retract one of this state's claims (for good).
     Retract(commands::RetractArgs),
     /// Take back this state's endorsement and rebuttal of another state's claim.
     Withdraw(commands::WithdrawArgs),

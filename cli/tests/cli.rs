@@ -433,7 +433,7 @@ fn two_national_nodes_from_the_command_line() {
     // RUS takes its rebuttal back: the thread no longer counts it, and says who withdrew.
     let out = attrib(&["withdraw", &id, "--config", &fra_cfg, "--reason", "mine"]);
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("retracts it"),
+        String::from_utf8_lossy(&out.stderr).contains("retract or revise it instead"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -353,6 +353,30 @@ fn revoked_opinion(
     Some(old)
 }
 
+/// Whether `o` has the shape of a revoked opinion that `by` (a rebuttal, endorsement or
+/// withdrawal) makes of an earlier record not at hand: all that can be checked without it (a
+/// revoked opinion, of `by`'s claim, by `by`'s author, revoked no earlier than `by`).
+fn revoked_opinion_shape(o: &Value, by: &Record, roster: &Roster) -> bool {
+    let Some(target) = by.body().target() else {
+        return false;
+    };
+    let author = roster
+        .member_by_key(&by.author())
+        .is_none_or(|m| o["created_by_ref"] == json!(state_identity_id(m.code)));
+    let modified = o["modified"]
+        .as_str()
+        .and_then(parse_timestamp_us)
+        .is_some_and(|us| us / 1000 >= by.created_at());
+    o["type"] == "opinion"
+        && o["revoked"] == json!(true)
+        && o["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("opinion--"))
+        && o["object_refs"] == json!([claim_relationship_id(&target)])
+        && author
+        && modified
+}
+
 /// The opinion object of a rebuttal or endorsement (`None` for other records).
 fn opinion_of(
     record: &Record,
@@ -629,6 +653,13 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
         );
     }
     let records = BundleRecords::new(checked.iter().map(|(_, r)| r.clone()));
+    // The opinion ids of the bundle's records: a revoked opinion whose record is in the bundle
+    // is checked against it; one whose record is not can only be checked for its shape.
+    let bundle_opinions: std::collections::HashSet<String> =
+        records.by_id.keys().map(opinion_id).collect();
+    let absent_and_shaped = |o: &Value, oid: &str, by: &Record| {
+        !bundle_opinions.contains(oid) && revoked_opinion_shape(o, by, roster)
+    };
     let mut carried: Vec<(&Value, Record)> = Vec::new();
     for (o, record) in checked {
         let oid = o["id"].as_str().unwrap_or("?");
@@ -639,21 +670,17 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
             Body::Retraction(r) => Some(claim_relationship_id(&r.target)),
             Body::Rebuttal(_) | Body::Endorsement(_) if !revoked => Some(opinion_id(&record.id())),
             // The opinion it replaces: checked when that record is in the bundle, otherwise
-            // left unchecked (and counted so) below.
+            // checked for its shape only and left unchecked (and counted so) below.
             Body::Rebuttal(_) | Body::Endorsement(_) => match replaced_opinion(&record, &records) {
                 Some(earlier) => Some(opinion_id(&earlier.id())),
-                None => Some(oid.to_string()),
+                None => absent_and_shaped(o, oid, &record).then(|| oid.to_string()),
             },
-            // One of the opinions it ends; left unchecked (and counted so) below when they
-            // are not in the bundle.
+            // One of the opinions it ends, the same way.
             Body::Withdrawal(_) => {
-                let ended: Vec<String> = ended_positions(&record, &records)
+                let ended = ended_positions(&record, &records)
                     .iter()
-                    .map(|r| opinion_id(&r.id()))
-                    .collect();
-                let known = ended.iter().any(|id| id == oid);
-                (known || (ended.is_empty() && oid.starts_with("opinion--")))
-                    .then(|| oid.to_string())
+                    .any(|r| opinion_id(&r.id()) == oid);
+                (ended || absent_and_shaped(o, oid, &record)).then(|| oid.to_string())
             }
             Body::Unknown { .. } => None,
         };

@@ -508,8 +508,8 @@ struct VersionPage {
 
 /// Every version of one object that this node serves, oldest first, each with the date its
 /// record was added: the object made from its record, and the revoked version made by the
-/// record that retracts or revises that claim, or replaces that opinion. A state's identity is made from no record and
-/// has no date.
+/// record that retracts or revises that claim, or replaces or withdraws that opinion. A state's
+/// identity is made from no record and has no date.
 fn object_versions(t: &Taxii, object_id: &str) -> Result<Vec<Version>, TaxiiError> {
     let not_found = || {
         TaxiiError(

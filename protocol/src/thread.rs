@@ -76,7 +76,12 @@ impl ThreadStatus {
             match r.body() {
                 Body::Retraction(_) if same_author => retracted_by = Some(r.id()),
                 Body::Claim(_) if same_author => superseded_by.push(r.id()),
-                Body::Withdrawal(_) if !same_author => {
+                // Only one that ended a position counts (a second one, or one by a state that
+                // held none, says nothing more).
+                Body::Withdrawal(_)
+                    if !same_author
+                        && !standing_positions(&responses, &r.author(), r.seq()).is_empty() =>
+                {
                     keep_latest(&mut withdrawals, state, (r.seq(), (), r.id()));
                 }
                 _ => {}

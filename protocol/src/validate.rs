@@ -104,7 +104,7 @@ pub enum RecordError {
         target: RecordId,
     },
     /// A withdrawal by the claim's own author.
-    #[error("the author of claim {target} retracts it (a retraction), not withdraws from it")]
+    #[error("a state cannot withdraw from its own claim {target}; retract or revise it instead")]
     WithdrawalByAuthor {
         /// The claim.
         target: RecordId,

@@ -498,6 +498,16 @@ fn a_withdrawal_ends_a_states_standing_position_until_it_speaks_again() {
     assert_eq!(status.endorsements[0].record, e2.id());
     assert_eq!(status.rebuttals.len(), 1, "DEU's rebuttal stays withdrawn");
     assert!(status.withdrawals.is_empty());
+
+    // A withdrawal that ends nothing (RUS's second) names nobody more.
+    let w2 = n.rus.sign(&n.roster, 2, Some(reb.id()), withdrawal(c.id()));
+    let w3 = n.rus.sign(&n.roster, 3, Some(w2.id()), withdrawal(c.id()));
+    all.push(w2.clone());
+    all.push(w3);
+    let status = ThreadStatus::of(&c, &all, &n.roster).expect("claim");
+    assert!(status.rebuttals.is_empty());
+    assert_eq!(status.withdrawals.len(), 1);
+    assert_eq!(status.withdrawals[0].record, w2.id());
 }
 
 #[test]

@@ -1061,6 +1061,39 @@ async fn a_state_withdraws_its_position_and_the_thread_and_stix_say_so() {
         report.verified, 3,
         "claim, endorsement, withdrawal: {report:?}"
     );
+    // A page that starts after the endorsement verifies too: the withdrawn opinion's record
+    // is not in it, so that object is checked for its shape and counted unchecked...
+    let after_e = fra.get(&e.id).unwrap().unwrap().cursor;
+    let page: Value = get_json(
+        &attrib_tests::reader(),
+        format!("{}/v1/stix?since={after_e}", net.api(0)),
+    )
+    .await;
+    let report = attrib_node::stix::verify_bundle(&page, &net.roster);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.verified, 1, "{report:?}");
+    assert!(report.properties_unchecked > 0, "{report:?}");
+    // ...and one made to say something else than a revocation of DEU's opinion is caught.
+    for (field, forged) in [
+        ("revoked", json!(false)),
+        ("object_refs", json!(["relationship--0"])),
+        (
+            "created_by_ref",
+            json!(attrib_node::stix::state_identity_id(fra.state().unwrap())),
+        ),
+    ] {
+        let mut forged_page = page.clone();
+        for o in forged_page["objects"].as_array_mut().unwrap() {
+            if o["id"] == opinion.as_str() {
+                o[field] = forged.clone();
+            }
+        }
+        let problems = attrib_node::stix::verify_bundle(&forged_page, &net.roster).problems;
+        assert!(
+            problems.iter().any(|p| p.contains("does not correspond")),
+            "{field}: {problems:?}"
+        );
+    }
 
     // Speaking again counts again.
     let again = deu
