@@ -468,6 +468,9 @@ impl EvidenceArgs {
             items.push(item(Sha256Digest::of(&bytes)));
         }
         items.extend(self.hashes.iter().copied().map(item));
+        // One artefact cited twice (as a file and by its hash) is one piece of evidence.
+        let mut seen = std::collections::HashSet::new();
+        items.retain(|e| seen.insert(e.sha256));
         Ok(items)
     }
 }
@@ -833,7 +836,7 @@ async fn feed(client: &Client, a: FeedArgs) -> Result<()> {
             && want != is
         {
             bail!(
-                "the node's store (feed id {is}) is not the one cursor {} came from (feed id {want}): its data dir was rebuilt and its cursors start again. Read it from the start (--since 0, without --feed-id) and skip records you hold, by id",
+                "the node's store (feed id {is}) is not the one cursor {} came from (feed id {want}): the cursor is another node's, or this node's data dir was rebuilt (its cursors start again). Read this node from the start (--since 0, without --feed-id) and skip records you hold, by id",
                 a.since
             );
         }
@@ -846,10 +849,14 @@ async fn feed(client: &Client, a: FeedArgs) -> Result<()> {
             && let Some(next) = page["next"].as_u64()
         {
             match node_feed_id {
-                Some(id) => {
-                    eprintln!("(more may follow: continue with --since {next} --feed-id {id})")
+                Some(id) => eprintln!(
+                    "(more may follow: continue with the same options and --since {next} --feed-id {id})"
+                ),
+                None => {
+                    eprintln!(
+                        "(more may follow: continue with the same options and --since {next})"
+                    )
                 }
-                None => eprintln!("(more may follow: continue with --since {next})"),
             }
         }
         return Ok(());
@@ -891,7 +898,7 @@ async fn follow_feed(
         }
         if changed {
             eprintln!(
-                "(the node's store is not the one the feed was read from (its data dir was rebuilt?): its cursors start again, so reading it from the start; {})",
+                "(the node's store is not the one the cursor came from (another node's cursor, or a rebuilt data dir): reading it from the start; {})",
                 if first {
                     "records an earlier run printed come again: skip them by id"
                 } else {

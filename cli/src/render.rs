@@ -146,17 +146,18 @@ pub(crate) fn entry(e: &Value) -> String {
     for ev in b["evidence"].as_array().into_iter().flatten() {
         let _ = write!(
             out,
-            "  evidence [{}] sha256:{} {}",
+            "  evidence [{}] sha256:{}",
             s(&ev["kind"]),
-            s(&ev["sha256"]),
-            s(&ev["description"])
+            s(&ev["sha256"])
         );
-        match ev["locator"].as_str() {
-            Some(at) => {
-                let _ = writeln!(out, " (request it at: {})", printable(at));
-            }
-            None => out.push('\n'),
+        let note = s(&ev["description"]);
+        if !note.is_empty() {
+            let _ = write!(out, " {note}");
         }
+        if let Some(at) = ev["locator"].as_str() {
+            let _ = write!(out, " (request it at: {})", printable(at));
+        }
+        out.push('\n');
     }
     out
 }
@@ -178,9 +179,22 @@ pub(crate) fn thread(t: &Value) -> String {
         let _ = writeln!(out, "\nno responses yet");
     } else {
         let _ = writeln!(out, "\nRESPONSES ({})", responses.len());
+        // Endorsements and rebuttals that no longer count (replaced or withdrawn) say so.
+        let standing: Vec<&Value> = ["endorsements", "rebuttals"]
+            .iter()
+            .flat_map(|k| st[*k].as_array().into_iter().flatten())
+            .map(|p| &p["record"])
+            .collect();
         for r in &responses {
-            for line in entry(r).lines() {
-                let _ = writeln!(out, "  {line}");
+            let kind = &r["record"]["body"]["kind"];
+            let gone = (kind == "endorsement" || kind == "rebuttal")
+                && !standing.contains(&&r["record"]["id"]);
+            for (i, line) in entry(r).lines().enumerate() {
+                if i == 0 && gone {
+                    let _ = writeln!(out, "  {line}  [no longer counts: replaced or withdrawn]");
+                } else {
+                    let _ = writeln!(out, "  {line}");
+                }
             }
         }
     }
@@ -214,14 +228,18 @@ fn headline(st: &Value) -> String {
             s(&r["position"])
         ));
     }
-    let withdrawn: Vec<String> = st["withdrawals"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|w| s(&w["state"]).into_owned())
-        .collect();
-    if !withdrawn.is_empty() {
-        line.push_str(&format!("; withdrawn by {}", withdrawn.join(", ")));
+    for w in st["withdrawals"].as_array().into_iter().flatten() {
+        let kinds: Vec<_> = w["position"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(s)
+            .collect();
+        line.push_str(&format!(
+            "; {} withdrew its {}",
+            s(&w["state"]),
+            kinds.join(" and ")
+        ));
     }
     if !st["retracted_by"].is_null() {
         line.push_str("; RETRACTED by its author");
@@ -282,7 +300,7 @@ pub(crate) fn feed_line(e: &Value) -> String {
     };
     format!(
         "{:>6}  {:<11} {}  {}\n",
-        e["cursor"],
+        e["cursor"].as_u64().unwrap_or(0),
         s(&b["kind"]),
         short(&r["id"]),
         what

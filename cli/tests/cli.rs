@@ -329,7 +329,7 @@ fn two_national_nodes_from_the_command_line() {
     let out = attrib(&["feed", "--limit", "1", "--config", &rus_cfg]);
     let hint = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
-        hint.contains("continue with --since 1 --feed-id "),
+        hint.contains("continue with the same options and --since 1 --feed-id "),
         "{hint}"
     );
     // The cursor goes on with the store it came from, and not with another one.
@@ -448,7 +448,11 @@ fn two_national_nodes_from_the_command_line() {
     assert_eq!(withdrawn.trim().len(), 64, "{withdrawn}");
     let shown = ok(&["show", &id, "--config", &rus_cfg]);
     assert!(!shown.contains("rebutted by RUS"), "{shown}");
-    assert!(shown.contains("withdrawn by RUS"), "{shown}");
+    assert!(shown.contains("RUS withdrew its rebuttal"), "{shown}");
+    assert!(
+        shown.contains("[no longer counts: replaced or withdrawn]"),
+        "{shown}"
+    );
     assert!(shown.contains("withdraws its position on claim"), "{shown}");
     let out = attrib(&["withdraw", &id, "--config", &rus_cfg, "--reason", "again"]);
     assert!(

@@ -733,9 +733,12 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
             Some(m) if without_marking(m) == without_marking(o) => {}
             Some(m) => {
                 report.problems.push(format!(
-                    "{}: {} differ from the signed record it carries ({})",
+                    "{}: {} from the signed record it carries ({})",
                     o["id"].as_str().unwrap_or("?"),
-                    differing_properties(&without_marking(m), &without_marking(o)).join(", "),
+                    differ(differing_properties(
+                        &without_marking(m),
+                        &without_marking(o)
+                    )),
                     entry.record.id()
                 ));
                 continue;
@@ -755,8 +758,8 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
         let oid = o["id"].as_str().unwrap_or("?");
         match derived.get(&version_key(o)) {
             Some(m) if m != o => report.problems.push(format!(
-                "{oid}: {} differ from what the signed records in the bundle say",
-                differing_properties(m, o).join(", "),
+                "{oid}: {} from what the signed records in the bundle say",
+                differ(differing_properties(m, o)),
             )),
             Some(_) => {}
             None if fixed.contains(o) => {}
@@ -765,7 +768,8 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
             )),
         }
     }
-    if report.verified == 0 {
+    // (A bundle whose records all failed has said why above.)
+    if report.verified == 0 && report.unsigned == objects.len() {
         report
             .problems
             .push("no signed record in this bundle: nothing in it can be verified".into());
@@ -815,6 +819,16 @@ fn version_key(o: &Value) -> (String, String) {
         o["id"].as_str().unwrap_or_default().to_string(),
         o["modified"].as_str().unwrap_or_default().to_string(),
     )
+}
+
+/// "`a` differs" or "`a`, `b` differ".
+fn differ(properties: Vec<String>) -> String {
+    let verb = if properties.len() == 1 {
+        "differs"
+    } else {
+        "differ"
+    };
+    format!("{} {verb}", properties.join(", "))
 }
 
 /// The top-level properties in which two objects differ.
@@ -882,7 +896,7 @@ pub fn claim_from_stix(bundle: &Value) -> Result<Claim, String> {
         ([], true) => {}
         (many, _) => {
             return Err(format!(
-                "the bundle holds {} attrib claims that stand and a draft is one claim: export the one you want alone (`attrib export --stix --since CURSOR --limit 1`)",
+                "the bundle holds {} attrib claims that stand and a draft is one claim: export the one you want alone: `attrib export --stix --since C --limit 1`, where C is the cursor just before the claim's (`attrib feed --kind claim` shows each claim's cursor)",
                 many.len()
             ));
         }

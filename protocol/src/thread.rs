@@ -46,7 +46,8 @@ pub struct ThreadStatus {
     /// Whether the accused state itself rebutted.
     pub rebutted_by_accused: bool,
     /// States whose latest word on the claim is a withdrawal: they hold no position on it now.
-    pub withdrawals: Vec<Position<()>>,
+    /// The position names the kinds it ended (`endorsement`, `rebuttal`).
+    pub withdrawals: Vec<Position<Vec<&'static str>>>,
     /// The author's retraction, if any.
     pub retracted_by: Option<RecordId>,
     /// Later claims by the author that supersede this one.
@@ -127,7 +128,23 @@ impl ThreadStatus {
             endorsements: positions(endorsements),
             endorsement_counts,
             rebuttals: positions(rebuttals),
-            withdrawals: positions(withdrawals),
+            withdrawals: withdrawals
+                .into_iter()
+                .map(|(state, (seq, (), record))| Position {
+                    state,
+                    position: responses
+                        .iter()
+                        .find(|r| r.id() == record)
+                        .map(|w| {
+                            standing_positions(&responses, &w.author(), seq)
+                                .iter()
+                                .map(|r| r.body().kind_name())
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    record,
+                })
+                .collect(),
             retracted_by,
             superseded_by,
         })
@@ -167,13 +184,12 @@ impl ThreadStatus {
                 stance_label(r.position)
             ));
         }
-        if !self.withdrawals.is_empty() {
-            let states: Vec<String> = self
-                .withdrawals
-                .iter()
-                .map(|w| w.state.to_string())
-                .collect();
-            line.push_str(&format!("; withdrawn by {}", states.join(", ")));
+        for w in &self.withdrawals {
+            line.push_str(&format!(
+                "; {} withdrew its {}",
+                w.state,
+                w.position.join(" and ")
+            ));
         }
         if self.retracted_by.is_some() {
             line.push_str("; RETRACTED by its author");

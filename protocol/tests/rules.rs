@@ -478,7 +478,14 @@ fn a_withdrawal_ends_a_states_standing_position_until_it_speaks_again() {
     assert_eq!(status.withdrawals[0].record, w.id());
     let line = status.headline();
     assert!(line.contains("no endorsements"), "{line}");
-    assert!(line.contains("withdrawn by DEU"), "{line}");
+    assert!(
+        line.contains("DEU withdrew its endorsement and rebuttal"),
+        "{line}"
+    );
+    assert_eq!(
+        status.withdrawals[0].position,
+        vec!["endorsement", "rebuttal"]
+    );
 
     // A later endorsement counts again, and the withdrawal no longer stands.
     let e2 = n.deu.sign(

@@ -1033,7 +1033,10 @@ async fn a_state_withdraws_its_position_and_the_thread_and_stix_say_so() {
         assert_eq!(thread.status.withdrawals.len(), 1);
         assert_eq!(thread.status.withdrawals[0].record, w.id);
         assert!(
-            thread.status.headline().contains("withdrawn by DEU"),
+            thread
+                .status
+                .headline()
+                .contains("DEU withdrew its endorsement"),
             "{}",
             thread.status.headline()
         );
