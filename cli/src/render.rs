@@ -371,7 +371,7 @@ pub(crate) fn status(st: &Value) -> String {
                 " (not subscribed)"
             },
             if connections > 1 {
-                format!(" ({connections} connections)")
+                format!(" ({connections} connections: each node dialled the other; harmless)")
             } else {
                 String::new()
             }
@@ -420,7 +420,7 @@ pub(crate) fn status(st: &Value) -> String {
     let sy = &st["sync"];
     let _ = writeln!(
         out,
-        "sync        {} rounds, {} requests, {} records received ({} invalid), {} bytes in",
+        "sync        (catch-up; records that came by gossip are not counted here) {} rounds, {} requests, {} records received ({} invalid), {} bytes in",
         sy["rounds"],
         sy["requests"],
         sy["records_received"],
