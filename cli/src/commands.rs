@@ -1112,6 +1112,10 @@ pub(crate) struct ImportArgs {
     /// The STIX 2.1 bundle to read an attribution from.
     #[arg(long)]
     stix: PathBuf,
+    /// Which attrib claim of the bundle (its record id, or a unique prefix), when it holds
+    /// several.
+    #[arg(long)]
+    id: Option<String>,
 }
 
 fn import(a: ImportArgs) -> Result<()> {
@@ -1119,7 +1123,8 @@ fn import(a: ImportArgs) -> Result<()> {
         .with_context(|| format!("cannot read {}", a.stix.display()))?;
     let bundle: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", a.stix.display()))?;
-    let claim = attrib_node::stix::claim_from_stix(&bundle).map_err(anyhow::Error::msg)?;
+    let claim =
+        attrib_node::stix::claim_from_stix(&bundle, a.id.as_deref()).map_err(anyhow::Error::msg)?;
     outln!("{}", serde_json::to_string_pretty(&claim)?);
     eprintln!(
         "This is a draft: review it (save it as claim.json), then `attrib claim submit --file claim.json`."

@@ -849,9 +849,11 @@ fn differing_properties(a: &Value, b: &Value) -> Vec<String> {
 /// from a bundle attrib exported, the claim its relationship carries, word for word; from
 /// other tools, a `relationship` `attributed-to` with its source campaign/intrusion-set/incident
 /// and its target threat-actor/identity (following threat-actor → identity to the state), or
-/// a `report`. A bundle with several attrib claims that stand (neither retracted nor revised
-/// in it) is refused: a draft is one claim. Fails with a message naming what is missing.
-pub fn claim_from_stix(bundle: &Value) -> Result<Claim, String> {
+/// a `report`. `pick`, a record id or a prefix of one, chooses one of the attrib claims in
+/// the bundle; without it, a bundle with several attrib claims that stand (neither retracted
+/// nor revised in it) is refused: a draft is one claim. Fails with a message naming what is
+/// missing.
+pub fn claim_from_stix(bundle: &Value, pick: Option<&str>) -> Result<Claim, String> {
     let objects = bundle["objects"]
         .as_array()
         .ok_or("not a STIX bundle: no `objects` array")?;
@@ -879,6 +881,35 @@ pub fn claim_from_stix(bundle: &Value) -> Result<Claim, String> {
             .any(|r| r["id"] == o["id"] && r["revoked"] == json!(true));
         claims.push((record.id(), claim.clone(), revoked));
     }
+    let listed = |claims: &[&(RecordId, Claim, bool)]| {
+        claims
+            .iter()
+            .map(|(id, c, _)| format!("{} \"{}\"", id.to_hex(), c.incident.title))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(pick) = pick {
+        let pick = pick.trim().to_ascii_lowercase();
+        let found: Vec<&(RecordId, Claim, bool)> = claims
+            .iter()
+            .filter(|(id, ..)| id.to_hex().starts_with(&pick))
+            .collect();
+        return match found.as_slice() {
+            [(_, claim, _)] => Ok(Claim {
+                supersedes: None,
+                ..claim.clone()
+            }),
+            [] => Err(format!(
+                "no attrib claim in the bundle has an id starting with {pick:?}; it holds: {}",
+                listed(&claims.iter().collect::<Vec<_>>())
+            )),
+            many => Err(format!(
+                "{} claims in the bundle have ids starting with {pick:?}: give more digits ({})",
+                many.len(),
+                listed(many)
+            )),
+        };
+    }
     let live: Vec<&Claim> = claims.iter().filter(|c| !c.2).map(|c| &c.1).collect();
     match (live.as_slice(), claims.is_empty()) {
         ([claim], _) => {
@@ -896,8 +927,9 @@ pub fn claim_from_stix(bundle: &Value) -> Result<Claim, String> {
         ([], true) => {}
         (many, _) => {
             return Err(format!(
-                "the bundle holds {} attrib claims that stand and a draft is one claim: export the one you want alone: `attrib export --stix --since C --limit 1`, where C is the cursor just before the claim's (`attrib feed --kind claim` shows each claim's cursor)",
-                many.len()
+                "the bundle holds {} attrib claims that stand and a draft is one claim: choose one with --id ({})",
+                many.len(),
+                listed(&claims.iter().filter(|c| !c.2).collect::<Vec<_>>())
             ));
         }
     }
@@ -1071,7 +1103,7 @@ mod tests {
             rel("relationship--1", "attributed-to", "intrusion-set--1", "threat-actor--1"),
             rel("relationship--2", "located-at", "threat-actor--1", "location--1"),
         ]});
-        let draft = claim_from_stix(&bundle).unwrap();
+        let draft = claim_from_stix(&bundle, None).unwrap();
         assert_eq!(draft.incident.title, "Loader wave");
         assert_eq!(draft.attributed_to.actor.as_deref(), Some("APT-EXAMPLE"));
         assert_eq!(
@@ -1088,7 +1120,7 @@ mod tests {
             rel("relationship--3", "attributed-to", "campaign--1", "intrusion-set--2"),
             rel("relationship--4", "originates-from", "intrusion-set--2", "location--2"),
         ]});
-        let draft = claim_from_stix(&bundle).unwrap();
+        let draft = claim_from_stix(&bundle, None).unwrap();
         assert_eq!(draft.attributed_to.actor.as_deref(), Some("APT-OTHER"));
         assert_eq!(
             draft.attributed_to.state.map(|s| s.to_string()).as_deref(),
@@ -1103,7 +1135,7 @@ mod tests {
             rel("relationship--5", "attributed-to", "intrusion-set--3", "threat-actor--3"),
             rel("relationship--6", "located-at", "threat-actor--3", "location--3"),
         ]});
-        let draft = claim_from_stix(&bundle).unwrap();
+        let draft = claim_from_stix(&bundle, None).unwrap();
         assert_eq!(draft.attributed_to.state, None);
         assert_eq!(draft.attributed_to.actor.as_deref(), Some("Y"));
     }

@@ -305,7 +305,7 @@ async fn stix_export_is_valid_stix_and_verifies_offline() {
 
     // And back: a bundle's standing claim becomes a draft, word for word (its accused state
     // included). Here that is the revision: the first claim was revised, the other retracted.
-    let draft = attrib_node::stix::claim_from_stix(&bundle).unwrap();
+    let draft = attrib_node::stix::claim_from_stix(&bundle, None).unwrap();
     assert_eq!(draft.incident.title, "Grid outage (revised)");
     assert_eq!(
         draft.attributed_to.state.map(|s| s.to_string()).as_deref(),
@@ -314,6 +314,25 @@ async fn stix_export_is_valid_stix_and_verifies_offline() {
     assert_eq!(
         draft.supersedes, None,
         "a draft revises nothing of its own author's"
+    );
+    // Any attrib claim of the bundle can be picked by its id (a prefix will do).
+    let first = attrib_node::stix::claim_from_stix(&bundle, Some(&ids[0].to_hex()[..10])).unwrap();
+    assert_eq!(first.incident.title, "Grid outage");
+    let none = attrib_node::stix::claim_from_stix(&bundle, Some("ffffffffff")).unwrap_err();
+    assert!(
+        none.contains("no attrib claim in the bundle has an id starting with"),
+        "{none}"
+    );
+    // Without the revocations three claims stand: the draft asks which, naming them.
+    let mut unrevoked = bundle.clone();
+    unrevoked["objects"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|o| o["revoked"] != true);
+    let many = attrib_node::stix::claim_from_stix(&unrevoked, None).unwrap_err();
+    assert!(
+        many.contains("choose one with --id") && many.contains(&ids[4].to_hex()),
+        "{many}"
     );
     let one = attrib_tests::get_json(&reader, format!("{}/v1/stix?limit=1", net.api(0))).await;
     let report = attrib_node::stix::verify_bundle(&one, &net.roster);
@@ -324,7 +343,7 @@ async fn stix_export_is_valid_stix_and_verifies_offline() {
     let report = attrib_node::stix::verify_bundle(&rest, &net.roster);
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert!(report.properties_unchecked > 0, "{report:?}");
-    let draft = attrib_node::stix::claim_from_stix(&one).unwrap();
+    let draft = attrib_node::stix::claim_from_stix(&one, None).unwrap();
     let Body::Claim(original) = claim("Grid outage", "RUS", Tlp::Green) else {
         unreachable!()
     };
