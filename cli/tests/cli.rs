@@ -76,6 +76,22 @@ fn wait_line(rx: &mpsc::Receiver<String>, what: &str, pred: impl Fn(&str) -> boo
     }
 }
 
+/// `attrib feed --follow --json` with `args`, running until dropped; returns it with its
+/// output lines and its notes (stderr) lines.
+fn follow_feed(args: &[&str]) -> (Running, mpsc::Receiver<String>, mpsc::Receiver<String>) {
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_attrib"))
+        .args(["feed", "--follow", "--json"])
+        .args(args)
+        .env_remove("ATTRIB_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let feed = lines(follow.stdout.take().unwrap());
+    let notes = lines(follow.stderr.take().unwrap());
+    (Running(follow), feed, notes)
+}
+
 /// `attrib init` of a FRA node in `dir`/fra, alone in the roster of network `network`;
 /// returns its config file.
 fn one_node_network(dir: &Path, network: &str) -> String {
@@ -241,16 +257,7 @@ fn two_national_nodes_from_the_command_line() {
         l.contains("peer joined the record topic")
     });
 
-    let mut follow = Command::new(env!("CARGO_BIN_EXE_attrib"))
-        .args([
-            "feed", "--follow", "--json", "--about", "RUS", "--config", &rus_cfg,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let feed = lines(follow.stdout.take().unwrap());
-    let _follow = Running(follow);
+    let (_follow, feed, _notes) = follow_feed(&["--about", "RUS", "--config", &rus_cfg]);
 
     let evidence = dir.path().join("sample.bin");
     std::fs::write(&evidence, b"wiper sample bytes").unwrap();
@@ -806,16 +813,7 @@ fn a_followed_feed_resumes_after_the_node_restarts() {
     let cfg = one_node_network(dir.path(), "follow-test");
     let submit = |title: &str| submit_claim(&cfg, title);
     let (mut node, _log) = run_node_until_api(Path::new(&cfg));
-    let mut follow = Command::new(env!("CARGO_BIN_EXE_attrib"))
-        .args(["feed", "--follow", "--json", "--config", &cfg])
-        .env_remove("ATTRIB_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let feed = lines(follow.stdout.take().unwrap());
-    let notes = lines(follow.stderr.take().unwrap());
-    let _follow = Running(follow);
+    let (_follow, feed, notes) = follow_feed(&["--config", &cfg]);
     submit("before the restart");
     wait_line(&feed, "the first claim", |l| {
         l.contains("before the restart")
@@ -850,26 +848,8 @@ fn a_followed_feed_from_another_stores_cursor_starts_again() {
     let cfg = one_node_network(dir.path(), "feed-id-test");
     let (_node, _log) = run_node_until_api(Path::new(&cfg));
     submit_claim(&cfg, "held before the cursor");
-    let mut follow = Command::new(env!("CARGO_BIN_EXE_attrib"))
-        .args([
-            "feed",
-            "--follow",
-            "--json",
-            "--since",
-            "1",
-            "--feed-id",
-            "0123abcd",
-            "--config",
-            &cfg,
-        ])
-        .env_remove("ATTRIB_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let feed = lines(follow.stdout.take().unwrap());
-    let notes = lines(follow.stderr.take().unwrap());
-    let _follow = Running(follow);
+    let (_follow, feed, notes) =
+        follow_feed(&["--since", "1", "--feed-id", "0123abcd", "--config", &cfg]);
     wait_line(&notes, "the follower to notice the other store", |l| {
         l.contains("reading it from the start")
     });

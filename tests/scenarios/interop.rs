@@ -36,6 +36,16 @@ fn claim(title: &str, accused: &str, tlp: Tlp) -> Body {
     })
 }
 
+/// An endorsement of `target`, without evidence.
+fn endorsement(target: RecordId, agreement: Opinion, statement: &str) -> Body {
+    Body::Endorsement(Endorsement {
+        target,
+        agreement,
+        statement: statement.into(),
+        evidence: vec![],
+    })
+}
+
 /// A thread with every kind: claim, rebuttal by the accused, endorsement, a revision and a
 /// retraction. Returns the ids.
 async fn publish_thread(net: &TestNet) -> Vec<RecordId> {
@@ -57,12 +67,7 @@ async fn publish_thread(net: &TestNet) -> Vec<RecordId> {
         .await
         .unwrap();
     let e = deu
-        .submit(Body::Endorsement(Endorsement {
-            target: c.id,
-            agreement: Opinion::Agree,
-            statement: "Matches our data.".into(),
-            evidence: vec![],
-        }))
+        .submit(endorsement(c.id, Opinion::Agree, "Matches our data."))
         .await
         .unwrap();
     let Body::Claim(mut revised) = claim("Grid outage (revised)", "RUS", Tlp::Green) else {
@@ -114,12 +119,7 @@ async fn stix_export_is_valid_stix_and_verifies_offline() {
     // retracts the claim it had already revised.
     let again = net
         .node(1)
-        .submit(Body::Endorsement(Endorsement {
-            target: ids[0],
-            agreement: Opinion::Disagree,
-            statement: "New data.".into(),
-            evidence: vec![],
-        }))
+        .submit(endorsement(ids[0], Opinion::Disagree, "New data."))
         .await
         .unwrap();
     let retracted_too = net
@@ -377,12 +377,7 @@ async fn taxii_client_pages_through_exactly_the_nodes_record() {
     // DEU replaces its endorsement: the first one's opinion gets a revoked version.
     let replacing = net
         .node(1)
-        .submit(Body::Endorsement(Endorsement {
-            target: thread[0],
-            agreement: Opinion::Disagree,
-            statement: "New data.".into(),
-            evidence: vec![],
-        }))
+        .submit(endorsement(thread[0], Opinion::Disagree, "New data."))
         .await
         .unwrap();
     assert!(net.node(0).wait_for_record(&replacing.id, DEADLINE).await);
@@ -1036,12 +1031,7 @@ async fn a_state_withdraws_its_position_and_the_thread_and_stix_say_so() {
         other => panic!("withdrawal by the claim's author: {other:?}"),
     }
     let e = deu
-        .submit(Body::Endorsement(Endorsement {
-            target: c.id,
-            agreement: Opinion::Agree,
-            statement: "Matches our data.".into(),
-            evidence: vec![],
-        }))
+        .submit(endorsement(c.id, Opinion::Agree, "Matches our data."))
         .await
         .unwrap();
     let w = deu.submit(withdrawal()).await.unwrap();
@@ -1119,12 +1109,7 @@ async fn a_state_withdraws_its_position_and_the_thread_and_stix_say_so() {
 
     // Speaking again counts again.
     let again = deu
-        .submit(Body::Endorsement(Endorsement {
-            target: c.id,
-            agreement: Opinion::Disagree,
-            statement: "New data.".into(),
-            evidence: vec![],
-        }))
+        .submit(endorsement(c.id, Opinion::Disagree, "New data."))
         .await
         .unwrap();
     assert!(fra.wait_for_record(&again.id, DEADLINE).await);
