@@ -712,6 +712,7 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
         let target = match entry.record.body() {
             Body::Rebuttal(r) => Some(r.target),
             Body::Endorsement(e) => Some(e.target),
+            Body::Withdrawal(w) => Some(w.target),
             _ => None,
         };
         let marking_unknown = target.is_some_and(|t| !records.by_id.contains_key(&t));
@@ -753,8 +754,13 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
     report.verified = verified.len();
     // Every other object must be one those records make (or the extension's own): an object
     // made from no signed record could say anything in any state's name.
+    // (When every carried record was refused, the first problem has said why.)
     let fixed = extension_objects();
-    for o in objects.iter().filter(|o| carried_record(o).is_none()) {
+    let all_refused = report.verified == 0 && refused > 0;
+    for o in objects
+        .iter()
+        .filter(|o| carried_record(o).is_none() && !all_refused)
+    {
         let oid = o["id"].as_str().unwrap_or("?");
         match derived.get(&version_key(o)) {
             Some(m) if m != o => report.problems.push(format!(
@@ -764,7 +770,7 @@ pub fn verify_bundle(bundle: &Value, roster: &Roster) -> BundleReport {
             Some(_) => {}
             None if fixed.contains(o) => {}
             None => report.problems.push(format!(
-                "{oid}: made from no signed record in this bundle (every object of an attrib export is): it was added, or its record was stripped"
+                "{oid}: made from no verified record in this bundle (every object of an attrib export is): it was added, its record was stripped, or its record did not verify"
             )),
         }
     }
@@ -895,10 +901,17 @@ pub fn claim_from_stix(bundle: &Value, pick: Option<&str>) -> Result<Claim, Stri
             .filter(|(id, ..)| id.to_hex().starts_with(&pick))
             .collect();
         return match found.as_slice() {
-            [(_, claim, _)] => Ok(Claim {
+            [(id, _, true)] => Err(format!(
+                "claim {} was retracted or revised in this bundle; pick the claim that stands (its revision) instead",
+                id.to_hex()
+            )),
+            [(_, claim, false)] => Ok(Claim {
                 supersedes: None,
                 ..claim.clone()
             }),
+            [] if claims.is_empty() => Err(
+                "the bundle holds no attrib claims: --id picks among the claims of a bundle attrib exported; without it, the bundle's attribution is read".into(),
+            ),
             [] => Err(format!(
                 "no attrib claim in the bundle has an id starting with {pick:?}; it holds: {}",
                 listed(&claims.iter().collect::<Vec<_>>())

@@ -273,7 +273,7 @@ async fn stix_export_is_valid_stix_and_verifies_offline() {
             .any(|p| p.contains("no signed record in this bundle"))
             && problems
                 .iter()
-                .any(|p| p.contains("made from no signed record")),
+                .any(|p| p.contains("made from no verified record")),
         "{problems:?}"
     );
     let mut added = bundle.clone();
@@ -292,7 +292,7 @@ async fn stix_export_is_valid_stix_and_verifies_offline() {
     assert!(
         problems.len() == 1
             && problems[0].starts_with(
-                "relationship--00000000-0000-4000-8000-000000000001: made from no signed record"
+                "relationship--00000000-0000-4000-8000-000000000001: made from no verified record"
             ),
         "{problems:?}"
     );
@@ -315,9 +315,18 @@ async fn stix_export_is_valid_stix_and_verifies_offline() {
         draft.supersedes, None,
         "a draft revises nothing of its own author's"
     );
-    // Any attrib claim of the bundle can be picked by its id (a prefix will do).
-    let first = attrib_node::stix::claim_from_stix(&bundle, Some(&ids[0].to_hex()[..10])).unwrap();
-    assert_eq!(first.incident.title, "Grid outage");
+    // A claim that stands can be picked by its id (a prefix will do); a revised or retracted
+    // one is refused.
+    let picked = attrib_node::stix::claim_from_stix(&bundle, Some(&ids[3].to_hex()[..10])).unwrap();
+    assert_eq!(picked.incident.title, "Grid outage (revised)");
+    let revised = attrib_node::stix::claim_from_stix(&bundle, Some(&ids[0].to_hex())).unwrap_err();
+    assert!(revised.contains("was retracted or revised"), "{revised}");
+    let retracted =
+        attrib_node::stix::claim_from_stix(&bundle, Some(&ids[4].to_hex())).unwrap_err();
+    assert!(
+        retracted.contains("was retracted or revised"),
+        "{retracted}"
+    );
     let none = attrib_node::stix::claim_from_stix(&bundle, Some("ffffffffff")).unwrap_err();
     assert!(
         none.contains("no attrib claim in the bundle has an id starting with"),
@@ -1085,6 +1094,17 @@ async fn a_state_withdraws_its_position_and_the_thread_and_stix_say_so() {
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!(report.verified, 1, "{report:?}");
     assert!(report.properties_unchecked > 0, "{report:?}");
+    // So does one that holds the endorsement and the withdrawal but not the claim (the
+    // withdrawn opinion's marking, the claim's, is left unchecked).
+    let after_c = fra.get(&c.id).unwrap().unwrap().cursor;
+    let page_ew: Value = get_json(
+        &attrib_tests::reader(),
+        format!("{}/v1/stix?since={after_c}", net.api(0)),
+    )
+    .await;
+    let report_ew = attrib_node::stix::verify_bundle(&page_ew, &net.roster);
+    assert!(report_ew.problems.is_empty(), "{:?}", report_ew.problems);
+    assert_eq!(report_ew.verified, 2, "{report_ew:?}");
     // ...and one made to say something else than a revocation of DEU's opinion is caught.
     for (field, forged) in [
         ("revoked", json!(false)),
