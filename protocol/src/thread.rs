@@ -68,7 +68,9 @@ impl ThreadStatus {
             .collect();
         let mut endorsements: BTreeMap<StateCode, (u64, Opinion, RecordId)> = BTreeMap::new();
         let mut rebuttals: BTreeMap<StateCode, (u64, Stance, RecordId)> = BTreeMap::new();
-        let mut withdrawals: BTreeMap<StateCode, (u64, (), RecordId)> = BTreeMap::new();
+        // Each state's latest withdrawal that ended something, with the kinds it ended.
+        let mut withdrawals: BTreeMap<StateCode, (u64, Vec<&'static str>, RecordId)> =
+            BTreeMap::new();
         let mut retracted_by = None;
         let mut superseded_by = Vec::new();
         for r in &responses {
@@ -79,11 +81,15 @@ impl ThreadStatus {
                 Body::Claim(_) if same_author => superseded_by.push(r.id()),
                 // Only one that ended a position counts (a second one, or one by a state that
                 // held none, says nothing more).
-                Body::Withdrawal(_)
-                    if !same_author
-                        && !standing_positions(&responses, &r.author(), r.seq()).is_empty() =>
-                {
-                    keep_latest(&mut withdrawals, state, (r.seq(), (), r.id()));
+                Body::Withdrawal(_) if !same_author => {
+                    let ended: Vec<&'static str> =
+                        standing_positions(&responses, &r.author(), r.seq())
+                            .iter()
+                            .map(|p| p.body().kind_name())
+                            .collect();
+                    if !ended.is_empty() {
+                        keep_latest(&mut withdrawals, state, (r.seq(), ended, r.id()));
+                    }
                 }
                 _ => {}
             }
@@ -128,23 +134,7 @@ impl ThreadStatus {
             endorsements: positions(endorsements),
             endorsement_counts,
             rebuttals: positions(rebuttals),
-            withdrawals: withdrawals
-                .into_iter()
-                .map(|(state, (seq, (), record))| Position {
-                    state,
-                    position: responses
-                        .iter()
-                        .find(|r| r.id() == record)
-                        .map(|w| {
-                            standing_positions(&responses, &w.author(), seq)
-                                .iter()
-                                .map(|r| r.body().kind_name())
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    record,
-                })
-                .collect(),
+            withdrawals: positions(withdrawals),
             retracted_by,
             superseded_by,
         })
@@ -257,7 +247,7 @@ pub fn standing_positions<'a>(
     .collect()
 }
 
-fn keep_latest<T: Copy>(
+fn keep_latest<T>(
     map: &mut BTreeMap<StateCode, (u64, T, RecordId)>,
     state: StateCode,
     entry: (u64, T, RecordId),
@@ -270,7 +260,7 @@ fn keep_latest<T: Copy>(
     }
 }
 
-fn positions<T: Copy>(map: BTreeMap<StateCode, (u64, T, RecordId)>) -> Vec<Position<T>> {
+fn positions<T>(map: BTreeMap<StateCode, (u64, T, RecordId)>) -> Vec<Position<T>> {
     map.into_iter()
         .map(|(state, (_, position, record))| Position {
             state,

@@ -1060,7 +1060,10 @@ async fn a_state_withdraws_its_position_and_the_thread_and_stix_say_so() {
         );
     }
 
-    let bundle: Value = get_json(&attrib_tests::reader(), format!("{}/v1/stix", net.api(0))).await;
+    let reader = attrib_tests::reader();
+    let stix_since =
+        |cursor: u64| get_json(&reader, format!("{}/v1/stix?since={cursor}", net.api(0)));
+    let bundle: Value = stix_since(0).await;
     let opinion = attrib_node::stix::opinion_id(&e.id);
     let versions: Vec<&Value> = bundle["objects"]
         .as_array()
@@ -1084,24 +1087,14 @@ async fn a_state_withdraws_its_position_and_the_thread_and_stix_say_so() {
     );
     // A page that starts after the endorsement verifies too: the withdrawn opinion's record
     // is not in it, so that object is checked for its shape and counted unchecked...
-    let after_e = fra.get(&e.id).unwrap().unwrap().cursor;
-    let page: Value = get_json(
-        &attrib_tests::reader(),
-        format!("{}/v1/stix?since={after_e}", net.api(0)),
-    )
-    .await;
+    let page: Value = stix_since(fra.get(&e.id).unwrap().unwrap().cursor).await;
     let report = attrib_node::stix::verify_bundle(&page, &net.roster);
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!(report.verified, 1, "{report:?}");
     assert!(report.properties_unchecked > 0, "{report:?}");
     // So does one that holds the endorsement and the withdrawal but not the claim (the
     // withdrawn opinion's marking, the claim's, is left unchecked).
-    let after_c = fra.get(&c.id).unwrap().unwrap().cursor;
-    let page_ew: Value = get_json(
-        &attrib_tests::reader(),
-        format!("{}/v1/stix?since={after_c}", net.api(0)),
-    )
-    .await;
+    let page_ew: Value = stix_since(fra.get(&c.id).unwrap().unwrap().cursor).await;
     let report_ew = attrib_node::stix::verify_bundle(&page_ew, &net.roster);
     assert!(report_ew.problems.is_empty(), "{:?}", report_ew.problems);
     assert_eq!(report_ew.verified, 2, "{report_ew:?}");
