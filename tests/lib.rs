@@ -461,9 +461,11 @@ impl HarnessPeer {
 }
 
 /// A roster peer that speaks only the fetch protocol and lies: it claims to hold `author`'s
-/// chain up to `records.len()` and serves `records` (e.g. forged) for any chain request.
+/// chain up to `records.len()` and serves `records` (e.g. forged) for any chain request; or
+/// ([`LyingPeer::claiming`]) it names a head it does not have and never answers for it.
 pub struct LyingPeer {
-    served: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Heads requests answered, chain requests answered (or held open).
+    served: tokio::sync::watch::Receiver<(usize, usize)>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -482,17 +484,47 @@ impl LyingPeer {
         records: Vec<Vec<u8>>,
         author: attrib_protocol::MemberKey,
     ) -> anyhow::Result<LyingPeer> {
-        use attrib_protocol::sync::{FetchRequest, FetchResponse, HeadEntry};
-        use libp2p::request_response;
-        let mut swarm = harness_swarm(member, attrib_node::fetch_behaviour())?;
-        swarm.dial(addr)?;
-        let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let count = served.clone();
         let head_id = records
             .last()
             .map(|b| attrib_protocol::RecordId::of_encoding(b))
             .unwrap_or(attrib_protocol::RecordId([0; 32]));
+        let seq = records.len() as u64;
+        Self::spawn(member, addr, Some(records), author, seq, head_id)
+    }
+
+    /// A liar that names `author`'s chain head at `seq` (without the head record) and never
+    /// answers a chain request (it holds them open), counting them.
+    pub fn claiming(
+        member: &LocalMember,
+        addr: Multiaddr,
+        author: attrib_protocol::MemberKey,
+        seq: u64,
+    ) -> anyhow::Result<LyingPeer> {
+        Self::spawn(
+            member,
+            addr,
+            None,
+            author,
+            seq,
+            attrib_protocol::RecordId([7; 32]),
+        )
+    }
+
+    fn spawn(
+        member: &LocalMember,
+        addr: Multiaddr,
+        records: Option<Vec<Vec<u8>>>,
+        author: attrib_protocol::MemberKey,
+        seq: u64,
+        head_id: attrib_protocol::RecordId,
+    ) -> anyhow::Result<LyingPeer> {
+        use attrib_protocol::sync::{FetchRequest, FetchResponse, HeadEntry};
+        use libp2p::request_response;
+        let mut swarm = harness_swarm(member, attrib_node::fetch_behaviour())?;
+        swarm.dial(addr)?;
+        let (count, served) = tokio::sync::watch::channel((0usize, 0usize));
         let task = tokio::spawn(async move {
+            let mut held_open = Vec::new();
             while let Some(event) = swarm.next().await {
                 if let SwarmEvent::Behaviour(request_response::Event::Message {
                     message:
@@ -502,17 +534,25 @@ impl LyingPeer {
                     ..
                 }) = event
                 {
-                    let response = match request {
-                        FetchRequest::Heads => FetchResponse {
-                            heads: vec![HeadEntry {
-                                author,
-                                seq: records.len() as u64,
-                                id: head_id,
-                            }],
-                            ..Default::default()
-                        },
-                        FetchRequest::Chain { from, to, .. } => {
-                            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let response = match (request, &records) {
+                        (FetchRequest::Heads, _) => {
+                            count.send_modify(|n| n.0 += 1);
+                            FetchResponse {
+                                heads: vec![HeadEntry {
+                                    author,
+                                    seq,
+                                    id: head_id,
+                                }],
+                                ..Default::default()
+                            }
+                        }
+                        (FetchRequest::Chain { .. }, None) => {
+                            count.send_modify(|n| n.1 += 1);
+                            held_open.push(channel);
+                            continue;
+                        }
+                        (FetchRequest::Chain { from, to, .. }, Some(records)) => {
+                            count.send_modify(|n| n.1 += 1);
                             let lo = (from.max(1) - 1) as usize;
                             let hi = (to as usize).min(records.len());
                             FetchResponse {
@@ -523,7 +563,7 @@ impl LyingPeer {
                                 ..Default::default()
                             }
                         }
-                        FetchRequest::Records(_) => FetchResponse::default(),
+                        (FetchRequest::Records(_), _) => FetchResponse::default(),
                     };
                     let _ = swarm.behaviour_mut().send_response(channel, response);
                 }
@@ -532,9 +572,19 @@ impl LyingPeer {
         Ok(LyingPeer { served, task })
     }
 
-    /// How many chain requests it answered.
+    /// How many chain requests it answered (or, from [`LyingPeer::claiming`], held open).
     pub fn served(&self) -> usize {
-        self.served.load(std::sync::atomic::Ordering::SeqCst)
+        self.served.borrow().1
+    }
+
+    /// Waits (up to [`DEADLINE`]) until it has answered `n` heads requests; false if it did not.
+    /// A node asks a peer for heads again only after the previous answer was taken in.
+    pub async fn wait_heads_answered(&self, n: usize) -> bool {
+        let mut served = self.served.clone();
+        matches!(
+            tokio::time::timeout(DEADLINE, served.wait_for(|s| s.0 >= n)).await,
+            Ok(Ok(_))
+        )
     }
 }
 

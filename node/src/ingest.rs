@@ -64,6 +64,9 @@ pub(crate) struct BatchReport {
     pub(crate) stored: usize,
     /// Records refused as invalid (the sender's fault).
     pub(crate) invalid: usize,
+    /// Records refused for now as made "in the future" by this node's clock: not the
+    /// sender's fault (this clock may be behind, or the author's ahead); fetched again later.
+    pub(crate) early: usize,
     /// What pending records still need.
     pub(crate) waiting: Vec<Missing>,
     /// Authors whose chains advanced.
@@ -124,6 +127,10 @@ impl Ingest {
         for checked in check_records(&refs, &self.roster, crate::now_ms()) {
             match checked {
                 Ok(r) => records.push(r),
+                Err(e @ RecordError::FromTheFuture { .. }) => {
+                    tracing::warn!(error = %e, "record not taken for now");
+                    report.early += 1;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "peer sent an invalid record");
                     report.invalid += 1;
@@ -180,7 +187,26 @@ impl Ingest {
     /// Stores a checked record and tells feed subscribers.
     pub(crate) fn append(&self, record: Record) -> Result<Outcome, IngestError> {
         let id = record.id();
-        let outcome = self.outcome(&id, self.store.append(record));
+        self.announced(&id, self.store.append(record))
+    }
+
+    /// Stores a record this node has just signed, only while it is still its author's next
+    /// record (see [`Store::append_if_next`]); `None` when it no longer is (nothing stored).
+    pub(crate) fn append_signed(&self, record: Record) -> Result<Option<Outcome>, IngestError> {
+        let id = record.id();
+        match self.store.append_if_next(record).transpose() {
+            Some(appended) => self.announced(&id, appended).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// What an append did; feed subscribers are told of a stored record.
+    fn announced(
+        &self,
+        id: &RecordId,
+        appended: Result<Appended, StoreError>,
+    ) -> Result<Outcome, IngestError> {
+        let outcome = self.outcome(id, appended);
         if matches!(outcome, Ok(Outcome::Stored { .. } | Outcome::Fork)) {
             self.notify();
         }
@@ -233,22 +259,48 @@ impl Ingest {
     }
 
     /// Answers a fetch request from the store (bounded in count and bytes); `signer` says
-    /// whether this node holds its state's key.
-    pub(crate) fn serve(&self, request: &FetchRequest, signer: bool) -> FetchResponse {
+    /// whether this node holds its state's key, `asker` is the state key of the asking node's
+    /// state (none for an observer).
+    pub(crate) fn serve(
+        &self,
+        request: &FetchRequest,
+        signer: bool,
+        asker: Option<MemberKey>,
+    ) -> FetchResponse {
         let records: Vec<Record> = match request {
-            FetchRequest::Records(ids) => ids
-                .iter()
-                .take(MAX_FETCH_RECORDS)
-                .filter_map(|id| self.store.get(id).ok().flatten())
-                .collect(),
+            FetchRequest::Records(ids) => {
+                // Each id once: a request naming one large record many times must not make a
+                // response many times its size.
+                let mut seen = std::collections::HashSet::new();
+                let stored: Vec<_> = ids
+                    .iter()
+                    .filter(|id| seen.insert(**id))
+                    .take(MAX_FETCH_RECORDS)
+                    .filter_map(|id| self.store.get_stored(id).ok().flatten())
+                    .collect();
+                // Read after the records (see `Store::held_from`).
+                let held = self.store.held_from();
+                stored
+                    .into_iter()
+                    .filter(|s| held.is_none_or(|h| s.cursor < h))
+                    .map(|s| s.record)
+                    .collect()
+            }
             FetchRequest::Chain { author, from, to } => self
                 .store
                 .chain_range(author, *from, *to, MAX_FETCH_RECORDS)
                 .unwrap_or_default(),
             FetchRequest::Heads => {
+                let heads = self.heads();
+                // The asker's own head record: what proves the head named for its chain (its
+                // node waits for that chain before it signs again).
+                let proof = asker
+                    .and_then(|a| heads.iter().find(|h| h.author == a))
+                    .and_then(|h| self.store.get(&h.id).ok().flatten())
+                    .map(|r| r.as_bytes().to_vec());
                 return FetchResponse {
-                    records: Vec::new(),
-                    heads: self.heads(),
+                    records: proof.into_iter().collect(),
+                    heads,
                     forks: self
                         .store
                         .forks()
@@ -347,4 +399,32 @@ pub(crate) enum CheckError {
     /// The node is stopping.
     #[error("the node is stopping; retry when it is back")]
     Stopped,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::localnet::{LocalMember, local_roster};
+    use attrib_protocol::{RecordContent, member_key};
+
+    #[test]
+    fn records_from_the_future_in_a_batch_are_not_the_senders_fault() {
+        // Made an hour ahead of this node's clock: this clock may be the one that is wrong,
+        // so the peer that passed them on is not struck for it (nor the record kept yet).
+        let fra = LocalMember::new(3, 0);
+        let roster = Arc::new(local_roster(std::slice::from_ref(&fra), &[]));
+        let store = Arc::new(Store::temporary().unwrap());
+        let ingest = Ingest::new(store.clone(), roster.clone(), watch::channel(0).0);
+        let content = RecordContent {
+            author: member_key(&fra.state_key),
+            seq: 1,
+            prev: None,
+            created_at: crate::now_ms() + 3_600_000,
+            body: crate::store::tests::claim("early"),
+        };
+        let early = Record::sign(content, &fra.state_key, roster.network_id());
+        let report = ingest.receive_batch(&[early.bytes().to_vec()]).unwrap();
+        assert_eq!((report.stored, report.invalid, report.early), (0, 0, 1));
+        assert!(!store.contains(&early.id()).unwrap());
+    }
 }

@@ -951,7 +951,8 @@ impl NodeHandle {
         let (id, seq) = (record.id(), record.seq());
         let bytes = record.bytes();
         let held = self.hold_feed();
-        let ingest::Outcome::Stored { cursor } = self.shared.ingest.append(record)? else {
+        let Some(ingest::Outcome::Stored { cursor }) = self.shared.ingest.append_signed(record)?
+        else {
             return Err(SubmitError::Conflict { seq });
         };
         // The next submission may sign while this one waits for the disk.
@@ -1069,14 +1070,15 @@ impl NodeHandle {
     }
 
     /// Imports many records signed elsewhere at once (one batch signature check), without
-    /// gossiping them: peers get them by catch-up sync. Returns (stored, invalid).
+    /// gossiping them: peers get them by catch-up sync. Returns (stored, refused): refused are
+    /// the invalid ones and any made "in the future" by this node's clock.
     pub async fn import(&self, items: Vec<Vec<u8>>) -> Result<(usize, usize), StoreError> {
         let ingest = self.shared.ingest.clone();
         let report = tokio::task::spawn_blocking(move || ingest.receive_batch(&items))
             .await
             .map_err(|e| StoreError::Corrupt(format!("import task failed: {e}")))??;
         self.shared.store.flush().await?;
-        Ok((report.stored, report.invalid))
+        Ok((report.stored, report.invalid + report.early))
     }
 
     /// The fork proofs this node holds.

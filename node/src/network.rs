@@ -293,8 +293,9 @@ pub(crate) struct EventLoop {
     /// The node's own state, if it is a member node, and what is known of its chain.
     own: Option<MemberKey>,
     own_chain: watch::Sender<OwnChainSync>,
-    /// How long each peer said the own chain is. Kept when the peer leaves (the chain exists
-    /// out there all the same); lowered when the peer, asked for the rest, has none of it.
+    /// How long each peer proved the own chain is (with the head record: see `proves_head`).
+    /// Kept when the peer leaves (the chain exists out there all the same); lowered when the
+    /// peer, asked for the rest, has none of it.
     own_claims: HashMap<PeerId, u64>,
     /// A member node has answered a heads request since the node started.
     heard_member: bool,
@@ -669,7 +670,15 @@ impl EventLoop {
             let ours = self.ingest.store().chain_head(&head.author).ok().flatten();
             let our_seq = ours.map_or(0, |h| h.seq);
             self.peer_heads.insert((peer, head.author), head.seq);
-            if self.own == Some(head.author) {
+            if self.own == Some(head.author) && head.seq > our_seq {
+                // Signing waits for a longer own chain only when the peer proves it holds one:
+                // with the head record, signed with this state's key. A bare number from a
+                // dishonest member would otherwise keep this state from signing at all.
+                // Nor is such a chain fetched: signing waits while the own chain is fetched.
+                if !proves_head(&response.records, &head, self.ingest.roster()) {
+                    tracing::warn!(%peer, seq = head.seq, held = our_seq, "peer names a longer chain of this state without its head record: not believed, not fetched");
+                    continue;
+                }
                 self.own_claims.insert(peer, head.seq);
             }
             if head.seq > our_seq {
@@ -1173,7 +1182,12 @@ impl EventLoop {
                         drop(channel);
                         return;
                     }
-                    let response = self.ingest.serve(&request, self.own.is_some());
+                    let asker = self
+                        .ingest
+                        .roster()
+                        .member_of_node(&peer.to_string())
+                        .map(|m| m.key);
+                    let response = self.ingest.serve(&request, self.own.is_some(), asker);
                     tracing::debug!(%peer, records = response.records.len(), "serving fetch");
                     let _ = self
                         .swarm
@@ -1239,12 +1253,30 @@ impl EventLoop {
     }
 }
 
+/// Whether `records` (a heads answer's) hold the record `head` names, validly signed by its
+/// author.
+fn proves_head(
+    records: &[Vec<u8>],
+    head: &attrib_protocol::sync::HeadEntry,
+    roster: &attrib_protocol::Roster,
+) -> bool {
+    records.iter().take(1).any(|bytes| {
+        attrib_protocol::check_record(bytes, roster, crate::now_ms())
+            .is_ok_and(|r| r.author() == head.author && r.seq() == head.seq && r.id() == head.id)
+    })
+}
+
 /// The request-response behaviour for attrib's fetch protocol (`/attrib/fetch/1`), as nodes
 /// run it; test harnesses use it to speak the protocol.
 pub fn fetch_behaviour() -> request_response::Behaviour<FetchCodec> {
     request_response::Behaviour::new(
         [(FETCH_PROTOCOL, ProtocolSupport::Full)],
-        request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
+        // Streams per connection, both ways: each side asks at most
+        // `max_in_flight_fetches_per_peer` (8) at a time, plus its own chain; more only pins
+        // memory for a peer that asks and does not read.
+        request_response::Config::default()
+            .with_request_timeout(Duration::from_secs(30))
+            .with_max_concurrent_streams(32),
     )
 }
 

@@ -616,6 +616,25 @@ impl Store {
         self.noted(appended)
     }
 
+    /// Appends a record this node has just signed as its author's next record, only if it
+    /// still is: when a record of the same author at its seq arrived after the signing (from a
+    /// second signer, or the chain coming back from peers), the new one is not stored (`None`),
+    /// so the node never keeps, or serves, two of its own records at one height.
+    pub fn append_if_next(&self, record: Record) -> Result<Option<Appended>, StoreError> {
+        let mut state = self.lock();
+        let pending_at_seq = state.pending_total > 0
+            && self
+                .db
+                .scan_prefix(key::pending(&record.author(), record.seq(), None))
+                .next()
+                .is_some();
+        if pending_at_seq || !self.index().is_next(&record) {
+            return Ok(None);
+        }
+        let appended = self.append_locked(&mut state, record);
+        self.noted(appended).map(Some)
+    }
+
     /// Passes `result` on, noting a sled failure in it (see [`Store::failure`]).
     fn noted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         if let Err(e @ StoreError::Sled(_)) = &result {
@@ -1329,7 +1348,9 @@ impl Store {
         self.at_cursors(&cursors)
     }
 
-    /// The author's records with `from <= seq <= to` that are stored, at most `limit`.
+    /// The author's records with `from <= seq <= to` that are stored, at most `limit`, as
+    /// they may be given to peers: without records under a feed hold (a local submission not
+    /// yet on disk, see [`Store::hold_feed`]).
     pub fn chain_range(
         &self,
         author: &MemberKey,
@@ -1337,7 +1358,11 @@ impl Store {
         to: u64,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
-        let cursors = self.index().chain_range(author, from, to, limit);
+        let mut cursors = self.index().chain_range(author, from, to, limit);
+        // Read after the index (see `held_from`).
+        if let Some(held) = self.held_from() {
+            cursors.retain(|c| *c < held);
+        }
         self.at_cursors(&cursors)
     }
 
@@ -1390,9 +1415,34 @@ impl Store {
             .collect()
     }
 
-    /// All contiguous chain heads.
+    /// All contiguous chain heads as they may be told to peers: where a head is under a feed
+    /// hold (a local submission not yet on disk, see [`Store::hold_feed`]), the last record
+    /// before it. A peer told of a record that a crash then loses would hold the state's
+    /// record at a height where the restarted node signs another.
     pub fn heads(&self) -> Result<Vec<(MemberKey, ChainHead)>, StoreError> {
         let mut heads = self.index().heads();
+        // Read after the index (see `held_from`).
+        if let Some(held) = self.held_from() {
+            let mut shown = Vec::with_capacity(heads.len());
+            for (author, mut head) in heads {
+                loop {
+                    let cursor = self.index().cursor(&head.id);
+                    let Some(c) = cursor.filter(|c| *c >= held) else {
+                        shown.push((author, head));
+                        break;
+                    };
+                    let (Some(record), Some(seq)) = (self.at_cursor(c)?, head.seq.checked_sub(1))
+                    else {
+                        break;
+                    };
+                    match record.prev() {
+                        Some(prev) if seq > 0 => head = ChainHead { seq, id: prev },
+                        _ => break,
+                    }
+                }
+            }
+            heads = shown;
+        }
         heads.sort_unstable_by_key(|(author, _)| *author);
         Ok(heads)
     }
@@ -1907,7 +1957,7 @@ fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use attrib_protocol::{
         Attribution, Body, Claim, Incident, MemberSigningKey, NetworkId, Rebuttal, RecordContent,
         Retraction, Stance, Tlp, member_key,
@@ -1926,7 +1976,7 @@ mod tests {
         Record::sign(content, key, NetworkId([0; 32]))
     }
 
-    fn claim(title: &str) -> Body {
+    pub(crate) fn claim(title: &str) -> Body {
         Body::Claim(Claim {
             incident: Incident {
                 title: title.into(),
@@ -2118,6 +2168,72 @@ mod tests {
         // A kept hold (its record's flush failed) stays.
         store.hold_feed().keep();
         assert_eq!(store.held_from(), Some(3));
+    }
+
+    #[test]
+    fn peers_are_not_told_of_held_records() {
+        // A local submission not yet on disk is neither named as a head nor served in a chain
+        // range: a crash could lose it, and the restarted node sign another at its seq.
+        let store = std::sync::Arc::new(Store::temporary().unwrap());
+        let fra = MemberSigningKey::from_bytes(&[1; 32]);
+        let deu = MemberSigningKey::from_bytes(&[2; 32]);
+        let first = sign(&fra, 1, None, claim("on disk"));
+        store.append(first.clone()).unwrap();
+        let hold = store.hold_feed();
+        let second = sign(&fra, 2, Some(first.id()), claim("held"));
+        let third = sign(&fra, 3, Some(second.id()), claim("held too"));
+        let other = sign(&deu, 1, None, claim("held, first of its chain"));
+        for r in [second.clone(), third.clone(), other] {
+            assert!(matches!(store.append(r).unwrap(), Appended::Stored { .. }));
+        }
+        let fra_key = member_key(&fra);
+        assert_eq!(
+            store.heads().unwrap(),
+            vec![(
+                fra_key,
+                ChainHead {
+                    seq: 1,
+                    id: first.id()
+                }
+            )],
+            "held heads are named as the last record before them, or not at all"
+        );
+        let served: Vec<RecordId> = store
+            .chain_range(&fra_key, 1, 10, 10)
+            .unwrap()
+            .iter()
+            .map(Record::id)
+            .collect();
+        assert_eq!(served, vec![first.id()]);
+        drop(hold);
+        assert_eq!(store.heads().unwrap().len(), 2);
+        assert_eq!(store.chain_range(&fra_key, 1, 10, 10).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_record_signed_here_is_stored_only_while_it_is_still_next() {
+        // Signed at seq 2, but another record of the same key took seq 2 before the append
+        // (a second signer): the new record is not kept, so no fork of its own is held.
+        let store = Store::temporary().unwrap();
+        let fra = MemberSigningKey::from_bytes(&[1; 32]);
+        let first = sign(&fra, 1, None, claim("first"));
+        store.append(first.clone()).unwrap();
+        let elsewhere = sign(&fra, 2, Some(first.id()), claim("signed elsewhere"));
+        let here = sign(&fra, 2, Some(first.id()), claim("signed here"));
+        store.append(elsewhere).unwrap();
+        assert!(store.append_if_next(here.clone()).unwrap().is_none());
+        assert!(!store.contains(&here.id()).unwrap());
+        assert!(store.forks().unwrap().is_empty());
+        let next = sign(
+            &fra,
+            3,
+            Some(store.chain_head(&member_key(&fra)).unwrap().unwrap().id),
+            claim("next"),
+        );
+        assert!(matches!(
+            store.append_if_next(next).unwrap(),
+            Some(Appended::Stored { cursor: 3, .. })
+        ));
     }
 
     #[test]

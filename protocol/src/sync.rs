@@ -55,7 +55,9 @@ pub struct HeadEntry {
 /// receiver), and for [`FetchRequest::Heads`] the chain heads and fork proofs.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode, Default)]
 pub struct FetchResponse {
-    /// Encoded records (at most [`MAX_FETCH_RECORDS`] and [`MAX_FETCH_BYTES`]).
+    /// Encoded records (at most [`MAX_FETCH_RECORDS`] and [`MAX_FETCH_BYTES`]). In an answer to
+    /// `Heads`: the head record of the asking node's state's chain, if held, which proves the
+    /// head named for it.
     pub records: Vec<Vec<u8>>,
     /// Contiguous chain heads, one per author (for `Heads`).
     pub heads: Vec<HeadEntry>,

@@ -5,7 +5,7 @@
 //! cargo run --release -p attrib-tests --bin bench -- ingest [RECORDS]
 //! cargo run --release -p attrib-tests --bin bench -- api [RECORDS]
 //! cargo run --release -p attrib-tests --bin bench -- network [NODES] [RATE] [SECONDS] [SVG] [ROUNDS]
-//! cargo run --release -p attrib-tests --bin bench -- network-procs [NODES] [RATE] [SECONDS]
+//! cargo run --release -p attrib-tests --bin bench -- network-procs [NODES] [RATE] [SECONDS] [ROUNDS]
 //! cargo run --release -p attrib-tests --bin bench -- footprint [RECORDS]
 //! ```
 
@@ -628,9 +628,9 @@ async fn main() -> anyhow::Result<()> {
             let rounds = arg(if svg.is_some() { 5 } else { 4 }, 3);
             network::run(arg(1, 100), arg(2, 10), arg(3, 20), svg, rounds).await
         }
-        Some("network-procs") => {
-            tokio::task::block_in_place(|| processes::run(arg(1, 100), arg(2, 10), arg(3, 10)))
-        }
+        Some("network-procs") => tokio::task::block_in_place(|| {
+            processes::run(arg(1, 100), arg(2, 10), arg(3, 10), arg(4, 3))
+        }),
         Some("network-child") => processes::child(&args[1..]).await,
         _ => {
             eprintln!("usage: bench ingest|api|network|network-procs|footprint [N ...]");

@@ -51,14 +51,55 @@ struct Figures {
     peak_rss_kib: Vec<u64>,
 }
 
-/// Runs both variants and prints them side by side.
-pub(crate) fn run(n: usize, rate: usize, seconds: usize) -> anyhow::Result<()> {
-    let base = run_kind(Kind::Bare, n, rate, seconds)?;
-    let attrib = run_kind(Kind::Attrib, n, rate, seconds)?;
+impl Figures {
+    /// Adds another round's figures to these.
+    fn absorb(&mut self, other: Figures) {
+        self.latencies_ms.extend(other.latencies_ms);
+        self.latencies_ms.sort_by(f64::total_cmp);
+        self.delivered += other.delivered;
+        self.expected += other.expected;
+        self.cpu_share.extend(other.cpu_share);
+        self.peak_rss_kib.extend(other.peak_rss_kib);
+    }
+}
+
+/// Runs both variants, `rounds` times (baseline then attrib, fresh processes each time), and
+/// prints each round's ratio and the pooled figures side by side.
+pub(crate) fn run(n: usize, rate: usize, seconds: usize, rounds: usize) -> anyhow::Result<()> {
     println!(
-        "network: {n} nodes, one process each, {rate} claims/s for {seconds} s from {} publishers, degree {DEGREE}",
-        PUBLISHERS.min(n)
+        "network: {n} nodes, one process each, {rate} claims/s for {seconds} s from {} publishers, degree {DEGREE}, {} round(s)",
+        PUBLISHERS.min(n),
+        rounds.max(1)
     );
+    let mut pooled: Option<(Figures, Figures)> = None;
+    let mut ratios = Vec::new();
+    for round in 1..=rounds.max(1) {
+        let base = run_kind(Kind::Bare, n, rate, seconds)?;
+        let attrib = run_kind(Kind::Attrib, n, rate, seconds)?;
+        let (bp, ap) = (
+            percentile(&base.latencies_ms, 0.99),
+            percentile(&attrib.latencies_ms, 0.99),
+        );
+        ratios.push(ap / bp);
+        println!(
+            "  round {round}: p99 bare {bp:.2} ms, attrib {ap:.2} ms, ratio {:.2}",
+            ap / bp
+        );
+        pooled = Some(match pooled {
+            None => (base, attrib),
+            Some((mut b, mut a)) => {
+                b.absorb(base);
+                a.absorb(attrib);
+                (b, a)
+            }
+        });
+    }
+    let Some((base, attrib)) = pooled else {
+        return Ok(());
+    };
+    if rounds > 1 {
+        println!("  all rounds pooled:");
+    }
     for (name, f) in [("bare gossipsub", &base), ("attrib", &attrib)] {
         let mean_cpu = f.cpu_share.iter().sum::<f64>() / f.cpu_share.len().max(1) as f64;
         let max_rss = f.peak_rss_kib.iter().max().copied().unwrap_or(0);
@@ -71,9 +112,17 @@ pub(crate) fn run(n: usize, rate: usize, seconds: usize) -> anyhow::Result<()> {
             max_rss / 1024,
         );
     }
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
     println!(
-        "  p99 attrib / p99 baseline: {:.2}",
-        percentile(&attrib.latencies_ms, 0.99) / percentile(&base.latencies_ms, 0.99)
+        "  p99 attrib / p99 baseline, pooled: {:.2} (rounds: {}; median {:.2})",
+        percentile(&attrib.latencies_ms, 0.99) / percentile(&base.latencies_ms, 0.99),
+        ratios
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(" / "),
+        percentile(&sorted, 0.5),
     );
     Ok(())
 }

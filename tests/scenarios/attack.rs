@@ -195,6 +195,18 @@ async fn fetch_requests_for_huge_ranges_are_answered_within_bounds() {
         reversed.records.is_empty(),
         "a reversed range returned records"
     );
+    // One id named many times is answered once: no response many times a record's size.
+    let repeated = probe
+        .ask(FetchRequest::Records(vec![
+            RecordId::of_encoding(
+                &all.records[0]
+            );
+            MAX_FETCH_IDS
+        ]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(repeated.records, vec![all.records[0].clone()]);
     let too_many: Vec<RecordId> = (0..MAX_FETCH_IDS as u32 + 1)
         .map(|i| RecordId([i as u8; 32]))
         .collect();

@@ -259,6 +259,34 @@ async fn a_peer_serving_forged_records_is_detected_and_sync_completes_from_hones
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_naming_a_longer_own_chain_without_its_record_does_not_stop_signing() {
+    // QAA's node tells FRA that FRA's chain goes on to seq 1,000,000, has no record to show
+    // for it, and never answers the fetch. Waiting for that chain would keep FRA from signing
+    // for as long as QAA likes; a peer that does hold more of FRA's chain proves it with the
+    // head record (the wiped-node tests).
+    let net = TestNet::start(2, &[(12, true)]).await.unwrap();
+    fra_claims(&net, 2).await;
+    let fra = net.node(0);
+    let liar = attrib_tests::LyingPeer::claiming(
+        &net.extra[0].0,
+        net.addrs[0].clone(),
+        member_key(&net.members[0].state_key),
+        1_000_000,
+    )
+    .unwrap();
+    // FRA asks a peer for heads again only once it has taken in the last answer.
+    assert!(
+        liar.wait_heads_answered(2).await,
+        "FRA did not ask the liar for heads twice"
+    );
+    let next = fra.submit(claim("FRA goes on")).await.unwrap();
+    assert_eq!(next.seq, 3);
+    assert_eq!(liar.served(), 0, "FRA fetched a chain nobody proved");
+    assert!(net.node(1).wait_for_record(&next.id, DEADLINE).await);
+    assert!(net.node(1).status().await.unwrap().equivocators.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_equivocating_author_is_caught_everywhere_with_a_verifiable_proof() {
     // Member QAA signs two different records with seq 1 and gossips them. Every node keeps
     // both, stores the fork proof, and flags QAA; the proof verifies from the two records alone.
