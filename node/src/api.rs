@@ -299,6 +299,7 @@ fn submitted(
             | SubmitError::NothingToWithdraw(_)
             | SubmitError::AlreadyRevised { .. }
             | SubmitError::SecondSigner { .. }
+            | SubmitError::CopyRunning
             | SubmitError::Conflict { .. }
             | SubmitError::OutOfOrder { .. }
             | SubmitError::Equivocation { .. }

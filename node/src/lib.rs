@@ -187,6 +187,11 @@ pub enum SubmitError {
         /// The other node's peer id.
         peer: String,
     },
+    /// A node with this node's own identity answers at one of its bootstrap addresses.
+    #[error(
+        "a node with this node's own identity answers at one of its bootstrap addresses (`attrib status` shows which): a copy of this node's key and data directory runs there, and two signers fork the state's chain, so this node signs nothing while it answers. Stop the copy; if the address is this node's own (behind NAT), remove it from bootstrap"
+    )]
+    CopyRunning,
     /// A claim attributes the incident to the state that signs it.
     #[error(
         "a claim cannot attribute the incident to the state that signs it; name the actor alone (--actor) and describe it in the summary"
@@ -851,6 +856,18 @@ impl NodeHandle {
         Err(SubmitError::ChainUnknown)
     }
 
+    /// Why this node must not sign now because another node signs with its state key: a
+    /// connected node of its state that holds the key, or a copy of this node.
+    fn second_signer_seen(&self) -> Option<SubmitError> {
+        let own = *self.shared.own_chain.borrow();
+        if let Some(peer) = own.second_signer {
+            return Some(SubmitError::SecondSigner {
+                peer: peer.to_string(),
+            });
+        }
+        own.copy_running.then_some(SubmitError::CopyRunning)
+    }
+
     /// Signs `body` with the state key as the next record of the state's chain, stores it
     /// durably, then gossips it. Returns once the record is on disk.
     pub async fn submit(&self, body: Body) -> Result<Submitted, SubmitError> {
@@ -862,6 +879,9 @@ impl NodeHandle {
         let store = &self.shared.store;
         let roster = &self.shared.roster;
         let author = member_key(key);
+        if let Some(refused) = self.second_signer_seen() {
+            return Err(refused);
+        }
         // Before the lock: a wait here holds no other submission up.
         self.own_chain_ready(&author).await?;
         let _guard = self.shared.author_lock.lock().await;
@@ -896,10 +916,8 @@ impl NodeHandle {
                 });
             }
         }
-        if let Some(peer) = self.shared.own_chain.borrow().second_signer {
-            return Err(SubmitError::SecondSigner {
-                peer: peer.to_string(),
-            });
+        if let Some(refused) = self.second_signer_seen() {
+            return Err(refused);
         }
         let pending = store.pending_of(&author);
         let head = store.chain_head(&author)?;
@@ -1369,10 +1387,8 @@ impl NodeHandle {
         let signing_blocked = self.shared.state_key.as_ref().and_then(|k| {
             let own = *self.shared.own_chain.borrow();
             let pending = store.pending_of(&member_key(k));
-            if let Some(peer) = own.second_signer {
-                Some(SubmitError::SecondSigner {
-                    peer: peer.to_string(),
-                })
+            if let Some(refused) = self.second_signer_seen() {
+                Some(refused)
             } else if pending > 0 || own.behind(own_head.map_or(0, |h| h.seq)) {
                 Some(SubmitError::CatchingUp { pending })
             } else {

@@ -152,6 +152,9 @@ pub(crate) struct OwnChainSync {
     /// A connected node of this node's own state that also holds the state key: while it is
     /// connected, this node does not sign (two signers fork the chain).
     pub(crate) second_signer: Option<PeerId>,
+    /// A node with this node's own identity answers at a bootstrap address: a copy of this
+    /// node, which signs with the same key. This node does not sign while it answers.
+    pub(crate) copy_running: bool,
 }
 
 impl OwnChainSync {
@@ -273,6 +276,9 @@ pub(crate) struct EventLoop {
     bootstrap_peers: HashMap<Multiaddr, PeerId>,
     /// Bootstrap addresses that answered with this node's own identity (not dialled again).
     self_addrs: HashSet<Multiaddr>,
+    /// Bootstrap addresses where another node answered with this node's identity: a copy of
+    /// this node (dialled again, to see it gone). This node signs nothing while any is known.
+    copies: HashSet<Multiaddr>,
     /// Why the last dial to a bootstrap address failed, until one succeeds.
     bootstrap_errors: HashMap<Multiaddr, String>,
     bootstrap_report: watch::Sender<Vec<BootstrapInfo>>,
@@ -413,6 +419,7 @@ impl EventLoop {
             bootstrap_links: HashMap::new(),
             bootstrap_peers: HashMap::new(),
             self_addrs: HashSet::new(),
+            copies: HashSet::new(),
             bootstrap_errors: HashMap::new(),
             bootstrap_report: settings.bootstrap_report,
             connections: HashMap::new(),
@@ -721,10 +728,22 @@ impl EventLoop {
             fetching: self.chain_in_flight.contains(&own),
             claimed: self.own_claims.values().copied().max().unwrap_or(0),
             second_signer: self.second_signers.iter().next().copied(),
+            copy_running: !self.copies.is_empty(),
         };
         self.own_chain.send_if_modified(|s| {
-            let changed = (s.settled, s.fetching, s.claimed, s.second_signer)
-                != (now.settled, now.fetching, now.claimed, now.second_signer);
+            let changed = (
+                s.settled,
+                s.fetching,
+                s.claimed,
+                s.second_signer,
+                s.copy_running,
+            ) != (
+                now.settled,
+                now.fetching,
+                now.claimed,
+                now.second_signer,
+                now.copy_running,
+            );
             *s = now;
             changed
         });
@@ -898,15 +917,68 @@ impl EventLoop {
                     }
                 }
                 Err(DialError::NoAddresses) => self.bootstrap_is_self(addr),
+                Err(DialError::LocalPeerId { .. }) => self.bootstrap_answers_as_self(addr),
                 Err(e) => self.bootstrap_failed(addr, dial_error_text(&e)),
             }
         }
         self.report_bootstrap();
     }
 
+    /// Notes a bootstrap address where a node answered with this node's identity: this node
+    /// itself, or a copy of it (see [`EventLoop::is_this_node`]).
+    fn bootstrap_answers_as_self(&mut self, addr: Multiaddr) {
+        if self.is_this_node(&addr) {
+            self.bootstrap_is_self(addr);
+            return;
+        }
+        if self.copies.insert(addr.clone()) {
+            tracing::error!(%addr, "a node with this node's own identity answers at this bootstrap address: a copy of this node's key and data directory runs there, and two signers fork the state's chain. This node signs nothing while it answers there. Stop the copy; if the address is this node's own (behind NAT), remove it from bootstrap");
+            self.publish_own_chain();
+        }
+        self.bootstrap_errors.insert(
+            addr,
+            "a node with this node's identity answers here: a copy of this node (this node signs nothing while it runs)".into(),
+        );
+    }
+
+    /// A copy of this node no longer answers at `addr`: signing may go on.
+    fn copy_gone(&mut self, addr: &Multiaddr) {
+        if self.copies.remove(addr) {
+            tracing::warn!(%addr, "no copy of this node answers at this bootstrap address any more: this node signs again");
+            self.publish_own_chain();
+        }
+    }
+
+    /// Whether `addr`, where a node with this node's identity answered, is this node's own:
+    /// an address of this machine (loopback, or one a socket can be bound to here) at a port
+    /// this node listens on. A name (DNS) counts as this machine. Anything else is a copy.
+    fn is_this_node(&self, addr: &Multiaddr) -> bool {
+        use libp2p::multiaddr::Protocol;
+        let tcp_port = |a: &Multiaddr| {
+            a.iter().find_map(|p| match p {
+                Protocol::Tcp(port) => Some(port),
+                _ => None,
+            })
+        };
+        let Some(port) = tcp_port(addr) else {
+            return true;
+        };
+        if !self.swarm.listeners().any(|l| tcp_port(l) == Some(port)) {
+            return false;
+        }
+        let ip: Option<std::net::IpAddr> = addr.iter().find_map(|p| match p {
+            Protocol::Ip4(a) => Some(a.into()),
+            Protocol::Ip6(a) => Some(a.into()),
+            _ => None,
+        });
+        ip.is_none_or(|ip| {
+            ip.is_loopback() || ip.is_unspecified() || std::net::UdpSocket::bind((ip, 0)).is_ok()
+        })
+    }
+
     /// Notes a bootstrap address that is this node's: not dialled again; said once.
     fn bootstrap_is_self(&mut self, addr: Multiaddr) {
-        tracing::warn!(%addr, "this bootstrap address is this node's own (it listens there, or the node there has this node's identity): remove it from bootstrap; if it is another machine, a copy of this node's key and data directory runs there, which forks the state's chain: never run a copy next to the original");
+        tracing::warn!(%addr, "this bootstrap address is this node's own: remove it from bootstrap");
         self.bootstrap_errors.remove(&addr);
         self.self_addrs.insert(addr);
     }
@@ -914,6 +986,7 @@ impl EventLoop {
     /// Notes a failed dial to a bootstrap address: said once (at warn) until a dial to it
     /// succeeds, so an address that never answers is seen in the log and in `status`.
     fn bootstrap_failed(&mut self, addr: Multiaddr, error: String) {
+        self.copy_gone(&addr);
         if !self.bootstrap_errors.contains_key(&addr) {
             tracing::warn!(%addr, %error, "cannot reach bootstrap peer; dialling it again every few seconds (`attrib status` shows the last error)");
         } else {
@@ -961,7 +1034,9 @@ impl EventLoop {
                 ..
             } => {
                 self.connections.insert(peer_id, num_established.get());
-                if let Some(addr) = self.bootstrap_links.get(&connection_id) {
+                if let Some(addr) = self.bootstrap_links.get(&connection_id).cloned() {
+                    self.copy_gone(&addr);
+                    let addr = &addr;
                     self.bootstrap_peers.insert(addr.clone(), peer_id);
                     if self.bootstrap_errors.remove(addr).is_some() {
                         tracing::info!(%addr, peer = %peer_id, "reached bootstrap peer");
@@ -1032,10 +1107,10 @@ impl EventLoop {
                 }
                 match (&error, addr) {
                     // libp2p does not dial the node's own listen addresses (no address is
-                    // left to dial), and a node that answers with this node's identity is
-                    // this node.
-                    (DialError::LocalPeerId { .. } | DialError::NoAddresses, Some(addr)) => {
-                        self.bootstrap_is_self(addr);
+                    // left to dial).
+                    (DialError::NoAddresses, Some(addr)) => self.bootstrap_is_self(addr),
+                    (DialError::LocalPeerId { .. }, Some(addr)) => {
+                        self.bootstrap_answers_as_self(addr);
                     }
                     (_, Some(addr)) => self.bootstrap_failed(addr, dial_error_text(&error)),
                     (_, None) => {

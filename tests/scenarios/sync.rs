@@ -287,6 +287,54 @@ async fn a_member_naming_a_longer_own_chain_without_its_record_does_not_stop_sig
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_a_node_that_reaches_the_original_signs_nothing() {
+    // An operator starts a second node with FRA's keys (a copied directory), pointed at the
+    // original. It is answered with its own identity there: were it to sign, FRA's chain
+    // would fork and every node would hold proof that FRA equivocated.
+    let net = TestNet::start(2, &[]).await.unwrap();
+    fra_claims(&net, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = attrib_node::localnet::local_config(
+        &net.members[0],
+        &net.roster,
+        Some(dir.path().to_path_buf()),
+        vec![net.addrs[0].clone()],
+        None,
+    );
+    let copy = attrib_node::Node::start(cfg).await.unwrap();
+    let handle = copy.handle();
+    let mut report = handle.bootstrap_updates();
+    tokio::time::timeout(
+        DEADLINE,
+        report.wait_for(|r| {
+            r.iter()
+                .any(|b| b.error.as_deref().is_some_and(|e| e.contains("copy")))
+        }),
+    )
+    .await
+    .expect("the copy never noticed the original")
+    .unwrap();
+    let err = handle.submit(claim("from the copy")).await.unwrap_err();
+    assert!(
+        matches!(err, attrib_node::SubmitError::CopyRunning),
+        "{err}"
+    );
+    let status = handle.status().await.unwrap();
+    assert!(
+        status
+            .signing_blocked
+            .as_deref()
+            .is_some_and(|b| b.contains("copy")),
+        "{:?}",
+        status.signing_blocked
+    );
+    // The original, which the copy's dials never reach, signs on.
+    let next = net.node(0).submit(claim("FRA goes on")).await.unwrap();
+    assert_eq!(next.seq, 2);
+    copy.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_equivocating_author_is_caught_everywhere_with_a_verifiable_proof() {
     // Member QAA signs two different records with seq 1 and gossips them. Every node keeps
     // both, stores the fork proof, and flags QAA; the proof verifies from the two records alone.
