@@ -77,7 +77,10 @@ impl ThreadStatus {
             let Some(state) = code(r) else { continue };
             let same_author = r.author() == claim.author();
             match r.body() {
-                Body::Retraction(_) if same_author => retracted_by = Some(r.id()),
+                // Of two (a fork), the lesser id, whatever the order they came in.
+                Body::Retraction(_) if same_author => {
+                    retracted_by = Some(retracted_by.map_or(r.id(), |by: RecordId| by.min(r.id())));
+                }
                 Body::Claim(_) if same_author => superseded_by.push(r.id()),
                 // Only one that ended a position counts (a second one, or one by a state that
                 // held none, says nothing more).
@@ -217,7 +220,9 @@ pub fn stance_label(s: Stance) -> &'static str {
 /// `before_seq` (`u64::MAX`: now), among `responses` (records that respond to the claim): its
 /// latest endorsement and its latest rebuttal, each unless a withdrawal by `author` came after
 /// it. A later endorsement replaces an earlier one, a later rebuttal an earlier one, and a
-/// withdrawal ends both.
+/// withdrawal ends both. Two of one kind at the same seq (a fork: the author equivocated) are
+/// told apart by id, the greater standing, so that every node picks the same one whatever
+/// order it received them in.
 pub fn standing_positions<'a>(
     responses: &'a [Record],
     author: &crate::MemberKey,
@@ -235,7 +240,7 @@ pub fn standing_positions<'a>(
     let latest = |kind: fn(&Body) -> bool| {
         own()
             .filter(|r| kind(r.body()))
-            .max_by_key(|r| r.seq())
+            .max_by_key(|r| (r.seq(), r.id()))
             .filter(|r| withdrawn_at.is_none_or(|w| w < r.seq()))
     };
     [
@@ -252,8 +257,9 @@ fn keep_latest<T>(
     state: StateCode,
     entry: (u64, T, RecordId),
 ) {
+    // The later by seq; at one seq (a fork), the greater id, as in `standing_positions`.
     match map.get(&state) {
-        Some(old) if old.0 >= entry.0 => {}
+        Some(old) if (old.0, old.2) >= (entry.0, entry.2) => {}
         _ => {
             map.insert(state, entry);
         }

@@ -409,6 +409,27 @@ fn fork_proofs_round_trip_and_refuse_non_forks() {
 }
 
 #[test]
+fn thread_status_is_the_same_whatever_order_a_forked_position_arrived_in() {
+    // DEU equivocates: two endorsements at seq 1. Nodes receive them in either order and must
+    // show the same standing endorsement.
+    let n = net();
+    let c = n.fra.sign(&n.roster, 1, None, Body::Claim(claim("x")));
+    let a = n
+        .deu
+        .sign(&n.roster, 1, None, endorsement(c.id(), Opinion::Disagree));
+    let b = n.deu.sign(
+        &n.roster,
+        1,
+        None,
+        endorsement(c.id(), Opinion::StronglyAgree),
+    );
+    let one = ThreadStatus::of(&c, &[a.clone(), b.clone()], &n.roster).expect("claim");
+    let other = ThreadStatus::of(&c, &[b.clone(), a.clone()], &n.roster).expect("claim");
+    assert_eq!(one.endorsements, other.endorsements);
+    assert_eq!(one.endorsements[0].record, a.id().max(b.id()));
+}
+
+#[test]
 fn thread_status_summarises_latest_positions() {
     let n = net();
     let c = n.fra.sign(&n.roster, 1, None, Body::Claim(claim("x")));
