@@ -2,12 +2,14 @@
 # Sets up N national nodes (default 3) on this machine in DIR (default ./attrib-local), each
 # with its own directory, ports and key files, and a shared roster; prints how to run them.
 # Usage: deploy/local-network.sh [N] [DIR]
-# Environment: ATTRIB (the attrib command; default: built from this repository), BASE_PORT
-# (default 4710: node i listens on BASE_PORT+10i and serves its API on the port after).
+# Environment: ATTRIB (the attrib command; default: `attrib` if it is on PATH, else built from
+# this repository), BASE_PORT (default 4710: node i listens on BASE_PORT+10i and serves its API
+# on the port after). DIR must not hold nodes yet (remove it to start over).
 set -euo pipefail
 n="${1:-3}"
 dir="${2:-./attrib-local}"
-attrib="${ATTRIB:-cargo run -q --release -p attrib-cli --}"
+if command -v attrib >/dev/null; then default_attrib=attrib; else default_attrib="cargo run -q --release -p attrib-cli --"; fi
+attrib="${ATTRIB:-$default_attrib}"
 base="${BASE_PORT:-4710}"
 codes=(FRA DEU RUS USA GBR CHN IND BRA JPN ZAF)
 names=(France Germany Russia "United States" "United Kingdom" China India Brazil Japan "South Africa")

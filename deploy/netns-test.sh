@@ -63,7 +63,7 @@ echo "ok: claim $id from host 1 reached host 3"
 
 ip link set attrib-h3 down
 left=$(on 1 claim submit --title "During partition, host 1" --state RUS --confidence 60)
-right=$(on 3 rebut "$id" --statement "Denied, said during the partition")
+right=$(on 3 rebut "$id" --stance deny --statement "Denied, said during the partition")
 sleep 1
 if has_record 3 "$left" || has_record 1 "$right"; then echo "FAILED: partition leaked" >&2; exit 1; fi
 ip link set attrib-h3 up

@@ -77,7 +77,12 @@ impl Client {
         });
         let token = match token_path {
             Some(p) => {
-                let t = read_secret_file(&p)?.trim().to_string();
+                let t = read_secret_file(&p)
+                    .map_err(|e| {
+                        anyhow!("the API token file (--token-file, or api_token in the node config): {e}")
+                    })?
+                    .trim()
+                    .to_string();
                 if t.is_empty() {
                     bail!(
                         "the token file {} is empty; it should hold the token `attrib init` wrote",

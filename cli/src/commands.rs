@@ -48,7 +48,12 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
 #[derive(Args)]
 pub(crate) struct InitArgs {
     /// The state's ISO 3166-1 alpha-3 code (e.g. FRA). Omit with --observer.
-    #[arg(long, required_unless_present = "observer", value_parser = state_arg)]
+    #[arg(
+        long,
+        required_unless_present = "observer",
+        conflicts_with = "observer",
+        value_parser = state_arg
+    )]
     state: Option<StateCode>,
     /// The state's display name.
     #[arg(long, default_value = "")]
@@ -549,6 +554,11 @@ async fn claim_submit(client: &Client, a: ClaimArgs) -> Result<()> {
         let confidence = a.confidence.context("--confidence 0-100 is required")?;
         let to = a.to.unwrap_or_else(attrib_node::now_ms);
         let from = a.from.unwrap_or(to);
+        if a.to.is_none() && from > to {
+            bail!(
+                "--from is later than now, and --to (when the incident was last observed) defaults to now: give --to, or correct --from"
+            );
+        }
         Claim {
             incident: Incident {
                 title: a.title.clone().unwrap_or_default(),
@@ -593,8 +603,9 @@ fn submitted(v: serde_json::Value, json: bool) -> Result<()> {
 pub(crate) struct RebutArgs {
     /// The claim's id (or a unique prefix of it, at least 8 hex digits).
     id: String,
-    /// How the claim is disputed.
-    #[arg(long, value_enum, default_value = "deny")]
+    /// How the claim is disputed (required: a signed rebuttal cannot be taken back, only
+    /// replaced or withdrawn).
+    #[arg(long, value_enum)]
     stance: StanceArg,
     /// Reasons.
     #[arg(long)]

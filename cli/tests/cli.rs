@@ -422,6 +422,32 @@ fn two_national_nodes_from_the_command_line() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A rebuttal's stance is said, never assumed: a signed rebuttal cannot be taken back.
+    let out = attrib(&[
+        "rebut",
+        &id,
+        "--config",
+        &rus_cfg,
+        "--statement",
+        "no stance",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "rebut without --stance");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--stance"));
+    let out = attrib(&["init", "--state", "FRA", "--observer", "--dir", &d("both")]);
+    assert_eq!(out.status.code(), Some(2), "init --state with --observer");
+    let out = attrib(&[
+        "show",
+        &id,
+        "--api",
+        "http://127.0.0.1:1",
+        "--token-file",
+        &d("no-such-token"),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the API token file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = attrib(&["feed", "--limit", "0", "--config", &fra_cfg]);
     assert_eq!(
         out.status.code(),

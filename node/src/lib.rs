@@ -197,9 +197,9 @@ pub enum SubmitError {
         "a claim cannot attribute the incident to the state that signs it; name the actor alone (--actor) and describe it in the summary"
     )]
     SelfAttribution,
-    /// A revision of a claim that was already revised.
+    /// A revision or retraction of a claim that was already revised.
     #[error(
-        "claim {claim} was already revised by {by}; revise {by} instead (revisions form one line)"
+        "claim {claim} was already revised by {by}; revise or retract {by} instead (revisions form one line, and only its latest version is revised or retracted)"
     )]
     AlreadyRevised {
         /// The claim named.
@@ -903,8 +903,10 @@ impl NodeHandle {
             if self.is_retracted(&target)? {
                 return Err(SubmitError::Retracted(target));
             }
-            // Revisions form one line: the latest is revised, not an earlier one again.
-            if matches!(body, Body::Claim(_))
+            // Revisions form one line: the latest is revised or retracted, not an earlier
+            // one (a retraction of an earlier one would say nothing the line does not, and
+            // has no form in a STIX export, where that version is revoked already).
+            if matches!(body, Body::Claim(_) | Body::Retraction(_))
                 && let Some(by) = store
                     .responses(&target)?
                     .iter()

@@ -270,7 +270,8 @@ pub struct Endorsement {
     pub target: RecordId,
     /// Agreement with the claim.
     pub agreement: Opinion,
-    /// Reasons.
+    /// Reasons (may be empty).
+    #[serde(default)]
     pub statement: String,
     /// Supporting evidence, by hash.
     #[serde(default)]

@@ -434,6 +434,19 @@ async fn revisions_form_one_line_retractions_are_final_and_no_state_accuses_itse
         }
         other => panic!("a second revision of the same claim: {other:?}"),
     }
+    // Nor is an earlier version retracted: the latest one is.
+    match node
+        .submit(Body::Retraction(Retraction {
+            target: first.id,
+            reason: "old".into(),
+        }))
+        .await
+    {
+        Err(SubmitError::AlreadyRevised { claim, by }) => {
+            assert_eq!((claim, by), (first.id, second.id));
+        }
+        other => panic!("a retraction of a revised claim: {other:?}"),
+    }
     node.submit(revise("third", second.id)).await.unwrap();
 
     let withdrawn = node.submit(attrib_tests::claim("withdrawn")).await.unwrap();
