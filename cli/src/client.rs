@@ -116,6 +116,13 @@ impl Client {
                     "cannot reach the node at {}: is it running? (`attrib node run`)",
                     self.base
                 )
+            } else if e.is_request() || e.is_body() || e.is_decode() {
+                // Something listens there but does not speak HTTP: often the libp2p port.
+                anyhow!(
+                    "request to the node at {} failed: {}; something answers there, but not the node's API: is that its API address (`api_listen` in the node config), not its libp2p one (`listen`)?",
+                    self.base,
+                    attrib_node::error_chain(&e)
+                )
             } else {
                 anyhow!("request to the node at {} failed: {e}", self.base)
             }

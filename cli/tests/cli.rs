@@ -402,6 +402,20 @@ fn two_national_nodes_from_the_command_line() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is it running"));
+    // The libp2p port given as the API: something answers, and the error says what to check.
+    let libp2p_port = fra_addr.rsplit('/').next().unwrap_or_default();
+    let out = attrib(&[
+        "status",
+        "--api",
+        &format!("http://127.0.0.1:{libp2p_port}"),
+        "--token-file",
+        &d("fra/api.token"),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not the node's API"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = attrib(&[
         "claim",
         "submit",

@@ -301,7 +301,7 @@ fn read_token(path: &Path, what: &str) -> Result<String, NodeError> {
     const MIN_TOKEN: usize = 16;
     if token.chars().count() < MIN_TOKEN {
         return Err(NodeError::Config(format!(
-            "the {what} token in {} is {} characters; use at least {MIN_TOKEN} random ones (`attrib init` writes 64 hex digits, e.g. from `openssl rand -hex 32`)",
+            "the {what} token in {} is {} characters; use at least {MIN_TOKEN} random ones, e.g. the 64 hex digits of `openssl rand -hex 32`",
             path.display(),
             token.chars().count()
         )));

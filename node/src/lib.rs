@@ -213,7 +213,9 @@ pub enum SubmitError {
     )]
     UnknownState(StateCode),
     /// A response to a claim its author has already retracted.
-    #[error("claim {0} was retracted by its author; nothing more can be said about it here")]
+    #[error(
+        "claim {0} was already retracted by its author (for good); nothing more can be said about it here"
+    )]
     Retracted(RecordId),
     /// A withdrawal from a claim the state holds no position on.
     #[error(

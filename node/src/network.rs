@@ -50,6 +50,16 @@ pub fn tcp_socket_addr(addr: &Multiaddr) -> Option<std::net::SocketAddr> {
 /// negotiate transport protocol" and leaves out, say, "Connection refused").
 fn dial_error_text(error: &DialError) -> String {
     match error {
+        DialError::Denied { cause }
+            if cause
+                .downcast_ref::<allow_block_list::NotAllowed>()
+                .is_some() =>
+        {
+            format!(
+                "{}: the node there is not in this node's roster (it runs on another network, or the roster lacks its peer id); compare `attrib status` network ids with its operator",
+                crate::error_chain(error)
+            )
+        }
         DialError::Transport(attempts) => attempts
             .iter()
             .map(|(_, e)| crate::error_chain(e))
@@ -638,9 +648,11 @@ impl EventLoop {
         {
             match ForkProof::decode(proof).and_then(|p| p.verify(self.ingest.roster()).map(|_| p)) {
                 Ok(p) => {
+                    // Each through the whole check, as any received record (a proof holds
+                    // forever, so its check leaves out the clock; the store does not).
                     let (a, b) = p.records();
-                    for r in [a.clone(), b.clone()] {
-                        if let Ok(Outcome::Waiting(m)) = self.ingest.append(r) {
+                    for r in [a, b] {
+                        if let Ok(Outcome::Waiting(m)) = self.ingest.receive(r.as_bytes()) {
                             self.follow_up(m, peer);
                         }
                     }

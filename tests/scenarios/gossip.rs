@@ -536,9 +536,10 @@ async fn a_node_key_listed_for_another_member_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_says_which_bootstrap_addresses_are_not_reached_and_why() {
-    // A node whose bootstrap list has an address nobody listens on, its own address and a
-    // live peer: status shows the first not reached (with the system's reason), the second as
-    // its own (no longer dialled) and the third connected.
+    // A node whose bootstrap list has an address nobody listens on, its own address, a live
+    // peer and a node of another network: status shows the first not reached (with the
+    // system's reason), the second as its own (no longer dialled), the third connected, and
+    // the fourth refused as not in the roster.
     use attrib_node::Node;
     use attrib_node::localnet::{local_config, local_roster};
     let (fra, deu) = (LocalMember::new(23, 0), LocalMember::new(23, 1));
@@ -550,13 +551,29 @@ async fn status_says_which_bootstrap_addresses_are_not_reached_and_why() {
         .await
         .unwrap();
     let peer_addr = peer.handle().listen_addrs(DEADLINE).await[0].clone();
+    let stranger = LocalMember::new(24, 0);
+    let elsewhere = Node::start(local_config(
+        &stranger,
+        &local_roster(std::slice::from_ref(&stranger), &[]),
+        None,
+        vec![],
+        None,
+    ))
+    .await
+    .unwrap();
+    let elsewhere_addr = elsewhere.handle().listen_addrs(DEADLINE).await[0].clone();
     let closed_addr: libp2p::Multiaddr = format!("/ip4/127.0.0.1/tcp/{closed}").parse().unwrap();
     let own_addr: libp2p::Multiaddr = format!("/ip4/127.0.0.1/tcp/{own}").parse().unwrap();
     let mut cfg = local_config(
         &fra,
         &roster,
         None,
-        vec![closed_addr.clone(), own_addr.clone(), peer_addr.clone()],
+        vec![
+            closed_addr.clone(),
+            own_addr.clone(),
+            peer_addr.clone(),
+            elsewhere_addr,
+        ],
         None,
     );
     cfg.listen = vec![own_addr.clone()];
@@ -565,7 +582,11 @@ async fn status_says_which_bootstrap_addresses_are_not_reached_and_why() {
     let settled = tokio::time::timeout(
         DEADLINE,
         updates.wait_for(|b| {
-            b.len() == 3 && b[0].error.is_some() && b[1].own_address && b[2].peer_id.is_some()
+            b.len() == 4
+                && b[0].error.is_some()
+                && b[1].own_address
+                && b[2].peer_id.is_some()
+                && b[3].error.is_some()
         }),
     )
     .await
@@ -580,8 +601,11 @@ async fn status_says_which_bootstrap_addresses_are_not_reached_and_why() {
     let reason = report[0].error.as_deref().unwrap();
     assert!(reason.to_lowercase().contains("refused"), "{reason}");
     assert_eq!(report[2].peer_id, Some(peer.handle().peer_id().to_string()));
+    let reason = report[3].error.as_deref().unwrap();
+    assert!(reason.contains("not in this node's roster"), "{reason}");
     let status = node.handle().status().await.unwrap();
     assert_eq!(status.bootstrap, report);
     node.shutdown().await.unwrap();
     peer.shutdown().await.unwrap();
+    elsewhere.shutdown().await.unwrap();
 }
