@@ -460,8 +460,9 @@ impl HarnessPeer {
     }
 }
 
-/// A roster peer that speaks only the fetch protocol and lies: it claims to hold `author`'s
-/// chain up to `records.len()` and serves `records` (e.g. forged) for any chain request; or
+/// A roster peer that speaks only the fetch protocol, as a node of an earlier version did (no
+/// head record in its heads answers), and may lie: it claims to hold `author`'s chain up to
+/// `records.len()` and serves `records` (e.g. forged) for chain and id requests; or
 /// ([`LyingPeer::claiming`]) it names a head it does not have and never answers for it.
 pub struct LyingPeer {
     /// Heads requests answered, chain requests answered (or held open).
@@ -563,7 +564,17 @@ impl LyingPeer {
                                 ..Default::default()
                             }
                         }
-                        (FetchRequest::Records(_), _) => FetchResponse::default(),
+                        (FetchRequest::Records(ids), Some(records)) => FetchResponse {
+                            records: records
+                                .iter()
+                                .filter(|b| {
+                                    ids.contains(&attrib_protocol::RecordId::of_encoding(b))
+                                })
+                                .cloned()
+                                .collect(),
+                            ..Default::default()
+                        },
+                        (FetchRequest::Records(_), None) => FetchResponse::default(),
                     };
                     let _ = swarm.behaviour_mut().send_response(channel, response);
                 }

@@ -313,6 +313,11 @@ pub(crate) struct EventLoop {
     /// Kept when the peer leaves (the chain exists out there all the same); lowered when the
     /// peer, asked for the rest, has none of it.
     own_claims: HashMap<PeerId, u64>,
+    /// Head records of the own chain asked for because a peer named them without proof (see
+    /// `request_own_head`); signing waits while any is asked.
+    own_head_fetches: HashSet<RecordId>,
+    /// Peers asked for such a record on their current connection.
+    unproven_asked: HashSet<PeerId>,
     /// A member node has answered a heads request since the node started.
     heard_member: bool,
     /// The bootstrap dials made at the start that have neither connected nor failed: until
@@ -444,6 +449,8 @@ impl EventLoop {
             own: settings.own,
             own_chain,
             own_claims: HashMap::new(),
+            own_head_fetches: HashSet::new(),
+            unproven_asked: HashSet::new(),
             heard_member: false,
             startup_dials: HashSet::new(),
             distrusted: HashSet::new(),
@@ -639,6 +646,21 @@ impl EventLoop {
         }
     }
 
+    /// Asks `peer` for the own chain's head record it named without proof; signing waits for
+    /// the answer. Once per connection: a peer naming heads that do not exist holds signing up
+    /// for one request at most.
+    fn request_own_head(&mut self, peer: PeerId, id: RecordId) {
+        if !self.unproven_asked.insert(peer) || !self.records_in_flight.insert(id) {
+            return;
+        }
+        self.own_head_fetches.insert(id);
+        self.send(
+            peer,
+            FetchRequest::Records(vec![id]),
+            Want::Records(vec![id]),
+        );
+    }
+
     /// A peer told us its chain heads: fetch what we lack, check what differs.
     fn handle_heads(&mut self, peer: PeerId, response: FetchResponse) {
         for proof in response
@@ -693,9 +715,13 @@ impl EventLoop {
                 // Signing waits for a longer own chain only when the peer proves it holds one:
                 // with the head record, signed with this state's key. A bare number from a
                 // dishonest member would otherwise keep this state from signing at all.
-                // Nor is such a chain fetched: signing waits while the own chain is fetched.
+                // Without the proof (a peer of an earlier version sends none) the head record
+                // is asked for by id, once per connection: it cannot be forged, and once here
+                // it waits for the rest of the chain, which keeps signing back (pending
+                // records) until the chain is whole.
                 if !proves_head(&response.records, &head, self.ingest.roster()) {
-                    tracing::warn!(%peer, seq = head.seq, held = our_seq, "peer names a longer chain of this state without its head record: not believed, not fetched");
+                    tracing::info!(%peer, seq = head.seq, held = our_seq, "peer names a longer chain of this state without its head record: asking for that record");
+                    self.request_own_head(peer, head.id);
                     continue;
                 }
                 self.own_claims.insert(peer, head.seq);
@@ -737,7 +763,7 @@ impl EventLoop {
                         .in_flight
                         .values()
                         .any(|(_, w)| matches!(w, Want::Heads))),
-            fetching: self.chain_in_flight.contains(&own),
+            fetching: self.chain_in_flight.contains(&own) || !self.own_head_fetches.is_empty(),
             claimed: self.own_claims.values().copied().max().unwrap_or(0),
             second_signer: self.second_signers.iter().next().copied(),
             copy_running: !self.copies.is_empty(),
@@ -812,6 +838,7 @@ impl EventLoop {
             Want::Records(ids) => {
                 for id in ids {
                     self.records_in_flight.remove(id);
+                    self.own_head_fetches.remove(id);
                 }
             }
             Want::Heads => {}
@@ -833,7 +860,9 @@ impl EventLoop {
         }
         if let Want::Chain { author } = done.want {
             if self.own == Some(author) {
-                self.chase_own_chain(author, done.peer, report.stored);
+                // Records refused as made "in the future" (this clock is behind) exist all
+                // the same: the chain is not shorter for them.
+                self.chase_own_chain(author, done.peer, report.stored + report.early);
             } else {
                 let ours = self.held_seq(author);
                 let theirs = self
@@ -929,7 +958,6 @@ impl EventLoop {
                     }
                 }
                 Err(DialError::NoAddresses) => self.bootstrap_is_self(addr),
-                Err(DialError::LocalPeerId { .. }) => self.bootstrap_answers_as_self(addr),
                 Err(e) => self.bootstrap_failed(addr, dial_error_text(&e)),
             }
         }
@@ -991,6 +1019,7 @@ impl EventLoop {
     /// Notes a bootstrap address that is this node's: not dialled again; said once.
     fn bootstrap_is_self(&mut self, addr: Multiaddr) {
         tracing::warn!(%addr, "this bootstrap address is this node's own: remove it from bootstrap");
+        self.copy_gone(&addr);
         self.bootstrap_errors.remove(&addr);
         self.self_addrs.insert(addr);
     }
@@ -1089,6 +1118,7 @@ impl EventLoop {
                     tracing::info!(peer = %peer_id, state = %self.role_of(&peer_id), "peer disconnected");
                 }
                 self.warned_off_topic.remove(&peer_id);
+                self.unproven_asked.remove(&peer_id);
                 if self.second_signers.remove(&peer_id) {
                     tracing::info!(peer = %peer_id, "the other node holding this state's key is gone: this node signs again");
                     self.publish_own_chain();
@@ -1114,9 +1144,9 @@ impl EventLoop {
                 error,
             } => {
                 let addr = self.bootstrap_links.remove(&connection_id);
-                if self.startup_dials.remove(&connection_id) {
-                    self.publish_own_chain();
-                }
+                let startup_dial = self.startup_dials.remove(&connection_id);
+                // First what the failure says (a copy of this node stops signing), then what
+                // signing may do now.
                 match (&error, addr) {
                     // libp2p does not dial the node's own listen addresses (no address is
                     // left to dial).
@@ -1128,6 +1158,9 @@ impl EventLoop {
                     (_, None) => {
                         tracing::debug!(?peer_id, %error, "outgoing connection failed");
                     }
+                }
+                if startup_dial {
+                    self.publish_own_chain();
                 }
                 self.report_bootstrap();
             }
@@ -1328,7 +1361,9 @@ impl EventLoop {
                         Want::Records(ids) => {
                             for id in ids {
                                 self.records_in_flight.remove(&id);
+                                self.own_head_fetches.remove(&id);
                             }
+                            self.publish_own_chain();
                         }
                         Want::Heads => self.publish_own_chain(),
                     }
@@ -1341,15 +1376,21 @@ impl EventLoop {
 }
 
 /// Whether `records` (a heads answer's) hold the record `head` names, validly signed by its
-/// author.
+/// author. This node's clock has no say: a record of its own that it made "in the future" of
+/// a clock now behind proves its chain all the same.
 fn proves_head(
     records: &[Vec<u8>],
     head: &attrib_protocol::sync::HeadEntry,
     roster: &attrib_protocol::Roster,
 ) -> bool {
     records.iter().take(1).any(|bytes| {
-        attrib_protocol::check_record(bytes, roster, crate::now_ms())
-            .is_ok_and(|r| r.author() == head.author && r.seq() == head.seq && r.id() == head.id)
+        attrib_protocol::Record::decode(bytes).is_ok_and(|r| {
+            r.author() == head.author
+                && r.seq() == head.seq
+                && r.id() == head.id
+                && attrib_protocol::check_content(r.content()).is_ok()
+                && r.verify_signature(roster).is_ok()
+        })
     })
 }
 

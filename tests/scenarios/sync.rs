@@ -287,6 +287,45 @@ async fn a_member_naming_a_longer_own_chain_without_its_record_does_not_stop_sig
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_node_whose_peer_names_its_head_without_proof_still_gets_its_chain_first() {
+    // FRA's only peer answers heads as a node of an earlier version did, without FRA's head
+    // record. FRA, wiped, must fetch that record (by id: it cannot be forged) and the chain
+    // before it signs, or it would sign a second seq 1.
+    let mut net = TestNet::start(1, &[(12, true)]).await.unwrap();
+    let mut chain = Vec::new();
+    for i in 0..3 {
+        let s = net
+            .node(0)
+            .submit(claim(&format!("FRA {i}")))
+            .await
+            .unwrap();
+        chain.push(
+            net.node(0)
+                .get(&s.id)
+                .unwrap()
+                .unwrap()
+                .record
+                .as_bytes()
+                .to_vec(),
+        );
+    }
+    net.stop(0).await.unwrap();
+    std::fs::remove_dir_all(net.data_dir(0)).unwrap();
+    net.restart_with(0, vec![]).await.unwrap();
+    let _old_peer = attrib_tests::LyingPeer::start(
+        &net.extra[0].0,
+        net.roster.network_id(),
+        net.addrs[0].clone(),
+        chain,
+        member_key(&net.members[0].state_key),
+    )
+    .unwrap();
+    let next = net.node(0).submit(claim("FRA back")).await.unwrap();
+    assert_eq!(next.seq, 4);
+    assert_eq!(net.node(0).record_count(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_of_a_node_that_reaches_the_original_signs_nothing() {
     // An operator starts a second node with FRA's keys (a copied directory), pointed at the
     // original. It is answered with its own identity there: were it to sign, FRA's chain
