@@ -674,11 +674,18 @@ impl Store {
                 Ok(Appended::Stored { cursor, released })
             }
             Placement::Duplicate => Ok(Appended::Duplicate),
-            Placement::Fork(proof, cursor, new_proof) => Ok(Appended::Fork {
-                proof,
-                cursor,
-                new_proof,
-            }),
+            Placement::Fork(proof, cursor, new_proof) => {
+                // Kept beside the chain: what waits for it (responses, the rest of its branch)
+                // is stored now too.
+                if cursor.is_some() {
+                    self.release_pending(state, &record)?;
+                }
+                Ok(Appended::Fork {
+                    proof,
+                    cursor,
+                    new_proof,
+                })
+            }
             Placement::Wait(missing) => {
                 let author = record.author();
                 if !already_pending {
@@ -885,6 +892,18 @@ impl Store {
         };
         match self.classify_fast(record) {
             ChainPosition::Duplicate => Ok(Placement::Duplicate),
+            // The other side of an author's fork goes on: kept beside the chain as the record
+            // it extends is, so that every node holds the author's later records whichever
+            // side it met first (it would otherwise wait for a gap that never fills).
+            ChainPosition::Gap { .. } if self.extends_a_branch(record)? => {
+                match &target {
+                    Some((t, None)) => return Ok(Placement::Wait(Missing::Target(*t))),
+                    Some((_, Some(t))) => check_response(record, t)?,
+                    None => {}
+                }
+                let cursor = self.write(state, record, false, was_pending)?;
+                Ok(Placement::Stored(cursor))
+            }
             ChainPosition::Gap { from, to } => Ok(Placement::Wait(Missing::Chain {
                 author: record.author(),
                 from,
@@ -928,6 +947,21 @@ impl Store {
                 Ok(Placement::Stored(cursor))
             }
         }
+    }
+
+    /// Whether `record` extends a record its author forked from the chain: its `prev` is the
+    /// author's stored record at the seq before, and the author is known to have equivocated
+    /// (so it is no record stranded by a damaged entry). Called for a record beyond the
+    /// contiguous head, so a stored record at the seq before is beside the chain.
+    fn extends_a_branch(&self, record: &Record) -> Result<bool, StoreError> {
+        let author = record.author();
+        let (Some(prev), Some(before)) = (record.prev(), record.seq().checked_sub(1)) else {
+            return Ok(false);
+        };
+        Ok(self.is_equivocator(&author)?
+            && self
+                .get(&prev)?
+                .is_some_and(|p| p.author() == author && p.seq() == before))
     }
 
     /// After `stored` is stored: stores the pending records that were waiting for it (its
@@ -2168,6 +2202,43 @@ pub(crate) mod tests {
         // A kept hold (its record's flush failed) stays.
         store.hold_feed().keep();
         assert_eq!(store.held_from(), Some(3));
+    }
+
+    #[test]
+    fn an_equivocators_other_branch_goes_on_being_kept() {
+        // FRA forks at seq 2. This store met the copy's record first; the original's chain
+        // goes on from its own seq 2. Its later records are kept (beside the chain, as the
+        // record they extend), not left waiting for a seq 3 that never links.
+        let store = Store::temporary().unwrap();
+        let fra = MemberSigningKey::from_bytes(&[1; 32]);
+        let first = sign(&fra, 1, None, claim("one"));
+        let copy = sign(&fra, 2, Some(first.id()), claim("the copy's two"));
+        let mut original = vec![sign(&fra, 2, Some(first.id()), claim("two"))];
+        for seq in 3..=5 {
+            let prev = original.last().map(Record::id);
+            original.push(sign(&fra, seq, prev, claim(&format!("{seq}"))));
+        }
+        for r in [first, copy] {
+            assert!(matches!(store.append(r).unwrap(), Appended::Stored { .. }));
+        }
+        // The branch's fourth record first: it waits for the third, then is kept with it.
+        assert!(matches!(
+            store.append(original[2].clone()).unwrap(),
+            Appended::Pending(_)
+        ));
+        for r in [&original[0], &original[1], &original[3]] {
+            let appended = store.append(r.clone()).unwrap();
+            assert!(
+                !matches!(appended, Appended::Pending(_)),
+                "seq {} left waiting: {appended:?}",
+                r.seq()
+            );
+        }
+        for r in &original {
+            assert!(store.contains(&r.id()).unwrap(), "seq {} not kept", r.seq());
+        }
+        assert!(store.is_equivocator(&member_key(&fra)).unwrap());
+        assert_eq!(store.pending_of(&member_key(&fra)), 0);
     }
 
     #[test]
