@@ -1395,6 +1395,9 @@ impl NodeHandle {
                 Some(refused)
             } else if pending > 0 || own.behind(own_head.map_or(0, |h| h.seq)) {
                 Some(SubmitError::CatchingUp { pending })
+            } else if own_head.is_none() && !self.shared.new_chain && !own.settled {
+                // What a submission would be refused with (see `own_chain_ready`).
+                Some(SubmitError::ChainUnknown)
             } else {
                 None
             }

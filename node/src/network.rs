@@ -625,6 +625,9 @@ impl EventLoop {
         self.chain_in_flight.insert(author);
         self.publish_own_chain();
         let to = to.min(from.saturating_add(MAX_FETCH_RECORDS as u64 - 1));
+        if self.own == Some(author) {
+            tracing::info!(%peer, from, to, "fetching this state's own chain (signing waits until it is whole)");
+        }
         self.send(
             peer,
             FetchRequest::Chain { author, from, to },
@@ -768,6 +771,13 @@ impl EventLoop {
             second_signer: self.second_signers.iter().next().copied(),
             copy_running: !self.copies.is_empty(),
         };
+        let held = self.held_seq(own);
+        if self.own_chain.borrow().behind(held) && !now.behind(held) {
+            tracing::info!(
+                seq = held,
+                "this state's own chain is whole: signing may go on"
+            );
+        }
         self.own_chain.send_if_modified(|s| {
             let changed = (
                 s.settled,

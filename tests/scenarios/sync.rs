@@ -438,6 +438,11 @@ async fn a_wiped_node_with_no_peer_refuses_to_sign_until_a_peer_tells_it_its_cha
         matches!(err, attrib_node::SubmitError::ChainUnknown),
         "{err}"
     );
+    assert_eq!(
+        fra.status().await.unwrap().signing_blocked,
+        Some(err.to_string()),
+        "status says why signing is refused"
+    );
     assert_eq!(fra.record_count(), 0, "nothing was signed");
 
     // A peer is back: the submission waits for FRA's own chain, then continues it.
