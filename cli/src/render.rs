@@ -167,6 +167,12 @@ pub(crate) fn thread(t: &Value) -> String {
     let mut out = entry(&t["claim"]);
     let st = &t["status"];
     let _ = writeln!(out, "\nSTATUS  {}", headline(st));
+    if let Some(latest) = t["line_retracted_at"].as_str() {
+        let _ = writeln!(
+            out,
+            "ENDED   its latest version {latest} was RETRACTED by its author"
+        );
+    }
     for eq in t["equivocating"].as_array().into_iter().flatten() {
         let _ = writeln!(
             out,

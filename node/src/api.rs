@@ -296,6 +296,7 @@ fn submitted(
         ) => StatusCode::UNPROCESSABLE_ENTITY,
         Err(
             SubmitError::Retracted(_)
+            | SubmitError::LineRetracted { .. }
             | SubmitError::NothingToWithdraw(_)
             | SubmitError::AlreadyRevised { .. }
             | SubmitError::SecondSigner { .. }
@@ -472,12 +473,26 @@ async fn thread(
     match api.node.thread(&id, ceiling).map_err(internal)? {
         Some(t) if t.claim.tlp > ceiling => Err(withheld(&asked, t.claim.tlp, ceiling)),
         Some(t) => Ok(([(TLP_CEILING_HEADER, tlp_name(ceiling))], axum::Json(t))),
-        None => Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!(
-                "no claim {id} on this node (it may not have arrived yet, or it is not a claim)"
-            ),
-        )),
+        None => {
+            // A response: point to its claim.
+            let target = api.node.get(&id).map_err(internal)?.and_then(|e| {
+                e.record
+                    .body()
+                    .target()
+                    .map(|t| (e.record.body().kind_name(), t))
+            });
+            Err(ApiError(
+                StatusCode::NOT_FOUND,
+                match target {
+                    Some((kind, claim)) => format!(
+                        "{id} is not a claim but a {kind} of claim {claim}: ask for that claim's thread"
+                    ),
+                    None => format!(
+                        "no claim {id} on this node (it may not have arrived yet, or it is not a claim)"
+                    ),
+                },
+            ))
+        }
     }
 }
 

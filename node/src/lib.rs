@@ -197,6 +197,16 @@ pub enum SubmitError {
         "a claim cannot attribute the incident to the state that signs it; name the actor alone (--actor) and describe it in the summary"
     )]
     SelfAttribution,
+    /// A response to an earlier version of a claim whose latest version was retracted.
+    #[error(
+        "claim {claim} was revised, and its latest version {latest} was retracted by its author (for good): nothing more can be said about the claim"
+    )]
+    LineRetracted {
+        /// The claim named.
+        claim: RecordId,
+        /// Its latest version, retracted.
+        latest: RecordId,
+    },
     /// A revision or retraction of a claim that was already revised.
     #[error(
         "claim {claim} was already revised by {by}; revise or retract {by} instead (revisions form one line, and only its latest version is revised or retracted)"
@@ -342,6 +352,9 @@ pub struct Thread {
     pub status: ThreadStatus,
     /// States in this thread known to have equivocated (signed conflicting records).
     pub equivocating: Vec<StateCode>,
+    /// When the claim was revised and its latest version was retracted: that version (the
+    /// claim's line has ended).
+    pub line_retracted_at: Option<RecordId>,
 }
 
 /// The records a reader with a TLP ceiling may see, for the STIX conversion (see
@@ -901,9 +914,17 @@ impl NodeHandle {
             return Err(SubmitError::SelfAttribution);
         }
         if let Some(target) = body.target() {
-            // A retraction is final, for revisions too.
+            // A retraction is final, for revisions too, and for the versions before a
+            // retracted revision.
             if self.is_retracted(&target)? {
                 return Err(SubmitError::Retracted(target));
+            }
+            let latest = self.latest_version(&target)?;
+            if latest != target && self.is_retracted(&latest)? {
+                return Err(SubmitError::LineRetracted {
+                    claim: target,
+                    latest,
+                });
             }
             // Revisions form one line: the latest is revised or retracted, not an earlier
             // one (a retraction of an earlier one would say nothing the line does not, and
@@ -1038,6 +1059,27 @@ impl NodeHandle {
     /// Verifies the whole local store (see [`Store::verify_all`]).
     pub fn verify_store(&self) -> Result<store::IntegrityReport, StoreError> {
         self.shared.store.verify_all(&self.shared.roster)
+    }
+
+    /// The latest version of a claim: the claim itself, or the last revision of it by its
+    /// author (revisions form one line), as far as this node knows.
+    pub fn latest_version(&self, claim: &RecordId) -> Result<RecordId, StoreError> {
+        let store = &self.shared.store;
+        let Some(c) = store.get(claim)? else {
+            return Ok(*claim);
+        };
+        let mut latest = *claim;
+        // Bounded: each step is a record of the author's, and the line has no cycles (a
+        // revision names an earlier record).
+        while let Some(next) = store.responses(&latest)?.iter().find(|r| {
+            r.author() == c.author()
+                && r.body()
+                    .as_claim()
+                    .is_some_and(|rc| rc.supersedes == Some(latest))
+        }) {
+            latest = next.id();
+        }
+        Ok(latest)
     }
 
     /// Whether the claim's author has retracted it (as far as this node knows).
@@ -1196,11 +1238,14 @@ impl NodeHandle {
                 equivocating.push(s);
             }
         }
+        let latest = self.latest_version(id)?;
+        let line_retracted_at = (latest != *id && self.is_retracted(&latest)?).then_some(latest);
         Ok(Some(Thread {
             claim,
             responses,
             status,
             equivocating,
+            line_retracted_at,
         }))
     }
 

@@ -196,6 +196,33 @@ async fn api_refuses_bad_requests_clearly_and_stores_nothing() {
         .await
         .unwrap();
     assert_eq!(page.status().as_u16(), 200);
+    // A response's id asked as a thread names the claim it responds to.
+    let resp = post(
+        "/v1/retractions",
+        Some("test-token"),
+        json!({"target": id, "reason": "mistaken"}).to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let made: Value = resp.json().await.unwrap();
+    let resp = reader
+        .get(format!(
+            "{base}/v1/threads/{}",
+            made["id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    let error: Value = resp.json().await.unwrap();
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("a retraction of claim {id}")),
+        "{error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -447,7 +474,26 @@ async fn revisions_form_one_line_retractions_are_final_and_no_state_accuses_itse
         }
         other => panic!("a retraction of a revised claim: {other:?}"),
     }
-    node.submit(revise("third", second.id)).await.unwrap();
+    let third = node.submit(revise("third", second.id)).await.unwrap();
+    let retract = |target| {
+        Body::Retraction(Retraction {
+            target,
+            reason: "wrong".into(),
+        })
+    };
+    node.submit(retract(third.id)).await.unwrap();
+    // The line has ended: an earlier version says so, not "retract the revision instead".
+    match node.submit(retract(first.id)).await {
+        Err(SubmitError::LineRetracted { claim, latest }) => {
+            assert_eq!((claim, latest), (first.id, third.id));
+        }
+        other => panic!("a retraction of a retracted line: {other:?}"),
+    }
+    let thread = node
+        .thread(&first.id, attrib_protocol::Tlp::Red)
+        .unwrap()
+        .unwrap();
+    assert_eq!(thread.line_retracted_at, Some(third.id));
 
     let withdrawn = node.submit(attrib_tests::claim("withdrawn")).await.unwrap();
     node.submit(Body::Retraction(Retraction {
