@@ -322,12 +322,14 @@ pub(crate) fn status(st: &Value) -> String {
         s(&st["network_name"]),
         s(&st["network_id"])
     );
-    let _ = writeln!(
-        out,
-        "node        {} state {}",
-        s(&st["peer_id"]),
-        st["state"].as_str().unwrap_or("observer")
-    );
+    let role = match (st["state"].as_str(), st["node_of"].as_str()) {
+        (Some(state), _) => state.to_string(),
+        (None, Some(state)) => format!(
+            "{state}, without its state key (a standby: relays and serves the record, signs nothing)"
+        ),
+        (None, None) => "observer".to_string(),
+    };
+    let _ = writeln!(out, "node        {} state {role}", s(&st["peer_id"]));
     if let Some(failure) = st["store_failure"].as_str() {
         let _ = writeln!(
             out,
@@ -354,9 +356,11 @@ pub(crate) fn status(st: &Value) -> String {
         Some(h) => {
             let _ = writeln!(out, "own chain   seq {} head {}", h["seq"], short(&h["id"]));
         }
-        None => {
+        // A node without the state key signs nothing: it has no chain of its own.
+        None if st["state"].is_string() => {
             let _ = writeln!(out, "own chain   empty");
         }
+        None => {}
     }
     let peers = st["peers"].as_array().cloned().unwrap_or_default();
     let _ = writeln!(out, "peers       {}", peers.len());

@@ -133,7 +133,9 @@ pub enum NodeError {
 #[non_exhaustive]
 pub enum SubmitError {
     /// This node has no state key (an observer node authors nothing).
-    #[error("this node is an observer: it has no state key and cannot author records")]
+    #[error(
+        "this node holds no state key (an observer, or a standby node of its state): it cannot author records; submit through the node that holds the state key"
+    )]
     Observer,
     /// The record would be invalid.
     #[error("{0}")]
@@ -432,6 +434,9 @@ pub struct Status {
     pub peer_id: String,
     /// The state this node authors for (none for an observer).
     pub state: Option<StateCode>,
+    /// The member state whose node this is by the roster, whether or not it holds the state
+    /// key (a standby holds none); none for an observer.
+    pub node_of: Option<StateCode>,
     /// Listen addresses.
     pub listen: Vec<String>,
     /// Connected peers.
@@ -580,7 +585,11 @@ impl Node {
                 "this node's peer id {peer_id} is listed in the roster as {listed}, but it runs with {own}'s state key; use the node key that `attrib init` made for this node (node_key), or fix the roster"
             )));
         }
-        let span = tracing::info_span!("node", state = %state.map_or("observer".to_string(), |s| s.to_string()));
+        let span = tracing::info_span!("node", state = %match (state, runs_for) {
+            (Some(s), _) => s.to_string(),
+            (None, Some(s)) => format!("{s} (no state key)"),
+            (None, None) => "observer".to_string(),
+        });
         let pending_limits = store::PendingLimits {
             max_pending: config.limits.max_pending,
             max_pending_per_author: config.limits.max_pending_per_author,
@@ -1464,6 +1473,9 @@ impl NodeHandle {
             network_name: roster.network_name().to_string(),
             peer_id: self.shared.peer_id.to_string(),
             state: self.state(),
+            node_of: roster
+                .member_of_node(&self.shared.peer_id.to_string())
+                .map(|m| m.code),
             listen: listen.iter().map(ToString::to_string).collect(),
             peers,
             bootstrap: self.shared.bootstrap.borrow().clone(),

@@ -526,6 +526,12 @@ async fn a_node_key_listed_for_another_member_is_refused() {
     relay.state_key = None;
     let relay = Node::start(relay).await.unwrap();
     assert_eq!(relay.handle().state(), None);
+    let status = relay.handle().status().await.unwrap();
+    assert_eq!(
+        (status.state, status.node_of),
+        (None, Some(gbr.code)),
+        "status names the state a keyless node runs for"
+    );
     relay.shutdown().await.unwrap();
     // The right key still starts.
     let node = Node::start(local_config(&gbr, &roster, None, vec![], None))
