@@ -531,12 +531,27 @@ fn time_arg(s: &str) -> std::result::Result<u64, String> {
         .map_or(0, |d| d.as_millis() as u64))
 }
 
+/// Replaces every TOML date-time in `value` by its text.
+fn datetimes_as_text(value: &mut toml::Value) {
+    match value {
+        toml::Value::Datetime(d) => *value = toml::Value::String(d.to_string()),
+        toml::Value::Array(items) => items.iter_mut().for_each(datetimes_as_text),
+        toml::Value::Table(table) => table.iter_mut().for_each(|(_, v)| datetimes_as_text(v)),
+        _ => {}
+    }
+}
+
 async fn claim_submit(client: &Client, a: ClaimArgs) -> Result<()> {
     let claim: Claim = if let Some(path) = &a.file {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         if path.extension().is_some_and(|e| e == "toml") {
-            toml::from_str(&text).with_context(|| {
+            // TOML's own date-times (observed_from = 2026-11-20T08:00:00Z, unquoted) read as
+            // the RFC 3339 text they are.
+            let mut value: toml::Value = toml::from_str(&text)
+                .with_context(|| format!("{} is not valid TOML", path.display()))?;
+            datetimes_as_text(&mut value);
+            value.try_into().with_context(|| {
                 format!("{} is not a valid claim (read as TOML)", path.display())
             })?
         } else {
@@ -1437,4 +1452,31 @@ async fn wait_everywhere(handles: &[NodeHandle], id: &RecordId, timeout: Duratio
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_toml_claim_file_may_write_times_as_toml_date_times() {
+        let text = r#"
+confidence = 70
+tlp = "AMBER"
+[incident]
+title = "Grid outage"
+observed_from = 2026-11-20T08:00:00Z
+observed_to = "2026-11-20T14:00:00+02:00"
+[attributed_to]
+state = "RUS"
+"#;
+        let mut value: toml::Value = toml::from_str(text).unwrap();
+        datetimes_as_text(&mut value);
+        let claim: Claim = value.try_into().unwrap();
+        assert_eq!(claim.incident.observed_from, 1_795_161_600_000);
+        assert_eq!(
+            claim.incident.observed_to,
+            1_795_161_600_000 + 4 * 3_600_000
+        );
+    }
 }

@@ -629,9 +629,39 @@ impl FeedQuery {
         }
         let ceiling = reader_ceiling(api, headers, self.include_red)?;
         let asked = self.tlp.as_deref().map(parse_tlp).transpose()?;
+        // A state no record can name gives an empty feed for ever: more likely a typo.
+        let roster = api.node.roster();
+        let author = state(&self.author)?;
+        if let Some(a) = author
+            && roster.member_by_code(a).is_none()
+        {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "author={a}: not a member state of this network, so it authors nothing; members: {}",
+                    roster
+                        .members()
+                        .iter()
+                        .map(|m| m.code.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        if let Some(a) = about
+            && roster.member_by_code(a).is_none()
+            && !crate::iso3166::is_assigned(a.as_str())
+        {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "about={a}: neither a member state nor an ISO 3166-1 alpha-3 code, so no claim names it"
+                ),
+            ));
+        }
         Ok(FeedFilter {
             kind: self.kind.clone(),
-            author: state(&self.author)?,
+            author,
             about,
             max_tlp: Some(asked.map_or(ceiling, |t| t.min(ceiling))),
         })

@@ -180,6 +180,16 @@ async fn api_refuses_bad_requests_clearly_and_stores_nothing() {
             405,
             "records are submitted with POST",
         ),
+        (
+            reader.get(format!("{base}/v1/feed?author=ZZZ")),
+            400,
+            "not a member state",
+        ),
+        (
+            reader.get(format!("{base}/v1/feed?about=XYZ")),
+            400,
+            "neither a member state nor an ISO 3166-1",
+        ),
     ] {
         let resp = req.send().await.unwrap();
         assert_eq!(resp.status().as_u16(), status);
