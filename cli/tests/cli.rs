@@ -402,19 +402,27 @@ fn two_national_nodes_from_the_command_line() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is it running"));
+    // A command that fails, saying `what` on stderr.
+    let fails_saying = |args: &[&str], what: &str| {
+        let out = attrib(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(what),
+            "{args:?}: {err}"
+        );
+        out
+    };
     // The libp2p port given as the API: something answers, and the error says what to check.
     let libp2p_port = fra_addr.rsplit('/').next().unwrap_or_default();
-    let out = attrib(&[
-        "status",
-        "--api",
-        &format!("http://127.0.0.1:{libp2p_port}"),
-        "--token-file",
-        &d("fra/api.token"),
-    ]);
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("not the node's API"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    fails_saying(
+        &[
+            "status",
+            "--api",
+            &format!("http://127.0.0.1:{libp2p_port}"),
+            "--token-file",
+            &d("fra/api.token"),
+        ],
+        "not the node's API",
     );
     let out = attrib(&[
         "claim",
@@ -429,38 +437,36 @@ fn two_national_nodes_from_the_command_line() {
         "150",
     ]);
     assert_eq!(out.status.code(), Some(2), "bad CLI args exit 2");
-    let out = attrib(&["status", "--api", "htp://127.0.0.1:1"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("the scheme must be http, not \"htp\""),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = fails_saying(
+        &["status", "--api", "htp://127.0.0.1:1"],
+        "the scheme must be http, not \"htp\"",
     );
+    assert_eq!(out.status.code(), Some(1));
     // A rebuttal's stance is said, never assumed: a signed rebuttal cannot be taken back.
-    let out = attrib(&[
-        "rebut",
-        &id,
-        "--config",
-        &rus_cfg,
-        "--statement",
-        "no stance",
-    ]);
+    let out = fails_saying(
+        &[
+            "rebut",
+            &id,
+            "--config",
+            &rus_cfg,
+            "--statement",
+            "no stance",
+        ],
+        "--stance",
+    );
     assert_eq!(out.status.code(), Some(2), "rebut without --stance");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--stance"));
     let out = attrib(&["init", "--state", "FRA", "--observer", "--dir", &d("both")]);
     assert_eq!(out.status.code(), Some(2), "init --state with --observer");
-    let out = attrib(&[
-        "show",
-        &id,
-        "--api",
-        "http://127.0.0.1:1",
-        "--token-file",
-        &d("no-such-token"),
-    ]);
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("the API token file"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    fails_saying(
+        &[
+            "show",
+            &id,
+            "--api",
+            "http://127.0.0.1:1",
+            "--token-file",
+            &d("no-such-token"),
+        ],
+        "the API token file",
     );
     let out = attrib(&["feed", "--limit", "0", "--config", &fra_cfg]);
     assert_eq!(

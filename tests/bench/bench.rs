@@ -29,6 +29,39 @@ fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
+/// Each round's p99 ratio, attrib's over the baseline's, as the network benchmarks print and
+/// pool them.
+#[derive(Default)]
+struct RoundRatios(Vec<f64>);
+
+impl RoundRatios {
+    /// Notes and prints one round's ratio (latencies sorted, in ms).
+    fn round(&mut self, round: usize, bare: &[f64], attrib: &[f64]) {
+        let (bp, ap) = (percentile(bare, 0.99), percentile(attrib, 0.99));
+        self.0.push(ap / bp);
+        println!(
+            "  round {round}: p99 bare {bp:.2} ms, attrib {ap:.2} ms, ratio {:.2}",
+            ap / bp
+        );
+    }
+
+    /// The ratio of the pooled latencies, with each round's and their median.
+    fn summary(&self, bare: &[f64], attrib: &[f64]) -> String {
+        let mut sorted = self.0.clone();
+        sorted.sort_by(f64::total_cmp);
+        format!(
+            "p99 attrib / p99 baseline, pooled: {:.2} (rounds: {}; median {:.2})",
+            percentile(attrib, 0.99) / percentile(bare, 0.99),
+            self.0
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(" / "),
+            percentile(&sorted, 0.5),
+        )
+    }
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;

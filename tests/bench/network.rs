@@ -402,7 +402,7 @@ pub(crate) async fn run(
     );
     let (mut base, mut attrib) = (Stats::default(), Stats::default());
     let (mut base_wall, mut wall) = (Duration::ZERO, Duration::ZERO);
-    let mut ratios = Vec::new();
+    let mut ratios = super::RoundRatios::default();
     // Peak RSS is read in the first round: glibc raises its mmap threshold once large blocks
     // are freed, so later rounds keep hundreds of MiB of freed buffers (not a leak: with
     // MALLOC_MMAP_THRESHOLD_ fixed, RSS stays level over rounds).
@@ -416,15 +416,7 @@ pub(crate) async fn run(
         if round == 1 {
             peak_first_round = peak_rss_kib();
         }
-        let (bp, ap) = (
-            percentile(&b.latencies_ms, 0.99),
-            percentile(&a.latencies_ms, 0.99),
-        );
-        ratios.push(ap / bp);
-        println!(
-            "  round {round}: p99 bare {bp:.2} ms, attrib {ap:.2} ms, ratio {:.2}",
-            ap / bp
-        );
+        ratios.round(round, &b.latencies_ms, &a.latencies_ms);
         base.absorb(b);
         attrib.absorb(a);
         base_wall += bw;
@@ -439,17 +431,9 @@ pub(crate) async fn run(
         percentile(a, 0.5),
         percentile(a, 0.99)
     );
-    let mut sorted = ratios.clone();
-    sorted.sort_by(f64::total_cmp);
     println!(
-        "  p99 attrib / p99 baseline, pooled: {:.2} (rounds: {}; median {:.2})   peak RSS of the process in round 1: {} MiB ({} MiB after the baseline), about {:.1} MiB per node",
-        percentile(&attrib.latencies_ms, 0.99) / percentile(&base.latencies_ms, 0.99),
-        ratios
-            .iter()
-            .map(|r| format!("{r:.2}"))
-            .collect::<Vec<_>>()
-            .join(" / "),
-        percentile(&sorted, 0.5),
+        "  {}   peak RSS of the process in round 1: {} MiB ({} MiB after the baseline), about {:.1} MiB per node",
+        ratios.summary(&base.latencies_ms, &attrib.latencies_ms),
         peak_first_round / 1024,
         peak_after_baseline / 1024,
         peak_first_round as f64 / 1024.0 / n as f64

@@ -24,7 +24,7 @@ use libp2p::{Multiaddr, gossipsub};
 use tokio::io::AsyncBufReadExt;
 
 use super::network::{DEGREE, HEARTBEAT, PUBLISHERS, bare_message, bare_swarm, delivery, topology};
-use super::{cpu_seconds_of, percentile, status_kib};
+use super::{RoundRatios, cpu_seconds_of, status_kib};
 
 const SEED: u64 = 15;
 
@@ -72,19 +72,11 @@ pub(crate) fn run(n: usize, rate: usize, seconds: usize, rounds: usize) -> anyho
         rounds.max(1)
     );
     let mut pooled: Option<(Figures, Figures)> = None;
-    let mut ratios = Vec::new();
+    let mut ratios = RoundRatios::default();
     for round in 1..=rounds.max(1) {
         let base = run_kind(Kind::Bare, n, rate, seconds)?;
         let attrib = run_kind(Kind::Attrib, n, rate, seconds)?;
-        let (bp, ap) = (
-            percentile(&base.latencies_ms, 0.99),
-            percentile(&attrib.latencies_ms, 0.99),
-        );
-        ratios.push(ap / bp);
-        println!(
-            "  round {round}: p99 bare {bp:.2} ms, attrib {ap:.2} ms, ratio {:.2}",
-            ap / bp
-        );
+        ratios.round(round, &base.latencies_ms, &attrib.latencies_ms);
         pooled = Some(match pooled {
             None => (base, attrib),
             Some((mut b, mut a)) => {
@@ -112,17 +104,9 @@ pub(crate) fn run(n: usize, rate: usize, seconds: usize, rounds: usize) -> anyho
             max_rss / 1024,
         );
     }
-    let mut sorted = ratios.clone();
-    sorted.sort_by(f64::total_cmp);
     println!(
-        "  p99 attrib / p99 baseline, pooled: {:.2} (rounds: {}; median {:.2})",
-        percentile(&attrib.latencies_ms, 0.99) / percentile(&base.latencies_ms, 0.99),
-        ratios
-            .iter()
-            .map(|r| format!("{r:.2}"))
-            .collect::<Vec<_>>()
-            .join(" / "),
-        percentile(&sorted, 0.5),
+        "  {}",
+        ratios.summary(&base.latencies_ms, &attrib.latencies_ms)
     );
     Ok(())
 }
