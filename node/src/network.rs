@@ -673,11 +673,14 @@ impl EventLoop {
         {
             match ForkProof::decode(proof).and_then(|p| p.verify(self.ingest.roster()).map(|_| p)) {
                 Ok(p) => {
-                    // Each through the whole check, as any received record (a proof holds
-                    // forever, so its check leaves out the clock; the store does not).
+                    // The proof's check covered all but the clock (a proof holds whenever it
+                    // is read); the store takes no record from the future, whatever brings it.
                     let (a, b) = p.records();
                     for r in [a, b] {
-                        if let Ok(Outcome::Waiting(m)) = self.ingest.receive(r.as_bytes()) {
+                        if attrib_protocol::check_clock(r, crate::now_ms()).is_err() {
+                            continue;
+                        }
+                        if let Ok(Outcome::Waiting(m)) = self.ingest.append(r.clone()) {
                             self.follow_up(m, peer);
                         }
                     }
@@ -1398,8 +1401,7 @@ fn proves_head(
             r.author() == head.author
                 && r.seq() == head.seq
                 && r.id() == head.id
-                && attrib_protocol::check_content(r.content()).is_ok()
-                && r.verify_signature(roster).is_ok()
+                && attrib_protocol::check_signed(&r, roster).is_ok()
         })
     })
 }

@@ -622,13 +622,7 @@ impl Store {
     /// so the node never keeps, or serves, two of its own records at one height.
     pub fn append_if_next(&self, record: Record) -> Result<Option<Appended>, StoreError> {
         let mut state = self.lock();
-        let pending_at_seq = state.pending_total > 0
-            && self
-                .db
-                .scan_prefix(key::pending(&record.author(), record.seq(), None))
-                .next()
-                .is_some();
-        if pending_at_seq || !self.index().is_next(&record) {
+        if self.pending_at_seq(&state, &record) || !self.index().is_next(&record) {
             return Ok(None);
         }
         let appended = self.append_locked(&mut state, record);
@@ -787,13 +781,10 @@ impl Store {
         if !next {
             return Ok(false);
         }
-        if state.pending_total > 0 {
-            let at_its_seq = key::pending(&record.author(), record.seq(), None);
-            if self.db.scan_prefix(at_its_seq).next().is_some()
-                || !self.waiting_for(record)?.is_empty()
-            {
-                return Ok(false);
-            }
+        if state.pending_total > 0
+            && (self.pending_at_seq(state, record) || !self.waiting_for(record)?.is_empty())
+        {
+            return Ok(false);
         }
         let Some(target) = record.body().target() else {
             return Ok(true);
@@ -890,25 +881,20 @@ impl Store {
             Some(t) => Some((t, self.get(&t)?)),
             None => None,
         };
-        match self.classify_fast(record) {
-            ChainPosition::Duplicate => Ok(Placement::Duplicate),
+        // Whether a record to be stored extends its author's chain (else it goes beside it).
+        let extends_head = match self.classify_fast(record) {
+            ChainPosition::Duplicate => return Ok(Placement::Duplicate),
             // The other side of an author's fork goes on: kept beside the chain as the record
             // it extends is, so that every node holds the author's later records whichever
             // side it met first (it would otherwise wait for a gap that never fills).
-            ChainPosition::Gap { .. } if self.extends_a_branch(record)? => {
-                match &target {
-                    Some((t, None)) => return Ok(Placement::Wait(Missing::Target(*t))),
-                    Some((_, Some(t))) => check_response(record, t)?,
-                    None => {}
-                }
-                let cursor = self.write(state, record, false, was_pending)?;
-                Ok(Placement::Stored(cursor))
+            ChainPosition::Gap { .. } if self.extends_a_branch(record)? => false,
+            ChainPosition::Gap { from, to } => {
+                return Ok(Placement::Wait(Missing::Chain {
+                    author: record.author(),
+                    from,
+                    to,
+                }));
             }
-            ChainPosition::Gap { from, to } => Ok(Placement::Wait(Missing::Chain {
-                author: record.author(),
-                from,
-                to,
-            })),
             ChainPosition::Fork(proof) => {
                 let stored = match &target {
                     Some((_, Some(t))) => {
@@ -935,18 +921,27 @@ impl Store {
                     }
                     None
                 };
-                Ok(Placement::Fork(proof, cursor, new_proof))
+                return Ok(Placement::Fork(proof, cursor, new_proof));
             }
-            ChainPosition::Next => {
-                match &target {
-                    Some((t, None)) => return Ok(Placement::Wait(Missing::Target(*t))),
-                    Some((_, Some(t))) => check_response(record, t)?,
-                    None => {}
-                }
-                let cursor = self.write(state, record, true, was_pending)?;
-                Ok(Placement::Stored(cursor))
-            }
+            ChainPosition::Next => true,
+        };
+        match &target {
+            Some((t, None)) => return Ok(Placement::Wait(Missing::Target(*t))),
+            Some((_, Some(t))) => check_response(record, t)?,
+            None => {}
         }
+        let cursor = self.write(state, record, extends_head, was_pending)?;
+        Ok(Placement::Stored(cursor))
+    }
+
+    /// Whether a record of `record`'s author at its seq (itself or another) is pending.
+    fn pending_at_seq(&self, state: &AppendState, record: &Record) -> bool {
+        state.pending_total > 0
+            && self
+                .db
+                .scan_prefix(key::pending(&record.author(), record.seq(), None))
+                .next()
+                .is_some()
     }
 
     /// Whether `record` extends a record its author forked from the chain: its `prev` is the

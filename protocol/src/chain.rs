@@ -10,7 +10,7 @@ use crate::encoding::{self, EncodingError};
 use crate::id::{MemberKey, RecordId};
 use crate::record::Record;
 use crate::roster::Roster;
-use crate::validate::{RecordError, check_content};
+use crate::validate::{RecordError, check_signed};
 
 /// The contiguous head of an author's chain: every record `1..=seq` is held, the one at `seq`
 /// has this id.
@@ -152,8 +152,7 @@ impl ForkProof {
     /// member, and in conflict. Returns the equivocating author.
     pub fn verify(&self, roster: &Roster) -> Result<MemberKey, ForkProofError> {
         for r in [&self.first, &self.second] {
-            check_content(r.content())?;
-            r.verify_signature(roster)?;
+            check_signed(r, roster)?;
         }
         Self::check_structure(&self.first, &self.second)?;
         Ok(self.first.author())

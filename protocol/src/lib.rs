@@ -87,5 +87,5 @@ pub use roster::{Member, Observer, Roster, RosterError, RosterFile};
 pub use thread::{Position, ThreadStatus, opinion_label, stance_label, standing_positions};
 pub use validate::{
     RecordError, acts_on_terminal, check_clock, check_content, check_printable, check_record,
-    check_records, check_response, check_response_content,
+    check_records, check_response, check_response_content, check_signed,
 };

@@ -148,6 +148,14 @@ pub fn check_record(bytes: &[u8], roster: &Roster, now_ms: u64) -> Result<Record
     Ok(record)
 }
 
+/// The check of a record whose time is not judged now (a fork proof's records, which prove
+/// what they prove whenever they are read, or a peer's proof of a chain head): field limits,
+/// author in the roster, signature. [`check_record`] adds the clock.
+pub fn check_signed(record: &Record, roster: &Roster) -> Result<(), RecordError> {
+    check_content(record.content())?;
+    record.verify_signature(roster)
+}
+
 /// Checks that `created_at` is not too far ahead of the receiver's clock.
 pub fn check_clock(record: &Record, now_ms: u64) -> Result<(), RecordError> {
     if record.created_at() > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
